@@ -1,0 +1,26 @@
+//! Switchyard: a WebAssembly-pluggable message-routing engine.
+//!
+//! One message's path: [`transport`] (bytes, frames, limits) →
+//! [`dialect`] (client format → [`envelope::Envelope`]) → [`router`]
+//! (type → target, one snapshot per message) → [`dispatch`] (deadline,
+//! caps) → [`runtime`] (warm plugin instances) → back through the dialect
+//! to the connection's bounded outbox in the [`hub`]. The [`registry`] and
+//! [`watcher`] replace plugins by atomic swaps of the route table.
+
+pub mod config;
+pub mod dialect;
+pub mod dispatch;
+pub mod envelope;
+pub mod hub;
+pub mod inspect;
+pub mod registry;
+pub mod router;
+pub mod runtime;
+pub mod server;
+pub mod services;
+pub mod state;
+pub mod transport;
+pub mod watcher;
+
+pub use config::Config;
+pub use server::Server;

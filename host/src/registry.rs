@@ -1,0 +1,218 @@
+//! The plugin registry: which component file serves which claims, and the
+//! validate-then-swap path every load, replace and unload goes through.
+//!
+//! A load compiles (off-thread, through the compile cache), instantiates
+//! once, reads the manifest and checks its claims against every other
+//! plugin's; only then is a new route table published by an atomic swap.
+//! Any failure leaves the previous version serving. Every outcome is
+//! published as a `status` event.
+
+use crate::dispatch::{builtin_routes, Routes, Target};
+use crate::runtime::{LoadError, PluginVersion, Runtime};
+use crate::services::EventSink;
+use arc_swap::ArcSwap;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+/// The topic registry status events go to.
+pub const STATUS_TOPIC: &str = "status";
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Load { path: PathBuf, source: LoadError },
+    #[error("{path}: plugin name {name:?} is already served from {other}")]
+    DuplicateName { path: PathBuf, name: String, other: PathBuf },
+}
+
+impl RegistryError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistryError::Read { .. } => "PLUGIN_READ_FAILED",
+            RegistryError::Load { source, .. } => source.code(),
+            RegistryError::DuplicateName { .. } => "CLAIM_CONFLICT",
+        }
+    }
+}
+
+/// What a successful load did.
+#[derive(Debug)]
+pub enum Loaded {
+    New(Arc<PluginVersion>),
+    Swapped { old: Arc<PluginVersion>, new: Arc<PluginVersion> },
+    /// The file's content is what is already serving.
+    Unchanged(Arc<PluginVersion>),
+}
+
+pub struct Registry {
+    runtime: Arc<Runtime>,
+    routes: Arc<ArcSwap<Routes>>,
+    /// Loaded versions by source file.
+    slots: Mutex<BTreeMap<PathBuf, Arc<PluginVersion>>>,
+    events: Arc<dyn EventSink>,
+    swaps: AtomicU64,
+    load_failures: AtomicU64,
+}
+
+impl Registry {
+    pub fn new(runtime: Arc<Runtime>, events: Arc<dyn EventSink>) -> Self {
+        // The built-ins alone cannot conflict.
+        let routes = build_routes(&BTreeMap::new()).unwrap_or_default();
+        Registry {
+            runtime,
+            routes: Arc::new(ArcSwap::from_pointee(routes)),
+            slots: Mutex::default(),
+            events,
+            swaps: AtomicU64::new(0),
+            load_failures: AtomicU64::new(0),
+        }
+    }
+
+    /// The live route table, for the dispatcher.
+    pub fn routes(&self) -> Arc<ArcSwap<Routes>> {
+        Arc::clone(&self.routes)
+    }
+
+    /// Every loaded plugin version, by file name.
+    pub fn plugins(&self) -> Vec<Arc<PluginVersion>> {
+        self.lock().values().cloned().collect()
+    }
+
+    pub fn swap_count(&self) -> u64 {
+        self.swaps.load(Ordering::Relaxed)
+    }
+
+    pub fn load_failure_count(&self) -> u64 {
+        self.load_failures.load(Ordering::Relaxed)
+    }
+
+    /// Load every `*.wasm` in `dir`, in name order. Failures are reported
+    /// and skipped.
+    pub async fn load_dir(&self, dir: &Path) -> std::io::Result<usize> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| is_plugin_file(path) && path.is_file())
+            .collect();
+        files.sort();
+        let mut loaded = 0;
+        for path in files {
+            loaded += usize::from(self.load(&path).await.is_ok());
+        }
+        Ok(loaded)
+    }
+
+    /// Load or replace the plugin served from `path`.
+    pub async fn load(&self, path: &Path) -> Result<Loaded, RegistryError> {
+        let result = self.try_load(path).await;
+        match &result {
+            Ok(Loaded::New(new)) => self.report("plugin_loaded", path, Some(new), None, None),
+            Ok(Loaded::Swapped { old, new }) => self.report("plugin_swapped", path, Some(new), Some(old), None),
+            Ok(Loaded::Unchanged(_)) => {}
+            Err(error) => {
+                self.load_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(code = error.code(), "plugin load failed; previous version (if any) keeps serving: {error}");
+                let current = self.lock().get(path).cloned();
+                self.report("plugin_failed", path, None, current.as_ref(), Some(error));
+            }
+        }
+        result
+    }
+
+    async fn try_load(&self, path: &Path) -> Result<Loaded, RegistryError> {
+        let bytes = tokio::fs::read(path).await.map_err(|source| RegistryError::Read { path: path.into(), source })?;
+        let hash = crate::runtime::cache::content_hash(&bytes);
+        if let Some(current) = self.lock().get(path).filter(|v| v.hash == hash) {
+            return Ok(Loaded::Unchanged(Arc::clone(current)));
+        }
+        let load_err = |source| RegistryError::Load { path: path.into(), source };
+        let compiled = self.runtime.compile(bytes).await.map_err(load_err)?;
+        tracing::debug!(path = %path.display(), cache = ?compiled.cache, "compiled");
+        let version = self.runtime.prepare(compiled, path.to_path_buf()).await.map_err(load_err)?;
+
+        let mut slots = self.lock();
+        if let Some((other, _)) = slots.iter().find(|(p, v)| p.as_path() != path && v.name() == version.name()) {
+            return Err(RegistryError::DuplicateName { path: path.into(), name: version.name().into(), other: other.clone() });
+        }
+        let mut next = slots.clone();
+        let old = next.insert(path.to_path_buf(), Arc::clone(&version));
+        let table = build_routes(&next).map_err(|e| load_err(e.into()))?;
+        self.routes.store(Arc::new(table));
+        *slots = next;
+        drop(slots);
+        tracing::info!(plugin = version.name(), version = version.version(), file = %path.display(), claims = ?version.claims.iter().map(ToString::to_string).collect::<Vec<_>>(), "plugin serving");
+        Ok(match old {
+            Some(old) => {
+                self.swaps.fetch_add(1, Ordering::Relaxed);
+                Loaded::Swapped { old, new: version }
+            }
+            None => Loaded::New(version),
+        })
+    }
+
+    /// Stop serving the plugin loaded from `path`; its types become unknown.
+    pub fn unload(&self, path: &Path) -> Option<Arc<PluginVersion>> {
+        let mut slots = self.lock();
+        let mut next = slots.clone();
+        let old = next.remove(path)?;
+        // Removing claims cannot create a conflict.
+        match build_routes(&next) {
+            Ok(table) => self.routes.store(Arc::new(table)),
+            Err(e) => {
+                tracing::error!("route table rebuild failed on unload: {e}");
+                return None;
+            }
+        }
+        *slots = next;
+        drop(slots);
+        tracing::info!(plugin = old.name(), version = old.version(), file = %path.display(), "plugin unloaded");
+        self.report("plugin_unloaded", path, None, Some(&old), None);
+        Some(old)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<PathBuf, Arc<PluginVersion>>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn report(
+        &self,
+        event: &str,
+        path: &Path,
+        new: Option<&Arc<PluginVersion>>,
+        old: Option<&Arc<PluginVersion>>,
+        error: Option<&RegistryError>,
+    ) {
+        let data = json!({
+            "event": event,
+            "file": path.file_name().map(|f| f.to_string_lossy()),
+            "plugin": new.or(old).map(|v| v.name()),
+            "version": new.map(|v| v.version()),
+            "previous_version": old.map(|v| v.version()),
+            "hash": new.map(|v| v.hash.as_str()),
+            "claims": new.map(|v| v.claims.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            "error": error.map(|e| json!({ "code": e.code(), "message": e.to_string() })),
+        });
+        if let Ok(raw) = serde_json::value::to_raw_value(&data) {
+            let _ = self.events.publish(STATUS_TOPIC, &raw, "registry");
+        }
+    }
+}
+
+fn build_routes(slots: &BTreeMap<PathBuf, Arc<PluginVersion>>) -> Result<Routes, crate::router::RouteError> {
+    Routes::build(
+        builtin_routes(),
+        slots.values().map(|v| (v.name().to_owned(), v.claims.clone(), Target::Plugin(Arc::clone(v)))),
+    )
+}
+
+/// A file the registry serves: `*.wasm`, not hidden (editors and the
+/// atomic-rename workflow write `.name.wasm` or `name.wasm.tmp` first).
+pub fn is_plugin_file(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "wasm")
+        && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('.'))
+}

@@ -1,0 +1,251 @@
+//! The plugin runtime: one wasmtime engine, the compile cache, and per
+//! plugin version an `InstancePre` with a pool of warm instances.
+//!
+//! Every call runs under a deadline (epoch interruption), a memory cap and
+//! a concurrency cap, and every fault becomes a [`Failure`] with a stable
+//! code; a trapped instance is discarded, never reused. Plugins see only
+//! the WIT capabilities and a WASI with no files, network or environment
+//! unless their [`Grant`] says so. Nothing here knows about sockets.
+//!
+//! [`Failure`]: crate::envelope::Failure
+
+pub mod cache;
+mod capabilities;
+mod plugin;
+pub mod world;
+
+pub use plugin::{BareInstance, PluginStats, PluginVersion};
+
+use crate::router::{Claim, RouteError};
+use crate::services::{EventSink, KvStore};
+use cache::{CacheOutcome, CompileCache};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// How often the epoch advances: the granularity of deadlines and of
+/// yielding a long-running call back to the async executor.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Limits every plugin call runs under.
+#[derive(Debug, Clone)]
+pub struct PluginLimits {
+    pub deadline: Duration,
+    pub memory_bytes: usize,
+    /// Warm instances, and so concurrent calls, per plugin version.
+    pub max_instances: usize,
+}
+
+/// What a plugin may reach beyond the WIT capabilities, by plugin name.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Host folders to preopen.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables to pass, by name, from the host's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Outbound and inbound TCP/UDP to any address, and name lookups.
+    #[serde(default)]
+    pub network: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    pub host: PathBuf,
+    pub guest: String,
+    #[serde(default = "yes")]
+    pub read_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Why a component could not become a plugin version. Every variant keeps
+/// the previous version serving.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("not a valid component: {0}")]
+    Compile(String),
+    #[error("not a switchyard:plugin@0.1.0 component: {0}")]
+    WrongWorld(String),
+    #[error("failed to instantiate: {0}")]
+    Instantiate(String),
+    #[error("manifest() failed: {0}")]
+    Manifest(String),
+    #[error("invalid manifest: {0}")]
+    InvalidManifest(String),
+    #[error(transparent)]
+    Claim(#[from] RouteError),
+}
+
+impl LoadError {
+    /// Stable code for status events and the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoadError::Compile(_) => "PLUGIN_COMPILE_FAILED",
+            LoadError::WrongWorld(_) | LoadError::InvalidManifest(_) | LoadError::Claim(RouteError::InvalidClaim { .. }) => {
+                "PLUGIN_INVALID"
+            }
+            LoadError::Instantiate(_) | LoadError::Manifest(_) => "PLUGIN_INSTANTIATE_FAILED",
+            LoadError::Claim(_) => "CLAIM_CONFLICT",
+        }
+    }
+}
+
+/// The capabilities' view of the host.
+#[derive(Clone)]
+pub struct Services {
+    pub events: Arc<dyn EventSink>,
+    pub kv: Arc<dyn KvStore>,
+}
+
+/// Which plugin a store belongs to.
+#[derive(Debug)]
+pub struct PluginIdentity {
+    pub name: String,
+    pub version: String,
+}
+
+/// The data of every plugin `Store`.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// When the current call must end.
+    deadline: Instant,
+    identity: Arc<PluginIdentity>,
+    services: Services,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// A compiled, not yet validated component.
+pub struct Compiled {
+    pub component: Component,
+    pub hash: String,
+    pub cache: CacheOutcome,
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: CompileCache,
+    limits: PluginLimits,
+    grants: HashMap<String, Grant>,
+    services: Services,
+}
+
+impl Runtime {
+    pub fn new(
+        limits: PluginLimits,
+        cache_dir: Option<PathBuf>,
+        grants: HashMap<String, Grant>,
+        services: Services,
+    ) -> anyhow::Result<Arc<Runtime>> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        world::v0_1::Plugin::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        spawn_epoch_ticker(&engine);
+        let cache = CompileCache::new(&engine, cache_dir);
+        Ok(Arc::new(Runtime { engine, linker, cache, limits, grants, services }))
+    }
+
+    pub fn limits(&self) -> &PluginLimits {
+        &self.limits
+    }
+
+    /// Compile a component (or load it from the compile cache) on a blocking
+    /// thread, never on the async workers.
+    pub async fn compile(self: &Arc<Self>, bytes: Vec<u8>) -> Result<Compiled, LoadError> {
+        let runtime = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let hash = cache::content_hash(&bytes);
+            let (component, cache) =
+                runtime.cache.load_or_compile(&runtime.engine, &bytes, &hash).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+            Ok(Compiled { component, hash, cache })
+        })
+        .await
+        .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
+    }
+
+    /// Instantiate once, read and check the manifest, and return a version
+    /// ready to serve (not yet routed to).
+    pub async fn prepare(self: &Arc<Self>, compiled: Compiled, source: PathBuf) -> Result<Arc<PluginVersion>, LoadError> {
+        PluginVersion::prepare(Arc::clone(self), compiled, source).await
+    }
+
+    fn new_store(&self, identity: Arc<PluginIdentity>, grant: Option<&Grant>) -> anyhow::Result<Store<PluginState>> {
+        let mut wasi = WasiCtxBuilder::new();
+        if let Some(grant) = grant {
+            for dir in &grant.dirs {
+                let perms = if dir.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+                wasi.preopened_dir(&dir.host, &dir.guest, perms)?;
+            }
+            for name in &grant.env {
+                if let Ok(value) = std::env::var(name) {
+                    wasi.env(name, value);
+                }
+            }
+            if grant.network {
+                wasi.inherit_network().allow_ip_name_lookup(true);
+            }
+        }
+        let limits = StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build();
+        let state = PluginState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits,
+            deadline: Instant::now() + self.limits.deadline,
+            identity,
+            services: self.services.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if Instant::now() >= ctx.data().deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        store.set_epoch_deadline(1);
+        Ok(store)
+    }
+}
+
+/// Advance the engine's epoch until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("switchyard-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!("could not start the epoch thread; deadlines will not fire: {e}"));
+}
+
+/// Parse and check a manifest's claims.
+fn parse_claims(claims: &[String]) -> Result<Vec<Claim>, LoadError> {
+    if claims.is_empty() {
+        return Err(LoadError::InvalidManifest("claims no message types".into()));
+    }
+    claims.iter().map(|c| Claim::parse(c).map_err(LoadError::from)).collect()
+}

@@ -1,0 +1,186 @@
+//! The WebSocket transport: one reader and one writer task per connection.
+//!
+//! The reader answers messages in arrival order, one at a time, so a
+//! client's commands take effect in the order it sent them. Replies and
+//! events go through the connection's bounded outbox to the writer, which
+//! also sends heartbeat pings. A client that stops reading fills its outbox
+//! and is evicted; one that goes silent past the idle timeout is closed.
+//!
+//! Close codes: 1000 normal, 1001 host shutting down, 1009 frame over
+//! `limits.max_frame_bytes`, 4000 idle timeout, 4008 slow consumer.
+
+use super::Gateway;
+use crate::dispatch::Caller;
+use crate::envelope::{self, ErrorCode, Failure, Origin, Transport};
+use crate::hub::{close, Connection, Outbox};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite;
+
+/// The host is shutting down.
+const GOING_AWAY: u16 = 1001;
+const NORMAL: u16 = 1000;
+const TOO_BIG: u16 = 1009;
+
+/// How long a closing connection may take to flush what it has queued.
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Deserialize)]
+pub struct ConnectQuery {
+    client_id: Option<String>,
+}
+
+pub async fn upgrade(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Query(query): Query<ConnectQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if gateway.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    if gateway.hub.connection_count() >= gateway.ws.max_connections {
+        return (StatusCode::SERVICE_UNAVAILABLE, "connection limit reached").into_response();
+    }
+    let client_id = query
+        .client_id
+        .or_else(|| headers.get("x-client-id").and_then(|v| v.to_str().ok()).map(str::to_owned))
+        .filter(|id| !id.is_empty() && id.len() <= 128);
+    let max = gateway.ws.max_frame_bytes;
+    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
+        let tracker = gateway.tracker.clone();
+        tracker.track_future(serve(gateway, socket, remote, client_id))
+    })
+}
+
+async fn serve(gateway: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, client_id: Option<String>) {
+    let (connection, outbox) = gateway.hub.connect(client_id, Some(remote));
+    tracing::debug!(connection = %connection.id, %remote, "connected");
+    let (sink, stream) = socket.split();
+    let ack = serde_json::json!({
+        "type": "connection",
+        "status": "connected",
+        "message": "Connected successfully",
+        "connection_id": connection.id,
+        "client_id": connection.client_id,
+        "server_time": envelope::now_rfc3339(),
+    });
+    connection.deliver(Bytes::from(ack.to_string()), gateway.ws.send_timeout).await;
+    let writer = tokio::spawn(write_loop(sink, outbox, Arc::clone(&connection), gateway.ws.heartbeat));
+
+    let (code, reason) = read_loop(&gateway, stream, &connection).await;
+    gateway.hub.disconnect(&connection.id);
+    connection.evict(code, &reason);
+    let _ = writer.await;
+    tracing::debug!(connection = %connection.id, code, reason, "disconnected");
+}
+
+/// Answer frames until the connection ends; returns the close code and reason.
+async fn read_loop(gateway: &Gateway, mut stream: SplitStream<WebSocket>, connection: &Arc<Connection>) -> (u16, String) {
+    let settings = &gateway.ws;
+    let origin = Origin { connection_id: connection.id.clone(), client_id: connection.client_id.clone(), transport: Transport::Ws };
+    loop {
+        let next = tokio::select! {
+            _ = gateway.shutdown.cancelled() => return (GOING_AWAY, "server shutting down".into()),
+            _ = connection.evicted() => return evicted(connection),
+            next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
+        };
+        let message = match next {
+            Err(_) => return (close::IDLE_TIMEOUT, "idle timeout: no frames or pongs".into()),
+            Ok(None) => return (NORMAL, String::new()),
+            Ok(Some(Err(error))) => return read_error(gateway, connection, error).await,
+            Ok(Some(Ok(message))) => message,
+        };
+        let answer = match message {
+            Message::Text(text) => {
+                let caller = Caller { origin: origin.clone(), connection: Some(connection) };
+                gateway.dispatcher.answer(text.as_str(), settings.max_message_bytes, &caller).await
+            }
+            Message::Binary(_) => error_frame(&Failure::new(
+                ErrorCode::InvalidMessage,
+                "binary frames are not accepted: send JSON messages as text frames",
+            )),
+            Message::Close(_) => return (NORMAL, String::new()),
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        if !connection.deliver(Bytes::from(answer), settings.send_timeout).await {
+            return evicted(connection);
+        }
+    }
+}
+
+fn evicted(connection: &Connection) -> (u16, String) {
+    connection.eviction().map_or((NORMAL, String::new()), |(code, reason)| (code, reason.to_owned()))
+}
+
+/// A read failed: a frame over the hard limit gets an error and 1009;
+/// anything else is a broken connection.
+async fn read_error(gateway: &Gateway, connection: &Connection, error: axum::Error) -> (u16, String) {
+    let source = error.into_inner();
+    let too_big = matches!(source.downcast_ref::<tungstenite::Error>(), Some(tungstenite::Error::Capacity(_)));
+    if too_big {
+        let limit = gateway.ws.max_frame_bytes;
+        let failure = Failure::new(ErrorCode::PayloadTooLarge, format!("frame over the {limit}-byte limit; closing"));
+        connection.deliver(Bytes::from(error_frame(&failure)), gateway.ws.send_timeout).await;
+        return (TOO_BIG, "message too big".into());
+    }
+    tracing::debug!(connection = %connection.id, "read failed: {source}");
+    (NORMAL, String::new())
+}
+
+fn error_frame(failure: &Failure) -> String {
+    let reply_to = crate::dialect::ReplyTo { dialect: crate::dialect::Dialect::Canonical, id: None, kind: None };
+    crate::dialect::encode(&reply_to, &Err(failure.clone()))
+}
+
+/// Send queued frames and heartbeats until the connection is evicted, then
+/// flush (unless it was too slow to read) and close with the eviction's code.
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut outbox: Outbox, connection: Arc<Connection>, heartbeat: Duration) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    loop {
+        let result = tokio::select! {
+            biased;
+            frame = outbox.recv() => match frame {
+                Some(frame) => send_text(&mut sink, frame).await,
+                None => break,
+            },
+            _ = connection.evicted() => break,
+            _ = ticker.tick() => sink.send(Message::Ping(Bytes::new())).await,
+        };
+        if result.is_err() {
+            connection.evict(NORMAL, "write failed");
+            return;
+        }
+    }
+    let (code, reason) = evicted(&connection);
+    if code != close::SLOW_CONSUMER {
+        let flush = async {
+            while let Ok(frame) = outbox.try_recv() {
+                if send_text(&mut sink, frame).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(FLUSH_ON_CLOSE, flush).await;
+    }
+    let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+    let _ = tokio::time::timeout(FLUSH_ON_CLOSE, sink.send(Message::Close(Some(frame)))).await;
+}
+
+async fn send_text(sink: &mut SplitSink<WebSocket, Message>, frame: Bytes) -> Result<(), axum::Error> {
+    match Utf8Bytes::try_from(frame) {
+        Ok(text) => sink.send(Message::Text(text)).await,
+        // The hub only queues serialized JSON; skip anything else.
+        Err(_) => Ok(()),
+    }
+}

@@ -1,0 +1,74 @@
+//! Run with: cargo bench -p switchyard-tests --bench dispatch
+//!
+//! The in-process dispatch path (a text frame in → dialect → route → Rust
+//! `echo` plugin → reply JSON out), beside the bare cost of one typed
+//! wasmtime call to the same plugin's `handle`, in the same run.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard::dispatch::{Caller, Dispatcher};
+use switchyard::envelope::{Origin, Transport};
+use switchyard::hub::{Hub, HubLimits};
+use switchyard::registry::Registry;
+use switchyard::runtime::world::v0_1::types;
+use switchyard::runtime::{PluginLimits, Runtime, Services};
+use switchyard::state::MemoryKv;
+
+const FRAME: &str = r#"{"type":"echo","id":"b1","data":{"message":"hello"}}"#;
+
+fn dispatch(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 64 }));
+    let services = Services { events: hub.clone(), kv: Arc::new(MemoryKv::default()) };
+    let limits = PluginLimits { deadline: Duration::from_secs(2), memory_bytes: 64 << 20, max_instances: 4 };
+    let runtime = Runtime::new(limits, Some(switchyard_tests::shared_cache()), HashMap::new(), services).unwrap();
+    let registry = Registry::new(runtime, hub);
+    let echo = switchyard_tests::guest("echo");
+    rt.block_on(registry.load(&echo)).expect("echo loads");
+    let dispatcher = Dispatcher::new(registry.routes());
+    let origin = Origin { connection_id: "bench".into(), client_id: None, transport: Transport::Ws };
+    let caller = Caller { origin, connection: None };
+    let reply = rt.block_on(dispatcher.answer(FRAME, 1 << 20, &caller));
+    assert!(reply.contains("Echo: hello"), "{reply}");
+
+    let plugin = registry.plugins().pop().unwrap();
+    let mut bare = rt.block_on(plugin.bare_instance()).unwrap();
+    let message = types::Message {
+        id: "b1".into(),
+        type_: "echo".into(),
+        data: r#"{"message":"hello"}"#.into(),
+        meta: "{}".into(),
+        origin: types::Origin { connection_id: "bench".into(), client_id: None, transport: "ws".into() },
+    };
+
+    let mut group = c.benchmark_group("echo");
+    group.bench_function("bare typed wasmtime call", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(bare.handle(&message).await.unwrap().unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("dispatch: frame in, reply out", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(dispatcher.answer(black_box(FRAME), 1 << 20, &caller).await);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, dispatch);
+criterion_main!(benches);

@@ -1,0 +1,298 @@
+//! Test kit for Switchyard's end-to-end tests and benchmarks.
+//!
+//! [`guest`] builds the workspace's plugins and fixtures from source for
+//! `wasm32-wasip2` (once per test process) and hands out their paths.
+//! [`Host`] runs a real host on `127.0.0.1:0` over a temporary plugin
+//! folder; [`Client`] is a real WebSocket client.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+use switchyard::{Config, Server};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for any one expected frame.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
+}
+
+/// Build every guest crate (plugins and fixtures) once per process; the
+/// folder of built components. Uses its own target folder so it never waits
+/// on the cargo invocation running the tests.
+pub fn guest_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = workspace_root();
+        let target = root.join("target").join("guests");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let output = Command::new(cargo)
+            .current_dir(&root)
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--workspace"])
+            .args(["--exclude", "switchyard", "--exclude", "switchyard-tests"])
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .expect("run cargo to build the guest plugins");
+        assert!(
+            output.status.success(),
+            "building guest plugins failed (is the wasm32-wasip2 target installed?):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        target.join("wasm32-wasip2").join("release")
+    })
+}
+
+/// The built component of guest crate `name` (`echo`, `video_v2`...).
+pub fn guest(name: &str) -> PathBuf {
+    let path = guest_dir().join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(path.is_file(), "no guest component at {}", path.display());
+    path
+}
+
+/// A compile cache shared by all tests, so each component compiles once.
+pub fn shared_cache() -> PathBuf {
+    workspace_root().join("target").join("test-compile-cache")
+}
+
+/// Defaults for a test host: port 0, fast debounce, shared compile cache.
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.plugins.dir = dir.to_path_buf();
+    config.plugins.cache_dir = Some(shared_cache());
+    config.plugins.debounce_ms = 50;
+    config
+}
+
+/// A running host over its own temporary plugin folder.
+pub struct Host {
+    server: Option<Server>,
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    /// Serve the named guests (installed as `<name>.wasm`).
+    pub async fn start(guests: &[&str]) -> Host {
+        Self::start_with(guests, |_| {}).await
+    }
+
+    pub async fn start_with(guests: &[&str], tweak: impl FnOnce(&mut Config)) -> Host {
+        let dir = tempfile::tempdir().expect("temp plugin folder");
+        for name in guests {
+            install_file(&guest(name), &dir.path().join(format!("{name}.wasm")));
+        }
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let server = Server::start(config).await.expect("host starts");
+        Host { server: Some(server), dir }
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("host is running")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server().local_addr()
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr())
+    }
+
+    pub fn plugin_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Atomically install guest `name` as `file` in the plugin folder.
+    pub fn install(&self, name: &str, file: &str) {
+        install_file(&guest(name), &self.dir.path().join(file));
+    }
+
+    /// Atomically install arbitrary bytes as `file`.
+    pub fn install_bytes(&self, bytes: &[u8], file: &str) {
+        let tmp = self.dir.path().join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, bytes).expect("write temp file");
+        std::fs::rename(&tmp, self.dir.path().join(file)).expect("rename into place");
+    }
+
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.dir.path().join(file)).expect("remove plugin file");
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(&self.url()).await
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+}
+
+/// Copy beside the destination, then rename: the workflow the README documents.
+fn install_file(from: &Path, to: &Path) {
+    let tmp = to.with_file_name(format!(".{}.tmp", to.file_name().unwrap().to_string_lossy()));
+    std::fs::copy(from, &tmp).expect("copy component");
+    std::fs::rename(&tmp, to).expect("rename component into place");
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A real WebSocket client that keeps events apart from replies.
+pub struct Client {
+    socket: Socket,
+    /// The host's `connection` acknowledgement.
+    pub ack: Value,
+    events: VecDeque<Value>,
+    next_id: u64,
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug, PartialEq)]
+pub enum Ending {
+    Closed(Option<u16>),
+    Dropped,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        let mut client = Client { socket, ack: Value::Null, events: VecDeque::new(), next_id: 0 };
+        client.ack = client.recv_frame().await;
+        assert_eq!(client.ack["type"], "connection", "first frame is the acknowledgement");
+        client
+    }
+
+    pub fn connection_id(&self) -> &str {
+        self.ack["connection_id"].as_str().expect("ack has a connection_id")
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket.send(Message::text(text)).await.expect("send frame");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.socket.send(message).await.expect("send frame");
+    }
+
+    /// Send one message and return the next frame that is not an event.
+    pub async fn request(&mut self, message: Value) -> Value {
+        self.send_text(&message.to_string()).await;
+        self.reply().await
+    }
+
+    /// The next frame that is not an event (events are kept for later).
+    pub async fn reply(&mut self) -> Value {
+        loop {
+            let frame = self.recv_frame().await;
+            if is_event(&frame) {
+                self.events.push_back(frame);
+            } else {
+                return frame;
+            }
+        }
+    }
+
+    /// A canonical request with a fresh id; checks the reply is correlated.
+    pub async fn call(&mut self, kind: &str, data: Value) -> Value {
+        self.next_id += 1;
+        let id = format!("t{}", self.next_id);
+        let reply = self.request(json!({ "type": kind, "id": id, "data": data })).await;
+        assert_eq!(reply["id"], json!(id), "reply correlates to its request: {reply}");
+        reply
+    }
+
+    /// The next event, from the buffer or the socket.
+    pub async fn event(&mut self) -> Value {
+        if let Some(event) = self.events.pop_front() {
+            return event;
+        }
+        loop {
+            let frame = self.recv_frame().await;
+            if is_event(&frame) {
+                return frame;
+            }
+            panic!("expected an event, got {frame}");
+        }
+    }
+
+    /// The next event on `topic`, skipping others.
+    pub async fn event_on(&mut self, topic: &str) -> Value {
+        loop {
+            let event = self.event().await;
+            if event["meta"]["topic"] == topic {
+                return event;
+            }
+        }
+    }
+
+    /// No event arrives within `wait`.
+    pub async fn assert_no_event(&mut self, wait: Duration) {
+        assert!(self.events.is_empty(), "unexpected buffered event {:?}", self.events.front());
+        if let Ok(Some(Ok(frame))) = tokio::time::timeout(wait, self.socket.next()).await {
+            panic!("expected no frame, got {frame:?}");
+        }
+    }
+
+    pub async fn recv_frame(&mut self) -> Value {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.socket.next()).await.expect("a frame arrives in time");
+            match next {
+                Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).expect("host sends JSON"),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Read until the host closes the connection; its close code.
+    pub async fn ending(&mut self) -> Ending {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.socket.next()).await.expect("the host ends the connection in time") {
+                Some(Ok(Message::Close(frame))) => return Ending::Closed(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ending::Dropped,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}
+
+/// Events carry the topic they were published on.
+pub fn is_event(frame: &Value) -> bool {
+    frame["meta"]["topic"].is_string()
+}
+
+/// Close code helper for assertions.
+pub fn code(close: CloseCode) -> u16 {
+    u16::from(close)
+}
+
+/// Subscribe `client` to the registry's status events.
+pub async fn watch_status(client: &mut Client) {
+    let reply = client.call("subscribe", json!({ "events": ["status"] })).await;
+    assert_eq!(reply["type"], "reply", "{reply}");
+}
+
+/// Wait for the next status event about `file` (skipping others).
+pub async fn status_for(client: &mut Client, file: &str) -> Value {
+    loop {
+        let event = client.event_on("status").await;
+        if event["data"]["file"] == file {
+            return event["data"].clone();
+        }
+    }
+}
