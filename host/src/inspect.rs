@@ -31,7 +31,8 @@ pub async fn inspect(path: &Path) -> Result<Value, InspectError> {
     let services = Services { events: Arc::new(Discard), kv: Arc::new(MemoryKv::default()) };
     let runtime = Runtime::new(limits, None, HashMap::new(), services)
         .map_err(|e| InspectError { code: "INTERNAL_ERROR", message: format!("{e:#}") })?;
-    let compiled = runtime.compile(bytes).await?;
+    let hash = crate::runtime::cache::content_hash(&bytes);
+    let compiled = runtime.compile(bytes, hash).await?;
     let version = runtime.prepare(compiled, path.to_path_buf()).await?;
     Ok(describe(&version))
 }

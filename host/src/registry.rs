@@ -12,7 +12,7 @@ use crate::runtime::{LoadError, PluginVersion, Runtime};
 use crate::services::EventSink;
 use arc_swap::ArcSwap;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,8 +46,9 @@ impl RegistryError {
 pub enum Loaded {
     New(Arc<PluginVersion>),
     Swapped { old: Arc<PluginVersion>, new: Arc<PluginVersion> },
-    /// The file's content is what is already serving.
-    Unchanged(Arc<PluginVersion>),
+    /// The file's content is what is already serving, or what already
+    /// failed to load: nothing to do, nothing to report.
+    Unchanged,
 }
 
 pub struct Registry {
@@ -55,6 +56,9 @@ pub struct Registry {
     routes: Arc<ArcSwap<Routes>>,
     /// Loaded versions by source file.
     slots: Mutex<BTreeMap<PathBuf, Arc<PluginVersion>>>,
+    /// Content hash of the last failed load per file, so the same bytes
+    /// (a repeated file event) are not retried and reported again.
+    failed: Mutex<HashMap<PathBuf, String>>,
     events: Arc<dyn EventSink>,
     swaps: AtomicU64,
     load_failures: AtomicU64,
@@ -68,6 +72,7 @@ impl Registry {
             runtime,
             routes: Arc::new(ArcSwap::from_pointee(routes)),
             slots: Mutex::default(),
+            failed: Mutex::default(),
             events,
             swaps: AtomicU64::new(0),
             load_failures: AtomicU64::new(0),
@@ -113,7 +118,7 @@ impl Registry {
         match &result {
             Ok(Loaded::New(new)) => self.report("plugin_loaded", path, Some(new), None, None),
             Ok(Loaded::Swapped { old, new }) => self.report("plugin_swapped", path, Some(new), Some(old), None),
-            Ok(Loaded::Unchanged(_)) => {}
+            Ok(Loaded::Unchanged) => {}
             Err(error) => {
                 self.load_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(code = error.code(), "plugin load failed; previous version (if any) keeps serving: {error}");
@@ -127,11 +132,22 @@ impl Registry {
     async fn try_load(&self, path: &Path) -> Result<Loaded, RegistryError> {
         let bytes = tokio::fs::read(path).await.map_err(|source| RegistryError::Read { path: path.into(), source })?;
         let hash = crate::runtime::cache::content_hash(&bytes);
-        if let Some(current) = self.lock().get(path).filter(|v| v.hash == hash) {
-            return Ok(Loaded::Unchanged(Arc::clone(current)));
+        let serving = self.lock().get(path).is_some_and(|v| v.hash == hash);
+        if serving || self.failed().get(path) == Some(&hash) {
+            return Ok(Loaded::Unchanged);
         }
+        let result = self.load_new(path, bytes, &hash).await;
+        let mut failed = self.failed();
+        match &result {
+            Err(RegistryError::Load { .. } | RegistryError::DuplicateName { .. }) => failed.insert(path.to_path_buf(), hash),
+            _ => failed.remove(path),
+        };
+        result
+    }
+
+    async fn load_new(&self, path: &Path, bytes: Vec<u8>, hash: &str) -> Result<Loaded, RegistryError> {
         let load_err = |source| RegistryError::Load { path: path.into(), source };
-        let compiled = self.runtime.compile(bytes).await.map_err(load_err)?;
+        let compiled = self.runtime.compile(bytes, hash.to_owned()).await.map_err(load_err)?;
         tracing::debug!(path = %path.display(), cache = ?compiled.cache, "compiled");
         let version = self.runtime.prepare(compiled, path.to_path_buf()).await.map_err(load_err)?;
 
@@ -157,6 +173,7 @@ impl Registry {
 
     /// Stop serving the plugin loaded from `path`; its types become unknown.
     pub fn unload(&self, path: &Path) -> Option<Arc<PluginVersion>> {
+        self.failed().remove(path);
         let mut slots = self.lock();
         let mut next = slots.clone();
         let old = next.remove(path)?;
@@ -177,6 +194,10 @@ impl Registry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<PathBuf, Arc<PluginVersion>>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn failed(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, String>> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn report(

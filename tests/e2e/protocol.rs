@@ -171,7 +171,7 @@ async fn silent_connections_are_closed_after_the_idle_timeout() {
     .await;
     let mut live = host.connect().await;
     // A live client reading its socket answers pings and stays.
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    live.assert_quiet(Duration::from_millis(900)).await;
     let reply = live.request(json!({"type": "ping"})).await;
     assert_eq!(reply["type"], "pong");
 

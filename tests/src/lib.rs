@@ -15,7 +15,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 use switchyard::{Config, Server};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -236,11 +235,15 @@ impl Client {
         }
     }
 
-    /// No event arrives within `wait`.
-    pub async fn assert_no_event(&mut self, wait: Duration) {
+    /// No frame but pings arrives within `wait` (reading answers the pings).
+    pub async fn assert_quiet(&mut self, wait: Duration) {
         assert!(self.events.is_empty(), "unexpected buffered event {:?}", self.events.front());
-        if let Ok(Some(Ok(frame))) = tokio::time::timeout(wait, self.socket.next()).await {
-            panic!("expected no frame, got {frame:?}");
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(next) = tokio::time::timeout_at(deadline, self.socket.next()).await {
+            match next {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected no frame, got {other:?}"),
+            }
         }
     }
 
@@ -274,11 +277,6 @@ impl Client {
 /// Events carry the topic they were published on.
 pub fn is_event(frame: &Value) -> bool {
     frame["meta"]["topic"].is_string()
-}
-
-/// Close code helper for assertions.
-pub fn code(close: CloseCode) -> u16 {
-    u16::from(close)
 }
 
 /// Subscribe `client` to the registry's status events.

@@ -171,12 +171,12 @@ impl Runtime {
         &self.limits
     }
 
-    /// Compile a component (or load it from the compile cache) on a blocking
-    /// thread, never on the async workers.
-    pub async fn compile(self: &Arc<Self>, bytes: Vec<u8>) -> Result<Compiled, LoadError> {
+    /// Compile a component whose [`cache::content_hash`] is `hash` (or load
+    /// it from the compile cache) on a blocking thread, never on the async
+    /// workers.
+    pub async fn compile(self: &Arc<Self>, bytes: Vec<u8>, hash: String) -> Result<Compiled, LoadError> {
         let runtime = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            let hash = cache::content_hash(&bytes);
             let (component, cache) =
                 runtime.cache.load_or_compile(&runtime.engine, &bytes, &hash).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
             Ok(Compiled { component, hash, cache })
@@ -218,8 +218,15 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
+        // Past the deadline: trap. Otherwise yield every tick, through tokio's
+        // own yield so the I/O driver runs before the guest resumes: a busy
+        // guest must not starve the sockets on its worker thread.
         store.epoch_deadline_callback(|ctx| {
-            Ok(if Instant::now() >= ctx.data().deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+            Ok(if Instant::now() >= ctx.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
         });
         store.set_epoch_deadline(1);
         Ok(store)

@@ -66,7 +66,7 @@ pub async fn upgrade(
 async fn serve(gateway: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, client_id: Option<String>) {
     let (connection, outbox) = gateway.hub.connect(client_id, Some(remote));
     tracing::debug!(connection = %connection.id, %remote, "connected");
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let ack = serde_json::json!({
         "type": "connection",
         "status": "connected",
@@ -78,15 +78,26 @@ async fn serve(gateway: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, cli
     connection.deliver(Bytes::from(ack.to_string()), gateway.ws.send_timeout).await;
     let writer = tokio::spawn(write_loop(sink, outbox, Arc::clone(&connection), gateway.ws.heartbeat));
 
-    let (code, reason) = read_loop(&gateway, stream, &connection).await;
+    let (code, reason) = read_loop(&gateway, &mut stream, &connection).await;
     gateway.hub.disconnect(&connection.id);
     connection.evict(code, &reason);
     let _ = writer.await;
+    // The closing handshake: give the client a moment to answer our Close,
+    // so it reads that frame before the TCP connection goes away. A slow
+    // consumer gets no such courtesy: it is not reading anyway.
+    if code != NORMAL && code != close::SLOW_CONSUMER {
+        let answered = async { while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        } };
+        let _ = tokio::time::timeout(FLUSH_ON_CLOSE, answered).await;
+    }
     tracing::debug!(connection = %connection.id, code, reason, "disconnected");
 }
 
 /// Answer frames until the connection ends; returns the close code and reason.
-async fn read_loop(gateway: &Gateway, mut stream: SplitStream<WebSocket>, connection: &Arc<Connection>) -> (u16, String) {
+async fn read_loop(gateway: &Gateway, stream: &mut SplitStream<WebSocket>, connection: &Arc<Connection>) -> (u16, String) {
     let settings = &gateway.ws;
     let origin = Origin { connection_id: connection.id.clone(), client_id: connection.client_id.clone(), transport: Transport::Ws };
     loop {
@@ -148,16 +159,24 @@ fn error_frame(failure: &Failure) -> String {
 async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut outbox: Outbox, connection: Arc<Connection>, heartbeat: Duration) {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     loop {
-        let result = tokio::select! {
+        let message = tokio::select! {
             biased;
-            frame = outbox.recv() => match frame {
-                Some(frame) => send_text(&mut sink, frame).await,
+            _ = connection.evicted() => break,
+            frame = outbox.recv() => match frame.map(Utf8Bytes::try_from) {
+                Some(Ok(text)) => Message::Text(text),
+                // The hub only queues serialized JSON; skip anything else.
+                Some(Err(_)) => continue,
                 None => break,
             },
-            _ = connection.evicted() => break,
-            _ = ticker.tick() => sink.send(Message::Ping(Bytes::new())).await,
+            _ = ticker.tick() => Message::Ping(Bytes::new()),
         };
-        if result.is_err() {
+        // A write blocked by a client that does not read must not outlive
+        // its eviction.
+        let sent = tokio::select! {
+            sent = sink.send(message) => sent,
+            _ = connection.evicted() => break,
+        };
+        if sent.is_err() {
             connection.evict(NORMAL, "write failed");
             return;
         }
