@@ -78,8 +78,6 @@ pub enum ErrorCode {
     PayloadTooLarge,
     PluginTimeout,
     PluginFailed,
-    PluginBusy,
-    ShuttingDown,
     Internal,
 }
 
@@ -92,8 +90,6 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::PluginTimeout => "PLUGIN_TIMEOUT",
             ErrorCode::PluginFailed => "PLUGIN_FAILED",
-            ErrorCode::PluginBusy => "PLUGIN_BUSY",
-            ErrorCode::ShuttingDown => "SHUTTING_DOWN",
             ErrorCode::Internal => "INTERNAL_ERROR",
         }
     }
