@@ -12,6 +12,6 @@ pub mod v0_1 {
         exports: { default: async },
     });
 
-    pub use exports::switchyard::plugin::handler;
-    pub use switchyard::plugin::{events, kv, log, types};
+    pub use self::exports::switchyard::plugin::handler;
+    pub use self::switchyard::plugin::{events, kv, log, types};
 }
