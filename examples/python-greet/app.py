@@ -45,4 +45,5 @@ class Handler(exports.Handler):
         count = json.loads(kv.get(key) or "0") + 1
         kv.set(key, json.dumps(count))  # a quota failure raises Err(Failure) and reaches the client as is
         log.log(log.Level.INFO, f"greeted {name} in {language} ({count} times)")
-        return json.dumps({"greeting": template.format(name), "count": count}, ensure_ascii=False)
+        reply = {"greeting": template.format(name), "count": count}
+        return json.dumps(reply, ensure_ascii=False, separators=(",", ":"))

@@ -159,3 +159,18 @@ async fn a_file_written_in_place_in_two_halves_is_never_half_loaded() {
     }
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_restart_loads_from_the_compile_cache_without_recompiling() {
+    use switchyard::runtime::cache::CacheOutcome;
+    let cache = tempfile::tempdir().unwrap();
+    let compiled = |host: &Host| host.server().registry().plugins().iter().map(|p| p.compiled).collect::<Vec<_>>();
+    let first = Host::start_with(&["clock", "echo"], |c| c.plugins.cache_dir = Some(cache.path().into())).await;
+    assert_eq!(compiled(&first), [CacheOutcome::Miss, CacheOutcome::Miss]);
+    first.shutdown().await;
+    let second = Host::start_with(&["clock", "echo"], |c| c.plugins.cache_dir = Some(cache.path().into())).await;
+    assert_eq!(compiled(&second), [CacheOutcome::Hit, CacheOutcome::Hit]);
+    let mut client = second.connect().await;
+    assert_eq!(client.call("echo", json!({"message": "cached"})).await["data"], "Echo: cached");
+    second.shutdown().await;
+}

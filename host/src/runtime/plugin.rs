@@ -7,6 +7,7 @@
 //! instantiate; a warm call a few microseconds.
 
 use super::world::v0_1::{self, handler, types};
+use super::cache::CacheOutcome;
 use super::{parse_claims, Compiled, LoadError, PluginIdentity, PluginState, Runtime};
 use crate::envelope::{Envelope, ErrorCode, Failure, Origin};
 use crate::router::Claim;
@@ -43,6 +44,8 @@ pub struct PluginVersion {
     pub hash: String,
     pub source: PathBuf,
     pub loaded_at: SystemTime,
+    /// Whether the code was compiled for this load or taken from the cache.
+    pub compiled: CacheOutcome,
     pub stats: PluginStats,
     pre: v0_1::PluginPre<PluginState>,
     idle: ArrayQueue<Instance>,
@@ -80,6 +83,7 @@ impl PluginVersion {
             hash: compiled.hash,
             source,
             loaded_at: SystemTime::now(),
+            compiled: compiled.cache,
             stats: PluginStats::default(),
             pre,
             idle: ArrayQueue::new(max),
