@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest="${1:-plugins/dist}"
-bundled=(clock calculator echo video)
+bundled=(clock calculator echo video rooms sysmon)
 
 rustup target add wasm32-wasip2 >/dev/null
 args=()

@@ -17,6 +17,81 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub limits: LimitsConfig,
     pub websocket: WebSocketConfig,
+    /// WebSocket endpoints. Setting any replaces the defaults: `/ws` (and
+    /// `/`), `/ws/performance`, `/ws/alerts`, `/ws/status` and `/rooms`.
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// One WebSocket path and how it reads messages.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    pub path: String,
+    /// `envelope` (canonical and legacy formats) or `raw` (see docs/protocol.md).
+    #[serde(default)]
+    pub format: EndpointFormat,
+    /// Prefixed, with a dot, to every message type.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The type of messages that have none.
+    #[serde(default)]
+    pub default_type: Option<String>,
+    /// Topic patterns every connection is subscribed to on connect.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Send the `connection` acknowledgement on connect.
+    #[serde(default = "yes")]
+    pub ack: bool,
+    /// Require authentication (enforced once the security layer lands; until
+    /// then the host refuses to start with it set, rather than pretend).
+    #[serde(default)]
+    pub auth: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointFormat {
+    #[default]
+    Envelope,
+    Raw,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl EndpointConfig {
+    fn envelope(path: &str, subscribe: &[&str]) -> Self {
+        EndpointConfig {
+            path: path.into(),
+            format: EndpointFormat::Envelope,
+            namespace: None,
+            default_type: None,
+            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+            ack: true,
+            auth: false,
+        }
+    }
+
+    /// The zero-config endpoints.
+    pub fn defaults() -> Vec<EndpointConfig> {
+        vec![
+            Self::envelope("/", &[]),
+            Self::envelope("/ws", &[]),
+            Self::envelope("/ws/performance", &["performance"]),
+            Self::envelope("/ws/alerts", &["alert", "alert.*"]),
+            Self::envelope("/ws/status", &["status"]),
+            EndpointConfig {
+                path: "/rooms".into(),
+                format: EndpointFormat::Raw,
+                namespace: Some("rooms".into()),
+                default_type: Some("identify".into()),
+                subscribe: Vec::new(),
+                ack: false,
+                auth: false,
+            },
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -38,7 +113,10 @@ pub struct PluginsConfig {
     pub kv_max_value_bytes: usize,
     pub kv_max_keys: usize,
     /// What each plugin (by manifest name) may reach beyond its capabilities.
+    /// By default `sysmon` is granted `system`.
     pub grants: HashMap<String, Grant>,
+    /// Values each plugin (by manifest name) reads with `settings.get`.
+    pub settings: HashMap<String, HashMap<String, toml::Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +150,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             limits: LimitsConfig::default(),
             websocket: WebSocketConfig::default(),
+            endpoints: EndpointConfig::defaults(),
         }
     }
 }
@@ -88,7 +167,8 @@ impl Default for PluginsConfig {
             max_instances: 16,
             kv_max_value_bytes: 1 << 20,
             kv_max_keys: 10_000,
-            grants: HashMap::new(),
+            grants: HashMap::from([("sysmon".to_owned(), Grant { system: true, ..Grant::default() })]),
+            settings: HashMap::new(),
         }
     }
 }
@@ -126,10 +206,35 @@ impl Config {
         anyhow::ensure!(l.max_message_bytes > 0, "limits.max_message_bytes must be positive");
         anyhow::ensure!(l.max_frame_bytes >= l.max_message_bytes, "limits.max_frame_bytes must be at least limits.max_message_bytes");
         anyhow::ensure!(l.outbox_frames > 0, "limits.outbox_frames must be positive");
+        let mut paths = std::collections::HashSet::new();
+        for endpoint in &self.endpoints {
+            anyhow::ensure!(endpoint.path.starts_with('/'), "endpoint path {:?} must start with /", endpoint.path);
+            anyhow::ensure!(paths.insert(endpoint.path.as_str()), "endpoint path {} is configured twice", endpoint.path);
+            anyhow::ensure!(
+                !endpoint.auth,
+                "endpoint {}: auth = true is not supported by this build; refusing to serve it unauthenticated",
+                endpoint.path
+            );
+            for reserved in ["/healthz", "/api"] {
+                anyhow::ensure!(!endpoint.path.starts_with(reserved), "endpoint path {} is reserved", endpoint.path);
+            }
+        }
         let w = &self.websocket;
         anyhow::ensure!(w.heartbeat_interval_ms > 0, "websocket.heartbeat_interval_ms must be positive");
         anyhow::ensure!(w.idle_timeout_ms > w.heartbeat_interval_ms, "websocket.idle_timeout_ms must exceed the heartbeat interval");
         Ok(())
+    }
+}
+
+impl PluginsConfig {
+    /// Settings as the strings plugins read: TOML strings as they are,
+    /// other values in their TOML form.
+    pub fn settings_text(&self) -> HashMap<String, HashMap<String, String>> {
+        let text = |v: &toml::Value| match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        self.settings.iter().map(|(plugin, values)| (plugin.clone(), values.iter().map(|(k, v)| (k.clone(), text(v))).collect())).collect()
     }
 }
 
@@ -158,7 +263,22 @@ mod tests {
         assert_eq!(config.plugins.deadline_ms, 500);
         assert_eq!(config.plugins.memory_mib, 64);
         assert!(config.plugins.grants["video"].dirs[0].read_only);
+        assert_eq!(config.endpoints.len(), 6, "default endpoints");
         config.validate().unwrap();
+
+        let config = Config::from_toml(
+            r#"
+            [[endpoints]]
+            path = "/feed"
+            subscribe = ["alert.*"]
+            [plugins.settings.sysmon]
+            interval_ms = 500
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.endpoints.len(), 1);
+        assert!(config.endpoints[0].ack);
+        assert_eq!(config.plugins.settings_text()["sysmon"]["interval_ms"], "500");
 
         let err = Config::from_toml("[plugins]\ndeadline = 5").unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{err}");

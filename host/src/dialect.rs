@@ -11,7 +11,15 @@
 //!   `{"type":"response","msg_id",...}`;
 //! - **command** (the action server's requesters):
 //!   `{"request_id","command","data"}`, answered by
-//!   `{"request_id","success","data","error","processed_by"}`.
+//!   `{"request_id","success","data","error","processed_by"}`;
+//! - **raw** (the room server, on endpoints configured `format = "raw"`):
+//!   any object, its `type` optional; the whole object is the data, and the
+//!   plugin's reply is sent as it is (an array as several frames, `null` as
+//!   none); errors are `{"type":"error","message","code"}`.
+//!
+//! An endpoint may also give a default type for messages without one, and a
+//! namespace prefixed to every type (`message` on `/rooms` routes as
+//! `rooms.message`).
 //!
 //! Decoding borrows from the frame and never builds a JSON tree.
 
@@ -25,6 +33,18 @@ pub enum Dialect {
     Canonical,
     Action,
     Command,
+    Raw,
+}
+
+/// How an endpoint reads messages.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    /// The raw dialect instead of the envelope formats.
+    pub raw: bool,
+    /// Prefixed, with a dot, to every message type.
+    pub namespace: Option<String>,
+    /// The type of a message that has none.
+    pub default_type: Option<String>,
 }
 
 /// Everything needed to answer a request in its client's format.
@@ -79,9 +99,18 @@ struct ActionData<'a> {
 /// Longest accepted message type, in bytes.
 pub const MAX_TYPE_LEN: usize = 128;
 
-/// Decode one text frame of at most `max_bytes`.
-pub fn decode(text: &str, max_bytes: usize) -> Result<Request, Rejection> {
-    let unknown = ReplyTo { dialect: Dialect::Canonical, id: None, kind: None };
+/// Decode one text frame of at most `max_bytes`, as `profile`'s endpoint reads it.
+pub fn decode(text: &str, max_bytes: usize, profile: &Profile) -> Result<Request, Rejection> {
+    let mut request = decode_frame(text, max_bytes, profile)?;
+    if let Some(namespace) = &profile.namespace {
+        request.envelope.kind = format!("{namespace}.{}", request.envelope.kind);
+    }
+    Ok(request)
+}
+
+fn decode_frame(text: &str, max_bytes: usize, profile: &Profile) -> Result<Request, Rejection> {
+    let dialect = if profile.raw { Dialect::Raw } else { Dialect::Canonical };
+    let unknown = ReplyTo { dialect, id: None, kind: None };
     if text.len() > max_bytes {
         let failure = Failure::new(
             ErrorCode::PayloadTooLarge,
@@ -95,16 +124,32 @@ pub fn decode(text: &str, max_bytes: usize) -> Result<Request, Rejection> {
         Rejection { reply_to: unknown.clone(), failure: Failure::new(code, message) }
     })?;
 
-    if wire.command.is_some() || wire.request_id.is_some() {
+    if profile.raw {
+        decode_raw(text, wire, profile)
+    } else if wire.command.is_some() || wire.request_id.is_some() {
         decode_command(wire)
     } else if wire.msg_id.is_some() && wire.kind.map(RawValue::get) == Some("\"request\"") {
         decode_action(wire)
     } else {
-        decode_canonical(wire)
+        decode_canonical(text, wire, profile)
     }
 }
 
-fn decode_canonical(wire: Wire) -> Result<Request, Rejection> {
+fn decode_raw(text: &str, wire: Wire, profile: &Profile) -> Result<Request, Rejection> {
+    let mut reply_to = ReplyTo { dialect: Dialect::Raw, id: None, kind: None };
+    let kind = match (wire.kind.map(type_name), &profile.default_type) {
+        (Some(Err(why)), _) => return Err(reject(reply_to, why)),
+        (Some(Ok(kind)), _) => kind,
+        (None, Some(default)) => default.clone(),
+        (None, None) => return Err(reject(reply_to, "missing \"type\"")),
+    };
+    reply_to.kind = Some(kind.clone());
+    let data = RawValue::from_string(text.to_owned()).map_err(|e| reject(reply_to.clone(), e.to_string()))?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    Ok(Request { envelope: Envelope { id, kind, data, meta: envelope::empty_object() }, reply_to })
+}
+
+fn decode_canonical(text: &str, wire: Wire, profile: &Profile) -> Result<Request, Rejection> {
     let mut reply_to = ReplyTo { dialect: Dialect::Canonical, id: wire.id.map(RawValue::to_owned), kind: None };
     let id = match wire.id {
         None => uuid::Uuid::new_v4().simple().to_string(),
@@ -116,12 +161,18 @@ fn decode_canonical(wire: Wire) -> Result<Request, Rejection> {
     if reply_to.id.is_none() {
         reply_to.id = serde_json::value::to_raw_value(&id).ok();
     }
-    let kind = match wire.kind.map(type_name) {
-        None => return Err(reject(reply_to, "missing \"type\"")),
-        Some(Err(why)) => return Err(reject(reply_to, why)),
-        Some(Ok(kind)) => kind,
+    // A message without a type goes to the endpoint's default type, whole.
+    let (kind, whole) = match (wire.kind.map(type_name), &profile.default_type) {
+        (None, None) => return Err(reject(reply_to, "missing \"type\"")),
+        (None, Some(default)) => (default.clone(), true),
+        (Some(Err(why)), _) => return Err(reject(reply_to, why)),
+        (Some(Ok(kind)), _) => (kind, false),
     };
     reply_to.kind = Some(kind.clone());
+    if whole {
+        let data = RawValue::from_string(text.to_owned()).map_err(|e| reject(reply_to.clone(), e.to_string()))?;
+        return Ok(Request { envelope: Envelope { id, kind, data, meta: envelope::empty_object() }, reply_to });
+    }
     let meta = match wire.meta {
         None => envelope::empty_object(),
         Some(raw) if raw.get().starts_with('{') => raw.to_owned(),
@@ -207,10 +258,35 @@ fn check_type(kind: &str) -> Result<(), String> {
     }
 }
 
-/// Encode the answer to a request in its client's format.
+/// The frames answering a request in its client's format: one, except in
+/// the raw dialect, where a reply may be several frames or none.
+pub fn frames(reply_to: &ReplyTo, outcome: &Outcome) -> Vec<String> {
+    match (reply_to.dialect, outcome) {
+        (Dialect::Raw, Ok(reply)) => {
+            let text = reply.data.get();
+            if text == "null" {
+                Vec::new()
+            } else if text.starts_with('[') {
+                let items: Vec<&RawValue> = serde_json::from_str(text).unwrap_or_default();
+                items.into_iter().map(|item| item.get().to_owned()).collect()
+            } else {
+                vec![text.to_owned()]
+            }
+        }
+        _ => vec![encode(reply_to, outcome)],
+    }
+}
+
+/// Encode the answer to a request in its client's format, as one frame.
 pub fn encode(reply_to: &ReplyTo, outcome: &Outcome) -> String {
     let id = reply_to.id.as_deref();
     let encoded = match (reply_to.dialect, outcome) {
+        (Dialect::Raw, Ok(reply)) => Ok(reply.data.get().to_owned()),
+        (Dialect::Raw, Err(failure)) => serde_json::to_string(&serde_json::json!({
+            "type": "error",
+            "message": failure.message,
+            "code": failure.code,
+        })),
         (Dialect::Canonical, Ok(reply)) => serde_json::to_string(&CanonicalReply {
             kind: reply.reply_type,
             id,
@@ -314,11 +390,11 @@ mod tests {
     use serde_json::{json, Value};
 
     fn decoded(text: &str) -> Request {
-        decode(text, 1 << 20).expect("decodes")
+        decode(text, 1 << 20, &Profile::default()).expect("decodes")
     }
 
     fn rejected(text: &str) -> Failure {
-        decode(text, 1 << 20).expect_err("rejects").failure
+        decode(text, 1 << 20, &Profile::default()).expect_err("rejects").failure
     }
 
     fn reply(data: &str) -> Outcome {
@@ -417,15 +493,37 @@ mod tests {
 
     #[test]
     fn rejection_keeps_the_clients_id_when_it_has_one() {
-        let rejection = decode(r#"{"request_id":"r7","command":""}"#, 1024).unwrap_err();
+        let rejection = decode(r#"{"request_id":"r7","command":""}"#, 1024, &Profile::default()).unwrap_err();
         let out: Value = serde_json::from_str(&encode(&rejection.reply_to, &Err(rejection.failure))).unwrap();
         assert_eq!(out["request_id"], "r7");
         assert_eq!(out["success"], false);
     }
 
     #[test]
+    fn raw_endpoints_namespace_types_and_send_replies_as_they_are() {
+        let rooms = Profile { raw: true, namespace: Some("rooms".into()), default_type: Some("identify".into()) };
+        let req = decode(r#"{"device_id":"d1","room_id":"ABC123"}"#, 1024, &rooms).unwrap();
+        assert_eq!(req.envelope.kind, "rooms.identify");
+        assert_eq!(req.envelope.data.get(), r#"{"device_id":"d1","room_id":"ABC123"}"#);
+        let req = decode(r#"{"type":"query_room"}"#, 1024, &rooms).unwrap();
+        assert_eq!(req.envelope.kind, "rooms.query_room");
+        assert_eq!(frames(&req.reply_to, &reply(r#"[{"a":1},{"b":2}]"#)), [r#"{"a":1}"#, r#"{"b":2}"#]);
+        assert!(frames(&req.reply_to, &reply("null")).is_empty());
+        let error: Value = serde_json::from_str(&frames(&req.reply_to, &Err(Failure::from_plugin("X".into(), "no".into())))[0]).unwrap();
+        assert_eq!(error, json!({"type": "error", "message": "no", "code": "X"}));
+    }
+
+    #[test]
+    fn a_default_type_takes_untyped_canonical_messages_whole() {
+        let profile = Profile { default_type: Some("fallback".into()), ..Profile::default() };
+        let req = decode(r#"{"hello":"world"}"#, 1024, &profile).unwrap();
+        assert_eq!(req.envelope.kind, "fallback");
+        assert_eq!(req.envelope.data.get(), r#"{"hello":"world"}"#);
+    }
+
+    #[test]
     fn oversize_text_is_rejected_before_parsing() {
-        let failure = decode(&format!(r#"{{"type":"t","data":"{}"}}"#, "x".repeat(100)), 64).unwrap_err().failure;
+        let failure = decode(&format!(r#"{{"type":"t","data":"{}"}}"#, "x".repeat(100)), 64, &Profile::default()).unwrap_err().failure;
         assert!(failure.is(ErrorCode::PayloadTooLarge));
     }
 }

@@ -2,7 +2,7 @@
 //! route table snapshot and calls the target, a plugin version or a host
 //! built-in. Every fault comes back as a [`Failure`] with a stable code.
 
-use crate::dialect;
+use crate::dialect::{self, Profile};
 use crate::envelope::{Envelope, ErrorCode, Failure, Origin, Outcome, Reply, ServedBy};
 use crate::hub::{Connection, SubscribeRequest};
 use crate::router::RouteTable;
@@ -56,9 +56,9 @@ impl Dispatcher {
 
     /// Decode one text frame, route and run it, and encode the answer in
     /// the client's own format. The whole message path, for any transport.
-    pub async fn answer(&self, text: &str, max_bytes: usize, caller: &Caller<'_>) -> String {
-        match dialect::decode(text, max_bytes) {
-            Err(rejection) => dialect::encode(&rejection.reply_to, &Err(rejection.failure)),
+    pub async fn answer(&self, text: &str, max_bytes: usize, profile: &Profile, caller: &Caller<'_>) -> Vec<String> {
+        match dialect::decode(text, max_bytes, profile) {
+            Err(rejection) => dialect::frames(&rejection.reply_to, &Err(rejection.failure)),
             Ok(request) => {
                 let started = Instant::now();
                 let outcome = self.dispatch(&request.envelope, caller).await;
@@ -70,7 +70,7 @@ impl Dispatcher {
                     micros = started.elapsed().as_micros() as u64,
                     "message"
                 );
-                dialect::encode(&request.reply_to, &outcome)
+                dialect::frames(&request.reply_to, &outcome)
             }
         }
     }
@@ -82,11 +82,36 @@ impl Dispatcher {
         match target {
             None => Err(Failure::new(ErrorCode::UnknownType, format!("no plugin claims type {:?}", envelope.kind))),
             Some(Target::Plugin(plugin)) => {
+                if let Some(connection) = caller.connection {
+                    connection.touch(plugin.name());
+                }
                 let data = plugin.call(envelope, &caller.origin).await?;
                 let served_by = ServedBy { name: plugin.name().to_owned(), version: plugin.version().to_owned() };
                 Ok(Reply { data, served_by, reply_type: "reply" })
             }
             Some(Target::Builtin(builtin)) => run_builtin(builtin, envelope, caller),
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Run the `connection-closed` hook of every plugin the connection sent
+    /// messages to (their current versions).
+    pub async fn connection_closed(&self, connection: &Connection) {
+        let touched = connection.touched();
+        if touched.is_empty() {
+            return;
+        }
+        let routes = self.routes.load_full();
+        for name in touched {
+            if let Some(plugin) = routes.targets().find_map(|t| match t {
+                Target::Plugin(p) if p.name() == name => Some(Arc::clone(p)),
+                _ => None,
+            }) {
+                if let Err(failure) = plugin.connection_closed(&connection.id).await {
+                    tracing::warn!(plugin = %name, connection = %connection.id, "connection-closed hook failed: {failure}");
+                }
+            }
         }
     }
 }

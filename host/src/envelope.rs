@@ -28,6 +28,8 @@ pub struct Origin {
     pub connection_id: String,
     pub client_id: Option<String>,
     pub transport: Transport,
+    /// The endpoint path (`/ws`, `/rooms`...).
+    pub endpoint: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

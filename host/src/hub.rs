@@ -1,14 +1,15 @@
-//! Connections, topic subscriptions and fan-out.
+//! Connections, rooms, device identities, topic subscriptions and fan-out.
 //!
 //! The hub owns every connection's bounded outbox. A publish serializes its
 //! event once and queues the same bytes for each matching connection;
 //! delivery is at-most-once. A connection whose outbox is full is a slow
 //! consumer: it is evicted (closed with [`close::SLOW_CONSUMER`]) rather
-//! than let the host's memory grow.
+//! than let the host's memory grow. Room joins and leaves are published on
+//! `presence.<room>`.
 
 use crate::envelope::{self, ErrorCode, Failure};
 use crate::router::Claim;
-use crate::services::EventSink;
+use crate::services::{EventSink, Member, Rooms};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -37,10 +38,24 @@ pub struct Connection {
     pub id: String,
     pub client_id: Option<String>,
     pub remote: Option<SocketAddr>,
+    /// The endpoint path it connected to.
+    pub endpoint: String,
+    presence: Mutex<Presence>,
+    /// Plugins this connection has sent messages to, for their
+    /// `connection-closed` hook.
+    touched: Mutex<Vec<String>>,
     outbox: mpsc::Sender<Bytes>,
     evicted: CancellationToken,
     eviction: OnceLock<(u16, String)>,
     subscriptions: Mutex<Vec<Subscription>>,
+}
+
+/// Who is on a connection and where.
+#[derive(Debug, Default, Clone)]
+struct Presence {
+    device_id: Option<String>,
+    identity: Option<String>,
+    room: Option<String>,
 }
 
 /// A topic pattern (exact or `prefix.*`) and its data filters.
@@ -105,7 +120,7 @@ impl Connection {
             .map(|p| Claim::parse(p).map_err(|e| Failure::new(ErrorCode::InvalidMessage, e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         let filters = Arc::new(filters);
-        let mut subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut subs = lock(&self.subscriptions);
         for pattern in parsed {
             subs.retain(|s| s.pattern != pattern);
             subs.push(Subscription { pattern, filters: Arc::clone(&filters) });
@@ -122,15 +137,38 @@ impl Connection {
 
     /// Drop subscriptions by pattern; returns the patterns still held.
     pub fn unsubscribe(&self, patterns: &[String]) -> Vec<String> {
-        let mut subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut subs = lock(&self.subscriptions);
         subs.retain(|s| !patterns.iter().any(|p| *p == s.pattern.to_string()));
         subs.iter().map(|s| s.pattern.to_string()).collect()
     }
 
+    /// Note that this connection sent a message to `plugin`.
+    pub fn touch(&self, plugin: &str) {
+        let mut touched = lock(&self.touched);
+        if !touched.iter().any(|p| p == plugin) {
+            touched.push(plugin.to_owned());
+        }
+    }
+
+    /// The plugins this connection sent messages to.
+    pub fn touched(&self) -> Vec<String> {
+        lock(&self.touched).clone()
+    }
+
+    fn member(&self) -> Member {
+        let presence = lock(&self.presence);
+        Member { connection_id: self.id.clone(), device_id: presence.device_id.clone(), identity: presence.identity.clone() }
+    }
+
     fn wants(&self, topic: &str, data: &mut LazyData) -> bool {
-        let subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        let subs = lock(&self.subscriptions);
         subs.iter().any(|s| s.pattern.matches(topic) && (s.filters.is_empty() || passes(&s.filters, data.get())))
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section here is a single collection operation.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// An event's data, parsed only if some subscription filters on it.
@@ -164,6 +202,10 @@ pub struct HubLimits {
 pub struct Hub {
     limits: HubLimits,
     connections: RwLock<HashMap<String, Arc<Connection>>>,
+    /// Room name to member connection ids, in join order.
+    rooms: RwLock<HashMap<String, Vec<String>>>,
+    /// Device id to the connection it is on.
+    devices: RwLock<HashMap<String, String>>,
 }
 
 /// An event as clients receive it.
@@ -193,16 +235,19 @@ pub struct SubscribeRequest {
 
 impl Hub {
     pub fn new(limits: HubLimits) -> Self {
-        Hub { limits, connections: RwLock::default() }
+        Hub { limits, connections: RwLock::default(), rooms: RwLock::default(), devices: RwLock::default() }
     }
 
     /// Register a new connection; the outbox is for its writer.
-    pub fn connect(&self, client_id: Option<String>, remote: Option<SocketAddr>) -> (Arc<Connection>, Outbox) {
+    pub fn connect(&self, client_id: Option<String>, remote: Option<SocketAddr>, endpoint: &str) -> (Arc<Connection>, Outbox) {
         let (tx, rx) = mpsc::channel(self.limits.outbox_frames.max(1));
         let connection = Arc::new(Connection {
             id: uuid::Uuid::new_v4().simple().to_string(),
             client_id,
             remote,
+            endpoint: endpoint.to_owned(),
+            presence: Mutex::default(),
+            touched: Mutex::default(),
             outbox: tx,
             evicted: CancellationToken::new(),
             eviction: OnceLock::new(),
@@ -212,8 +257,48 @@ impl Hub {
         (connection, rx)
     }
 
+    /// Forget a connection: it leaves its room and releases its device id.
     pub fn disconnect(&self, id: &str) {
-        self.write().remove(id);
+        let Some(connection) = write(&self.connections).remove(id) else { return };
+        self.leave_room(&connection);
+        let device = lock(&connection.presence).device_id.take();
+        if let Some(device) = device {
+            let mut devices = write(&self.devices);
+            if devices.get(&device).is_some_and(|c| c == id) {
+                devices.remove(&device);
+            }
+        }
+    }
+
+    /// Room names and their sizes.
+    pub fn room_sizes(&self) -> Vec<(String, usize)> {
+        read(&self.rooms).iter().map(|(room, members)| (room.clone(), members.len())).collect()
+    }
+
+    fn leave_room(&self, connection: &Connection) {
+        let Some(room) = lock(&connection.presence).room.take() else { return };
+        let mut rooms = write(&self.rooms);
+        if let Some(members) = rooms.get_mut(&room) {
+            members.retain(|m| *m != connection.id);
+            if members.is_empty() {
+                rooms.remove(&room);
+            }
+        }
+        drop(rooms);
+        self.presence_event("leave", &room, &connection.member());
+    }
+
+    fn presence_event(&self, event: &str, room: &str, member: &Member) {
+        let data = serde_json::json!({
+            "event": event,
+            "room": room,
+            "connection_id": member.connection_id,
+            "device_id": member.device_id,
+            "identity": member.identity,
+        });
+        if let Ok(raw) = serde_json::value::to_raw_value(&data) {
+            let _ = self.publish(&format!("presence.{room}"), &raw, "hub");
+        }
     }
 
     pub fn connection(&self, id: &str) -> Option<Arc<Connection>> {
@@ -232,11 +317,106 @@ impl Hub {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Connection>>> {
-        self.connections.read().unwrap_or_else(|p| p.into_inner())
+        read(&self.connections)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Connection>>> {
-        self.connections.write().unwrap_or_else(|p| p.into_inner())
+        write(&self.connections)
+    }
+
+    fn live(&self, connection_id: &str) -> Result<Arc<Connection>, Failure> {
+        self.connection(connection_id).ok_or_else(|| not_found(connection_id))
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn not_found(connection_id: &str) -> Failure {
+    Failure::from_plugin("CONNECTION_NOT_FOUND".into(), format!("no connection {connection_id}"))
+}
+
+/// Room names are topic segments: letters, digits, `_ - :`, at most 64.
+fn check_room(room: &str) -> Result<(), Failure> {
+    let ok = !room.is_empty() && room.len() <= 64 && room.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::new(ErrorCode::InvalidMessage, format!("invalid room name {room:?}: 1-64 of A-Z a-z 0-9 _ - :")))
+    }
+}
+
+impl Rooms for Hub {
+    fn join(&self, connection_id: &str, room: &str) -> Result<(), Failure> {
+        check_room(room)?;
+        let connection = self.live(connection_id)?;
+        if lock(&connection.presence).room.as_deref() == Some(room) {
+            return Ok(());
+        }
+        self.leave_room(&connection);
+        write(&self.rooms).entry(room.to_owned()).or_default().push(connection_id.to_owned());
+        lock(&connection.presence).room = Some(room.to_owned());
+        self.presence_event("join", room, &connection.member());
+        Ok(())
+    }
+
+    fn leave(&self, connection_id: &str) {
+        if let Some(connection) = self.connection(connection_id) {
+            self.leave_room(&connection);
+        }
+    }
+
+    fn room_of(&self, connection_id: &str) -> Option<String> {
+        self.connection(connection_id).and_then(|c| lock(&c.presence).room.clone())
+    }
+
+    fn members(&self, room: &str) -> Vec<Member> {
+        let ids = read(&self.rooms).get(room).cloned().unwrap_or_default();
+        ids.iter().filter_map(|id| self.connection(id)).map(|c| c.member()).collect()
+    }
+
+    fn broadcast(&self, room: &str, message: &RawValue, exclude: Option<&str>) -> Result<u32, Failure> {
+        let frame = Bytes::copy_from_slice(message.get().as_bytes());
+        let ids = read(&self.rooms).get(room).cloned().unwrap_or_default();
+        let mut queued = 0;
+        for connection in ids.iter().filter(|id| Some(id.as_str()) != exclude).filter_map(|id| self.connection(id)) {
+            queued += u32::from(connection.offer(frame.clone()));
+        }
+        Ok(queued)
+    }
+
+    fn set_identity(&self, connection_id: &str, device_id: &str, identity: Option<String>) -> Result<(), Failure> {
+        if device_id.is_empty() || device_id.len() > 128 {
+            return Err(Failure::new(ErrorCode::InvalidMessage, "a device id is 1-128 bytes"));
+        }
+        let connection = self.live(connection_id)?;
+        let previous = write(&self.devices).insert(device_id.to_owned(), connection_id.to_owned());
+        // A device that reconnected takes its id over from its old connection.
+        if let Some(old) = previous.filter(|old| old != connection_id).and_then(|old| self.connection(&old)) {
+            lock(&old.presence).device_id = None;
+        }
+        let mut presence = lock(&connection.presence);
+        if let Some(old_device) = presence.device_id.replace(device_id.to_owned()).filter(|d| d != device_id) {
+            write(&self.devices).remove(&old_device);
+        }
+        presence.identity = identity;
+        Ok(())
+    }
+
+    fn identity(&self, connection_id: &str) -> Option<Member> {
+        self.connection(connection_id).map(|c| c.member()).filter(|m| m.device_id.is_some())
+    }
+
+    fn send_to_device(&self, device_id: &str, message: &RawValue) -> Result<(), Failure> {
+        let connection_id = read(&self.devices).get(device_id).cloned().ok_or_else(|| {
+            Failure::from_plugin("DEVICE_NOT_FOUND".into(), format!("no connected device {device_id}"))
+        })?;
+        self.send(&connection_id, message)
     }
 }
 
@@ -266,9 +446,7 @@ impl EventSink for Hub {
     }
 
     fn send(&self, connection_id: &str, message: &RawValue) -> Result<(), Failure> {
-        let connection = self.connection(connection_id).ok_or_else(|| {
-            Failure::from_plugin("CONNECTION_NOT_FOUND".into(), format!("no connection {connection_id}"))
-        })?;
+        let connection = self.live(connection_id)?;
         if connection.offer(Bytes::copy_from_slice(message.get().as_bytes())) {
             Ok(())
         } else {
@@ -289,8 +467,8 @@ mod tests {
     #[tokio::test]
     async fn patterns_and_filters_select_events() {
         let hub = Hub::new(HubLimits { outbox_frames: 16 });
-        let (all_alerts, mut all_rx) = hub.connect(None, None);
-        let (critical, mut crit_rx) = hub.connect(None, None);
+        let (all_alerts, mut all_rx) = hub.connect(None, None, "/ws");
+        let (critical, mut crit_rx) = hub.connect(None, None, "/ws");
         all_alerts.subscribe(&["alert.*".into()], Filters::new()).unwrap();
         let filters: Filters = serde_json::from_value(json!({"level": ["critical"]})).unwrap();
         critical.subscribe(&["alert.cpu".into()], filters).unwrap();
@@ -314,7 +492,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_outbox_evicts_the_slow_consumer() {
         let hub = Hub::new(HubLimits { outbox_frames: 2 });
-        let (slow, _rx) = hub.connect(None, None);
+        let (slow, _rx) = hub.connect(None, None, "/ws");
         slow.subscribe(&["tick".into()], Filters::new()).unwrap();
         for _ in 0..3 {
             hub.publish("tick", &raw(json!(1)), "t").unwrap();

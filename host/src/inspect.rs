@@ -1,35 +1,24 @@
 //! `switchyard plugin inspect`: load a component the way the registry
 //! would, and report its manifest or exactly why it is not a plugin.
 
-use crate::envelope::Failure;
+use crate::hub::{Hub, HubLimits};
 use crate::runtime::{LoadError, PluginLimits, PluginVersion, Runtime, Services};
-use crate::services::EventSink;
 use crate::state::MemoryKv;
-use serde_json::{json, value::RawValue, Value};
+use crate::system::HostSystem;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Events from a plugin being inspected go nowhere.
-struct Discard;
-
-impl EventSink for Discard {
-    fn publish(&self, _: &str, _: &RawValue, _: &str) -> Result<usize, Failure> {
-        Ok(0)
-    }
-
-    fn send(&self, _: &str, _: &RawValue) -> Result<(), Failure> {
-        Ok(())
-    }
-}
-
 /// The manifest of the component at `path`, as JSON, or why it is not a plugin.
 pub async fn inspect(path: &Path) -> Result<Value, InspectError> {
     let bytes = std::fs::read(path).map_err(|e| InspectError { code: "PLUGIN_READ_FAILED", message: format!("cannot read {}: {e}", path.display()) })?;
     let limits = PluginLimits { deadline: Duration::from_secs(5), memory_bytes: 64 << 20, max_instances: 1 };
-    let services = Services { events: Arc::new(Discard), kv: Arc::new(MemoryKv::default()) };
-    let runtime = Runtime::new(limits, None, HashMap::new(), services)
+    // A hub with no connections: whatever the plugin publishes goes nowhere.
+    let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 1 }));
+    let services = Services { events: hub.clone(), kv: Arc::new(MemoryKv::default()), rooms: hub, system: Arc::new(HostSystem::default()) };
+    let runtime = Runtime::new(limits, None, HashMap::new(), HashMap::new(), services)
         .map_err(|e| InspectError { code: "INTERNAL_ERROR", message: format!("{e:#}") })?;
     let hash = crate::runtime::cache::content_hash(&bytes);
     let compiled = runtime.compile(bytes, hash).await?;
@@ -43,7 +32,9 @@ fn describe(version: &PluginVersion) -> Value {
         "version": version.version(),
         "description": version.description,
         "claims": version.claims.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "world": "switchyard:plugin/plugin@0.1.0",
+        "contract": format!("switchyard:plugin@{}", version.contract),
+        "hooks": version.has_hooks(),
+        "tick_interval_ms": version.tick_interval.map(|d| d.as_millis() as u64),
         "sha256": version.hash,
     })
 }

@@ -19,6 +19,7 @@ pub mod runtime;
 pub mod server;
 pub mod services;
 pub mod state;
+pub mod system;
 pub mod transport;
 pub mod watcher;
 

@@ -15,7 +15,9 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use thiserror::Error;
 
 /// The topic registry status events go to.
@@ -60,6 +62,8 @@ pub struct Registry {
     /// (a repeated file event) are not retried and reported again.
     failed: Mutex<HashMap<PathBuf, String>>,
     events: Arc<dyn EventSink>,
+    /// Stops the tick task of each file's serving version.
+    tickers: Mutex<HashMap<PathBuf, CancellationToken>>,
     swaps: AtomicU64,
     load_failures: AtomicU64,
 }
@@ -74,6 +78,7 @@ impl Registry {
             slots: Mutex::default(),
             failed: Mutex::default(),
             events,
+            tickers: Mutex::default(),
             swaps: AtomicU64::new(0),
             load_failures: AtomicU64::new(0),
         }
@@ -162,6 +167,7 @@ impl Registry {
         *slots = next;
         drop(slots);
         tracing::info!(plugin = version.name(), version = version.version(), file = %path.display(), claims = ?version.claims.iter().map(ToString::to_string).collect::<Vec<_>>(), "plugin serving");
+        self.start_ticks(path, &version);
         Ok(match old {
             Some(old) => {
                 self.swaps.fetch_add(1, Ordering::Relaxed);
@@ -187,9 +193,32 @@ impl Registry {
         }
         *slots = next;
         drop(slots);
+        self.stop_ticks(path);
         tracing::info!(plugin = old.name(), version = old.version(), file = %path.display(), "plugin unloaded");
         self.report("plugin_unloaded", path, None, Some(&old), None);
         Some(old)
+    }
+
+    /// Stop every plugin's tick task (on shutdown).
+    pub fn stop_all_ticks(&self) {
+        for (_, stop) in self.tickers.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+            stop.cancel();
+        }
+    }
+
+    /// Replace the tick task for `path` with one for `version`, if it ticks.
+    fn start_ticks(&self, path: &Path, version: &Arc<PluginVersion>) {
+        self.stop_ticks(path);
+        let Some(every) = version.tick_interval else { return };
+        let stop = CancellationToken::new();
+        tokio::spawn(tick_loop(Arc::downgrade(version), every, stop.clone()));
+        self.tickers.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), stop);
+    }
+
+    fn stop_ticks(&self, path: &Path) {
+        if let Some(stop) = self.tickers.lock().unwrap_or_else(|p| p.into_inner()).remove(path) {
+            stop.cancel();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<PathBuf, Arc<PluginVersion>>> {
@@ -220,6 +249,23 @@ impl Registry {
         });
         if let Ok(raw) = serde_json::value::to_raw_value(&data) {
             let _ = self.events.publish(STATUS_TOPIC, &raw, "registry");
+        }
+    }
+}
+
+/// Call a version's `tick` hook every `every` until it is replaced.
+async fn tick_loop(plugin: Weak<PluginVersion>, every: Duration, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let Some(plugin) = plugin.upgrade() else { return };
+        tracing::trace!(plugin = plugin.name(), "tick");
+        if let Err(failure) = plugin.tick().await {
+            tracing::warn!(plugin = plugin.name(), version = plugin.version(), "tick failed: {failure}");
         }
     }
 }

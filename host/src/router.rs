@@ -142,6 +142,11 @@ impl<T> RouteTable<T> {
         self.prefixes.iter().find(|(prefix, _)| prefix_matches(prefix, kind)).map(|(_, t)| t)
     }
 
+    /// Every routed target (a target with several claims appears once per claim).
+    pub fn targets(&self) -> impl Iterator<Item = &T> {
+        self.exact.values().chain(self.prefixes.iter().map(|(_, t)| t))
+    }
+
     /// Every claim with its owner, in the order they were added.
     pub fn claims(&self) -> impl Iterator<Item = (&Claim, &str)> {
         self.owners.iter().map(|(claim, owner)| (claim, owner.as_str()))

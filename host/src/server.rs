@@ -8,7 +8,8 @@ use crate::hub::{Hub, HubLimits};
 use crate::registry::Registry;
 use crate::runtime::{PluginLimits, Runtime, Services};
 use crate::state::{KvQuota, MemoryKv};
-use crate::transport::{self, Gateway, WsSettings};
+use crate::system::HostSystem;
+use crate::transport::{self, Endpoint, Gateway, WsSettings};
 use anyhow::Context;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -45,8 +46,9 @@ impl Server {
             memory_bytes: p.memory_mib << 20,
             max_instances: p.max_instances,
         };
-        let services = Services { events: hub.clone(), kv };
-        let runtime = Runtime::new(limits, p.cache_dir.clone(), p.grants.clone(), services)?;
+        let services = Services { events: hub.clone(), kv, rooms: hub.clone(), system: Arc::new(HostSystem::default()) };
+        let settings = p.settings_text().into_iter().map(|(name, values)| (name, Arc::new(values))).collect();
+        let runtime = Runtime::new(limits, p.cache_dir.clone(), p.grants.clone(), settings, services)?;
         let registry = Arc::new(Registry::new(runtime, hub.clone()));
 
         std::fs::create_dir_all(&p.dir).with_context(|| format!("cannot create plugin folder {}", p.dir.display()))?;
@@ -67,6 +69,7 @@ impl Server {
         let tracker = TaskTracker::new();
         let gateway = Arc::new(Gateway {
             dispatcher: Dispatcher::new(registry.routes()),
+            endpoints: config.endpoints.iter().map(|e| (e.path.clone(), Endpoint::from(e))).collect(),
             hub: Arc::clone(&hub),
             ws: WsSettings {
                 max_message_bytes: config.limits.max_message_bytes,
@@ -113,6 +116,7 @@ impl Server {
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
         self.shutdown.cancel();
+        self.registry.stop_all_ticks();
         self.tracker.close();
         if tokio::time::timeout(self.grace, self.tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the {:?} grace period", self.grace);

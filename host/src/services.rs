@@ -33,3 +33,39 @@ pub trait KvStore: Send + Sync + 'static {
     fn delete(&self, plugin: &str, key: &str);
     fn keys(&self, plugin: &str, prefix: &str) -> Vec<String>;
 }
+
+/// A connection as rooms and identities see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub connection_id: String,
+    pub device_id: Option<String>,
+    pub identity: Option<String>,
+}
+
+/// Rooms and device identities, kept by the hub.
+pub trait Rooms: Send + Sync + 'static {
+    fn join(&self, connection_id: &str, room: &str) -> Result<(), Failure>;
+    fn leave(&self, connection_id: &str);
+    fn room_of(&self, connection_id: &str) -> Option<String>;
+    /// Members in the order they joined.
+    fn members(&self, room: &str) -> Vec<Member>;
+    fn broadcast(&self, room: &str, message: &RawValue, exclude: Option<&str>) -> Result<u32, Failure>;
+    fn set_identity(&self, connection_id: &str, device_id: &str, identity: Option<String>) -> Result<(), Failure>;
+    fn identity(&self, connection_id: &str) -> Option<Member>;
+    fn send_to_device(&self, device_id: &str, message: &RawValue) -> Result<(), Failure>;
+}
+
+/// Host system figures, for monitoring plugins.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Figures {
+    pub cpu_percent: f32,
+    pub memory_percent: f32,
+    pub disk_percent: f32,
+    pub net_bytes_sent: u64,
+    pub net_bytes_received: u64,
+    pub process_count: u32,
+}
+
+pub trait SystemFigures: Send + Sync + 'static {
+    fn figures(&self) -> Figures;
+}

@@ -1,8 +1,10 @@
 //! Write Switchyard plugins in Rust.
 //!
-//! A plugin is a WebAssembly component exporting the `switchyard:plugin@0.1.0`
-//! world. This crate hides the generated bindings: implement [`Plugin`], call
-//! [`export_plugin!`], and build for `wasm32-wasip2`.
+//! A plugin is a WebAssembly component of the `switchyard:plugin@0.2.0`
+//! world `plugin-with-hooks`. This crate hides the generated bindings:
+//! implement [`Plugin`], call [`export_plugin!`], and build for
+//! `wasm32-wasip2`. The lifecycle hooks ([`Plugin::tick`],
+//! [`Plugin::connection_closed`]) have defaults that do nothing.
 //!
 //! ```ignore
 //! use switchyard_sdk::{export_plugin, json, Failure, Manifest, Message, Plugin, Value};
@@ -45,8 +47,8 @@ pub use wit_bindgen;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/v0.1.0",
-        world: "plugin",
+        path: "../wit/v0.2.0",
+        world: "plugin-with-hooks",
         pub_export_macro: true,
         export_macro_name: "__export_plugin_world",
         default_bindings_module: "switchyard_sdk::bindings",
@@ -57,7 +59,7 @@ pub mod bindings {
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use bindings::switchyard::plugin::types::{Failure, Message, Origin, PluginManifest as Manifest};
+pub use bindings::switchyard::plugin::types::{Failure, Member, Message, Origin, PluginManifest as Manifest};
 
 /// A Switchyard plugin: what it claims and how it answers.
 pub trait Plugin {
@@ -65,6 +67,14 @@ pub trait Plugin {
     fn manifest() -> Manifest;
     /// Answer one message; `Ok` becomes the reply's `data`.
     fn handle(msg: Message) -> Result<Value, Failure>;
+
+    /// Called every [`Manifest::tick_every`] interval, under the same limits as `handle`.
+    fn tick() -> Result<(), Failure> {
+        Ok(())
+    }
+
+    /// A connection that sent this plugin a message has closed.
+    fn connection_closed(_connection_id: &str) {}
 }
 
 impl Manifest {
@@ -75,7 +85,14 @@ impl Manifest {
             version: version.to_owned(),
             description: String::new(),
             claims: Vec::new(),
+            tick_interval_ms: None,
         }
+    }
+
+    /// Ask the host to call [`Plugin::tick`] every `ms` milliseconds.
+    pub fn tick_every(mut self, ms: u32) -> Self {
+        self.tick_interval_ms = Some(ms);
+        self
     }
 
     pub fn description(mut self, text: &str) -> Self {
@@ -164,6 +181,70 @@ pub mod events {
     }
 }
 
+/// Rooms: named groups of connections, kept by the host.
+pub mod rooms {
+    use super::*;
+    use crate::bindings::switchyard::plugin::rooms as host;
+
+    /// Put a connection in `room`, leaving the room it was in.
+    pub fn join(connection_id: &str, room: &str) -> Result<(), Failure> {
+        host::join(connection_id, room)
+    }
+
+    pub fn leave(connection_id: &str) {
+        host::leave(connection_id)
+    }
+
+    pub fn room_of(connection_id: &str) -> Option<String> {
+        host::room_of(connection_id)
+    }
+
+    /// Members in the order they joined.
+    pub fn members(room: &str) -> Vec<Member> {
+        host::members(room)
+    }
+
+    /// Send a whole message to every member but `exclude`; how many it reached.
+    pub fn broadcast<T: Serialize + ?Sized>(room: &str, message: &T, exclude: Option<&str>) -> Result<u32, Failure> {
+        host::broadcast(room, &to_json(message)?, exclude)
+    }
+}
+
+/// Which device is on a connection.
+pub mod identity {
+    use super::*;
+    use crate::bindings::switchyard::plugin::identity as host;
+
+    pub fn set(connection_id: &str, device_id: &str, identity: Option<&str>) -> Result<(), Failure> {
+        host::set(connection_id, device_id, identity)
+    }
+
+    pub fn get(connection_id: &str) -> Option<Member> {
+        host::get(connection_id)
+    }
+
+    pub fn send_to_device<T: Serialize + ?Sized>(device_id: &str, message: &T) -> Result<(), Failure> {
+        host::send_to_device(device_id, &to_json(message)?)
+    }
+}
+
+/// This plugin's `[plugins.settings.<name>]` values.
+pub mod settings {
+    pub fn get(key: &str) -> Option<String> {
+        crate::bindings::switchyard::plugin::settings::get(key)
+    }
+
+    /// A setting parsed as `T`, or `default` when absent or unparsable.
+    pub fn get_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+        get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+}
+
+/// Host system figures, when the host grants `system` to this plugin.
+pub mod system {
+    pub use crate::bindings::switchyard::plugin::system::{figures, HostFigures};
+}
+
 fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, Failure> {
     serde_json::to_string(value).map_err(|e| Failure::new("INVALID_DATA", format!("not JSON: {e}")))
 }
@@ -188,6 +269,16 @@ macro_rules! export_plugin {
 
             fn handle(msg: $crate::Message) -> ::core::result::Result<::std::string::String, $crate::Failure> {
                 $crate::__handle::<$plugin>(msg)
+            }
+        }
+
+        impl $crate::bindings::exports::switchyard::plugin::lifecycle::Guest for __SwitchyardExport {
+            fn connection_closed(connection_id: ::std::string::String) {
+                <$plugin as $crate::Plugin>::connection_closed(&connection_id)
+            }
+
+            fn tick() -> ::core::result::Result<(), $crate::Failure> {
+                <$plugin as $crate::Plugin>::tick()
             }
         }
 

@@ -13,26 +13,35 @@ use switchyard::dispatch::{Caller, Dispatcher};
 use switchyard::envelope::{Origin, Transport};
 use switchyard::hub::{Hub, HubLimits};
 use switchyard::registry::Registry;
-use switchyard::runtime::world::v0_1::types;
+use switchyard::dialect::Profile;
+use switchyard::runtime::world::v0_2::types;
 use switchyard::runtime::{PluginLimits, Runtime, Services};
 use switchyard::state::MemoryKv;
+use switchyard::system::HostSystem;
 
 const FRAME: &str = r#"{"type":"echo","id":"b1","data":{"message":"hello"}}"#;
 
 fn dispatch(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 64 }));
-    let services = Services { events: hub.clone(), kv: Arc::new(MemoryKv::default()) };
+    let services = Services {
+        events: hub.clone(),
+        kv: Arc::new(MemoryKv::default()),
+        rooms: hub.clone(),
+        system: Arc::new(HostSystem::default()),
+    };
     let limits = PluginLimits { deadline: Duration::from_secs(2), memory_bytes: 64 << 20, max_instances: 4 };
-    let runtime = Runtime::new(limits, Some(switchyard_tests::shared_cache()), HashMap::new(), services).unwrap();
+    let runtime =
+        Runtime::new(limits, Some(switchyard_tests::shared_cache()), HashMap::new(), HashMap::new(), services).unwrap();
     let registry = Registry::new(runtime, hub);
     let echo = switchyard_tests::guest("echo");
     rt.block_on(registry.load(&echo)).expect("echo loads");
     let dispatcher = Dispatcher::new(registry.routes());
-    let origin = Origin { connection_id: "bench".into(), client_id: None, transport: Transport::Ws };
+    let origin = Origin { connection_id: "bench".into(), client_id: None, transport: Transport::Ws, endpoint: "/ws".into() };
+    let profile = Profile::default();
     let caller = Caller { origin, connection: None };
-    let reply = rt.block_on(dispatcher.answer(FRAME, 1 << 20, &caller));
-    assert!(reply.contains("Echo: hello"), "{reply}");
+    let reply = rt.block_on(dispatcher.answer(FRAME, 1 << 20, &profile, &caller));
+    assert!(reply[0].contains("Echo: hello"), "{reply:?}");
 
     let plugin = registry.plugins().pop().unwrap();
     let mut bare = rt.block_on(plugin.bare_instance()).unwrap();
@@ -41,7 +50,7 @@ fn dispatch(c: &mut Criterion) {
         type_: "echo".into(),
         data: r#"{"message":"hello"}"#.into(),
         meta: "{}".into(),
-        origin: types::Origin { connection_id: "bench".into(), client_id: None, transport: "ws".into() },
+        origin: types::Origin { connection_id: "bench".into(), client_id: None, transport: "ws".into(), endpoint: "/ws".into() },
     };
 
     let mut group = c.benchmark_group("echo");
@@ -61,7 +70,7 @@ fn dispatch(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    black_box(dispatcher.answer(black_box(FRAME), 1 << 20, &caller).await);
+                    black_box(dispatcher.answer(black_box(FRAME), 1 << 20, &profile, &caller).await);
                 }
                 start.elapsed()
             })

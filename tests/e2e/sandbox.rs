@@ -78,7 +78,7 @@ async fn a_granted_folder_is_readable_and_nothing_else() {
     let grant = Grant {
         dirs: vec![DirGrant { host: shared.path().to_path_buf(), guest: "/data".into(), read_only: true }],
         env: vec!["PATH".into()],
-        network: false,
+        ..Grant::default()
     };
     let host = Host::start_with(&["misbehave"], |c| {
         c.plugins.grants.insert("misbehave".into(), grant);

@@ -104,7 +104,12 @@ impl Host {
     }
 
     pub fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr())
+        self.endpoint("/ws")
+    }
+
+    /// The WebSocket URL of an endpoint path.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr())
     }
 
     pub fn plugin_dir(&self) -> &Path {
@@ -165,11 +170,16 @@ pub enum Ending {
 
 impl Client {
     pub async fn connect(url: &str) -> Client {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
-        let mut client = Client { socket, ack: Value::Null, events: VecDeque::new(), next_id: 0 };
+        let mut client = Self::connect_without_ack(url).await;
         client.ack = client.recv_frame().await;
         assert_eq!(client.ack["type"], "connection", "first frame is the acknowledgement");
         client
+    }
+
+    /// Connect to an endpoint that sends no acknowledgement (`/rooms`).
+    pub async fn connect_without_ack(url: &str) -> Client {
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        Client { socket, ack: Value::Null, events: VecDeque::new(), next_id: 0 }
     }
 
     pub fn connection_id(&self) -> &str {

@@ -17,7 +17,7 @@ pub mod world;
 pub use plugin::{BareInstance, PluginStats, PluginVersion};
 
 use crate::router::{Claim, RouteError};
-use crate::services::{EventSink, KvStore};
+use crate::services::{EventSink, KvStore, Rooms, SystemFigures};
 use cache::{CacheOutcome, CompileCache};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -55,6 +55,9 @@ pub struct Grant {
     /// Outbound and inbound TCP/UDP to any address, and name lookups.
     #[serde(default)]
     pub network: bool,
+    /// The `system` capability: host cpu, memory, disk, network figures.
+    #[serde(default)]
+    pub system: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -76,7 +79,7 @@ fn yes() -> bool {
 pub enum LoadError {
     #[error("not a valid component: {0}")]
     Compile(String),
-    #[error("not a switchyard:plugin@0.1.0 component: {0}")]
+    #[error("not a switchyard:plugin component (0.1.0 or 0.2.0): {0}")]
     WrongWorld(String),
     #[error("failed to instantiate: {0}")]
     Instantiate(String),
@@ -107,7 +110,12 @@ impl LoadError {
 pub struct Services {
     pub events: Arc<dyn EventSink>,
     pub kv: Arc<dyn KvStore>,
+    pub rooms: Arc<dyn Rooms>,
+    pub system: Arc<dyn SystemFigures>,
 }
+
+/// Plugin settings (`[plugins.settings.<name>]`), by plugin name.
+pub type Settings = HashMap<String, Arc<HashMap<String, String>>>;
 
 /// Which plugin a store belongs to.
 #[derive(Debug)]
@@ -125,6 +133,8 @@ pub struct PluginState {
     deadline: Instant,
     identity: Arc<PluginIdentity>,
     services: Services,
+    settings: Option<Arc<HashMap<String, String>>>,
+    system_granted: bool,
 }
 
 impl WasiView for PluginState {
@@ -146,6 +156,7 @@ pub struct Runtime {
     cache: CompileCache,
     limits: PluginLimits,
     grants: HashMap<String, Grant>,
+    settings: Settings,
     services: Services,
 }
 
@@ -154,6 +165,7 @@ impl Runtime {
         limits: PluginLimits,
         cache_dir: Option<PathBuf>,
         grants: HashMap<String, Grant>,
+        settings: Settings,
         services: Services,
     ) -> anyhow::Result<Arc<Runtime>> {
         let mut config = Config::new();
@@ -162,9 +174,10 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         world::v0_1::Plugin::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        world::v0_2::PluginWithHooks::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
         spawn_epoch_ticker(&engine);
         let cache = CompileCache::new(&engine, cache_dir);
-        Ok(Arc::new(Runtime { engine, linker, cache, limits, grants, services }))
+        Ok(Arc::new(Runtime { engine, linker, cache, limits, grants, settings, services }))
     }
 
     pub fn limits(&self) -> &PluginLimits {
@@ -191,7 +204,9 @@ impl Runtime {
         PluginVersion::prepare(Arc::clone(self), compiled, source).await
     }
 
-    fn new_store(&self, identity: Arc<PluginIdentity>, grant: Option<&Grant>) -> anyhow::Result<Store<PluginState>> {
+    /// A store for plugin `identity`, with its grant and settings, if any.
+    fn new_store(&self, identity: Arc<PluginIdentity>) -> anyhow::Result<Store<PluginState>> {
+        let grant = self.grants.get(&identity.name);
         let mut wasi = WasiCtxBuilder::new();
         if let Some(grant) = grant {
             for dir in &grant.dirs {
@@ -213,6 +228,8 @@ impl Runtime {
             table: ResourceTable::new(),
             limits,
             deadline: Instant::now() + self.limits.deadline,
+            settings: self.settings.get(&identity.name).cloned(),
+            system_granted: grant.is_some_and(|g| g.system),
             identity,
             services: self.services.clone(),
         };

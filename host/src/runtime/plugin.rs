@@ -6,8 +6,8 @@
 //! and gives it back unless it trapped. A Python guest costs ~0.5 ms to
 //! instantiate; a warm call a few microseconds.
 
-use super::world::v0_1::{self, handler, types};
 use super::cache::CacheOutcome;
+use super::world::{v0_1, v0_2};
 use super::{parse_claims, Compiled, LoadError, PluginIdentity, PluginState, Runtime};
 use crate::envelope::{Envelope, ErrorCode, Failure, Origin};
 use crate::router::Claim;
@@ -16,8 +16,9 @@ use serde_json::value::RawValue;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
+use wasmtime::component::{Instance as Component, InstancePre};
 use wasmtime::{Store, Trap};
 
 /// Counters a plugin version keeps; read by status and metrics.
@@ -31,15 +32,56 @@ pub struct PluginStats {
     pub timeouts: AtomicU64,
 }
 
+/// Which contract a component was built against, and where its exports are.
+enum Contract {
+    V0_1(v0_1::handler::GuestIndices),
+    V0_2 { handler: v0_2::handler::GuestIndices, lifecycle: Option<v0_2::lifecycle::GuestIndices> },
+}
+
+/// A live instance's exports, per contract.
+enum Exports {
+    V0_1(v0_1::handler::Guest),
+    V0_2 { handler: v0_2::handler::Guest, lifecycle: Option<v0_2::lifecycle::Guest> },
+}
+
 struct Instance {
     store: Store<PluginState>,
-    bindings: v0_1::Plugin,
+    exports: Exports,
+}
+
+/// One operation on an instance.
+enum Call<'a> {
+    Manifest,
+    Handle(&'a Envelope, &'a Origin),
+    Tick,
+    ConnectionClosed(&'a str),
+}
+
+/// What an operation returned, before faults are sorted out.
+enum Answer {
+    Manifest(Manifest),
+    Handled(Result<String, (String, String)>),
+    Ticked(Result<(), (String, String)>),
+    Done,
+}
+
+/// A manifest, whatever the contract version.
+struct Manifest {
+    name: String,
+    version: String,
+    description: String,
+    claims: Vec<String>,
+    tick_interval_ms: Option<u32>,
 }
 
 pub struct PluginVersion {
     identity: Arc<PluginIdentity>,
     pub description: String,
     pub claims: Vec<Claim>,
+    /// How often `lifecycle.tick` runs, when the plugin has the hook.
+    pub tick_interval: Option<Duration>,
+    /// `0.1.0` or `0.2.0`.
+    pub contract: &'static str,
     /// sha256 of the component's bytes.
     pub hash: String,
     pub source: PathBuf,
@@ -47,7 +89,8 @@ pub struct PluginVersion {
     /// Whether the code was compiled for this load or taken from the cache.
     pub compiled: CacheOutcome,
     pub stats: PluginStats,
-    pre: v0_1::PluginPre<PluginState>,
+    pre: InstancePre<PluginState>,
+    exports: Contract,
     idle: ArrayQueue<Instance>,
     permits: Semaphore,
     runtime: Arc<Runtime>,
@@ -61,18 +104,26 @@ impl std::fmt::Debug for PluginVersion {
 
 impl PluginVersion {
     pub(super) async fn prepare(runtime: Arc<Runtime>, compiled: Compiled, source: PathBuf) -> Result<Arc<Self>, LoadError> {
-        let instance_pre = runtime.linker.instantiate_pre(&compiled.component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let pre = v0_1::PluginPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-
-        let loading = Arc::new(PluginIdentity { name: "(loading)".into(), version: String::new() });
-        let mut store = runtime.new_store(loading, None).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let bindings = pre.instantiate_async(&mut store).await.map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let manifest = bindings.switchyard_plugin_handler().call_manifest(&mut store).await.map_err(|e| LoadError::Manifest(format!("{e:#}")))?;
+        let pre = runtime.linker.instantiate_pre(&compiled.component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let exports = match v0_2::handler::GuestIndices::new(&pre) {
+            Ok(handler) => Contract::V0_2 { handler, lifecycle: v0_2::lifecycle::GuestIndices::new(&pre).ok() },
+            Err(_) => Contract::V0_1(v0_1::handler::GuestIndices::new(&pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?),
+        };
+        let loading = Arc::new(PluginIdentity { name: String::new(), version: String::new() });
+        let deadline = Instant::now() + runtime.limits.deadline;
+        let mut instance = instantiate(&runtime, &pre, &exports, loading, deadline).await.map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let manifest = match instance.invoke(Call::Manifest).await {
+            Ok(Answer::Manifest(manifest)) => manifest,
+            Ok(_) => return Err(LoadError::Manifest("unexpected answer".into())),
+            Err(e) => return Err(LoadError::Manifest(format!("{e:#}"))),
+        };
         check_name(&manifest.name)?;
         if manifest.version.trim().is_empty() {
             return Err(LoadError::InvalidManifest(format!("plugin {} has an empty version", manifest.name)));
         }
         let claims = parse_claims(&manifest.claims)?;
+        let has_hooks = matches!(exports, Contract::V0_2 { lifecycle: Some(_), .. });
+        let tick_interval = manifest.tick_interval_ms.filter(|ms| *ms > 0 && has_hooks).map(|ms| Duration::from_millis(ms.into()));
 
         let identity = Arc::new(PluginIdentity { name: manifest.name, version: manifest.version });
         let max = runtime.limits.max_instances.max(1);
@@ -80,21 +131,28 @@ impl PluginVersion {
             identity: Arc::clone(&identity),
             description: manifest.description,
             claims,
+            tick_interval,
+            contract: match exports {
+                Contract::V0_1(_) => "0.1.0",
+                Contract::V0_2 { .. } => "0.2.0",
+            },
             hash: compiled.hash,
             source,
             loaded_at: SystemTime::now(),
             compiled: compiled.cache,
             stats: PluginStats::default(),
             pre,
+            exports,
             idle: ArrayQueue::new(max),
             permits: Semaphore::new(max),
             runtime,
         };
         version.stats.instantiations.fetch_add(1, Ordering::Relaxed);
-        // The loading instance has no grants; keep it warm only if none are due.
-        if !version.runtime.grants.contains_key(version.name()) {
-            store.data_mut().identity = identity;
-            let _ = version.idle.push(Instance { store, bindings });
+        // The loading instance had no grants or settings; keep it warm only if none are due.
+        let runtime = &version.runtime;
+        if !runtime.grants.contains_key(version.name()) && !runtime.settings.contains_key(version.name()) {
+            instance.store.data_mut().identity = identity;
+            let _ = version.idle.push(instance);
         }
         Ok(Arc::new(version))
     }
@@ -112,8 +170,49 @@ impl PluginVersion {
         self.idle.len()
     }
 
+    /// Whether the plugin exports the lifecycle hooks.
+    pub fn has_hooks(&self) -> bool {
+        matches!(self.exports, Contract::V0_2 { lifecycle: Some(_), .. })
+    }
+
     /// Run `handle` on one instance under the deadline; the reply's data as JSON.
     pub async fn call(&self, envelope: &Envelope, origin: &Origin) -> Result<Box<RawValue>, Failure> {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        match self.run(Call::Handle(envelope, origin)).await? {
+            Answer::Handled(Ok(json)) => RawValue::from_string(json).map_err(|e| {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                Failure::new(ErrorCode::PluginFailed, format!("plugin {} replied with invalid JSON: {e}", self.name()))
+            }),
+            Answer::Handled(Err((code, message))) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                Err(Failure::from_plugin(code, message))
+            }
+            _ => Err(Failure::new(ErrorCode::Internal, "unexpected answer from handle")),
+        }
+    }
+
+    /// Run the `tick` hook, if the plugin has it.
+    pub async fn tick(&self) -> Result<(), Failure> {
+        if !self.has_hooks() {
+            return Ok(());
+        }
+        match self.run(Call::Tick).await? {
+            Answer::Ticked(Err((code, message))) => Err(Failure::from_plugin(code, message)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Tell the plugin a connection it served has closed, if it has the hook.
+    pub async fn connection_closed(&self, connection_id: &str) -> Result<(), Failure> {
+        if self.has_hooks() {
+            self.run(Call::ConnectionClosed(connection_id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Borrow an instance under the concurrency cap and the deadline, run
+    /// one operation, and return the instance to the pool unless it trapped.
+    async fn run(&self, call: Call<'_>) -> Result<Answer, Failure> {
         let limits = &self.runtime.limits;
         let deadline = Instant::now() + limits.deadline;
         let _permit = match tokio::time::timeout_at(deadline.into(), self.permits.acquire()).await {
@@ -127,55 +226,23 @@ impl PluginVersion {
                 ));
             }
         };
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let mut instance = match self.idle.pop() {
             Some(instance) => instance,
-            None => self.instantiate(deadline).await?,
+            None => {
+                self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
+                instantiate(&self.runtime, &self.pre, &self.exports, Arc::clone(&self.identity), deadline)
+                    .await
+                    .map_err(|e| self.fault(e))?
+            }
         };
         instance.store.data_mut().deadline = deadline;
         instance.store.set_epoch_deadline(1);
-        let message = types::Message {
-            id: envelope.id.clone(),
-            type_: envelope.kind.clone(),
-            data: envelope.data.get().to_owned(),
-            meta: envelope.meta.get().to_owned(),
-            origin: types::Origin {
-                connection_id: origin.connection_id.clone(),
-                client_id: origin.client_id.clone(),
-                transport: origin.transport.as_str().to_owned(),
-            },
-        };
-        let handler: &handler::Guest = instance.bindings.switchyard_plugin_handler();
-        let result = handler.call_handle(&mut instance.store, &message).await;
-        match result {
+        match instance.invoke(call).await {
             Ok(answer) => {
                 // A finished call leaves the instance sound: keep it warm.
                 let _ = self.idle.push(instance);
-                match answer {
-                    Ok(json) => RawValue::from_string(json).map_err(|e| {
-                        self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                        Failure::new(ErrorCode::PluginFailed, format!("plugin {} replied with invalid JSON: {e}", self.name()))
-                    }),
-                    Err(failure) => {
-                        self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                        Err(Failure::from_plugin(failure.code, failure.message))
-                    }
-                }
+                Ok(answer)
             }
-            Err(error) => Err(self.fault(error)),
-        }
-    }
-
-    async fn instantiate(&self, deadline: Instant) -> Result<Instance, Failure> {
-        let grant = self.runtime.grants.get(self.name());
-        let mut store = self
-            .runtime
-            .new_store(Arc::clone(&self.identity), grant)
-            .map_err(|e| Failure::new(ErrorCode::PluginFailed, format!("plugin {}: cannot set up an instance: {e:#}", self.name())))?;
-        store.data_mut().deadline = deadline;
-        self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
-        match self.pre.instantiate_async(&mut store).await {
-            Ok(bindings) => Ok(Instance { store, bindings }),
             Err(error) => Err(self.fault(error)),
         }
     }
@@ -184,9 +251,10 @@ impl PluginVersion {
     /// beside the whole dispatch path. Not for serving.
     #[doc(hidden)]
     pub async fn bare_instance(&self) -> Result<BareInstance, Failure> {
-        let deadline = Instant::now() + std::time::Duration::from_secs(3600);
-        let mut instance = self.instantiate(deadline).await?;
-        instance.store.data_mut().deadline = deadline;
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        let instance = instantiate(&self.runtime, &self.pre, &self.exports, Arc::clone(&self.identity), deadline)
+            .await
+            .map_err(|e| self.fault(e))?;
         Ok(BareInstance { instance })
     }
 
@@ -203,6 +271,85 @@ impl PluginVersion {
     }
 }
 
+async fn instantiate(
+    runtime: &Runtime,
+    pre: &InstancePre<PluginState>,
+    contract: &Contract,
+    identity: Arc<PluginIdentity>,
+    deadline: Instant,
+) -> wasmtime::Result<Instance> {
+    let mut store = runtime.new_store(identity).map_err(|e| wasmtime::format_err!("cannot set up an instance: {e:#}"))?;
+    store.data_mut().deadline = deadline;
+    let component: Component = pre.instantiate_async(&mut store).await?;
+    let exports = match contract {
+        Contract::V0_1(handler) => Exports::V0_1(handler.load(&mut store, &component)?),
+        Contract::V0_2 { handler, lifecycle } => Exports::V0_2 {
+            handler: handler.load(&mut store, &component)?,
+            lifecycle: lifecycle.as_ref().map(|l| l.load(&mut store, &component)).transpose()?,
+        },
+    };
+    Ok(Instance { store, exports })
+}
+
+impl Instance {
+    async fn invoke(&mut self, call: Call<'_>) -> wasmtime::Result<Answer> {
+        let store = &mut self.store;
+        Ok(match (&self.exports, call) {
+            (Exports::V0_1(handler), Call::Manifest) => {
+                let m = handler.call_manifest(store).await?;
+                Answer::Manifest(Manifest { name: m.name, version: m.version, description: m.description, claims: m.claims, tick_interval_ms: None })
+            }
+            (Exports::V0_2 { handler, .. }, Call::Manifest) => {
+                let m = handler.call_manifest(store).await?;
+                Answer::Manifest(Manifest {
+                    name: m.name,
+                    version: m.version,
+                    description: m.description,
+                    claims: m.claims,
+                    tick_interval_ms: m.tick_interval_ms,
+                })
+            }
+            (Exports::V0_1(handler), Call::Handle(envelope, origin)) => {
+                let message = v0_1::types::Message {
+                    id: envelope.id.clone(),
+                    type_: envelope.kind.clone(),
+                    data: envelope.data.get().to_owned(),
+                    meta: envelope.meta.get().to_owned(),
+                    origin: v0_1::types::Origin {
+                        connection_id: origin.connection_id.clone(),
+                        client_id: origin.client_id.clone(),
+                        transport: origin.transport.as_str().to_owned(),
+                    },
+                };
+                Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
+            }
+            (Exports::V0_2 { handler, .. }, Call::Handle(envelope, origin)) => {
+                let message = v0_2::types::Message {
+                    id: envelope.id.clone(),
+                    type_: envelope.kind.clone(),
+                    data: envelope.data.get().to_owned(),
+                    meta: envelope.meta.get().to_owned(),
+                    origin: v0_2::types::Origin {
+                        connection_id: origin.connection_id.clone(),
+                        client_id: origin.client_id.clone(),
+                        transport: origin.transport.as_str().to_owned(),
+                        endpoint: origin.endpoint.clone(),
+                    },
+                };
+                Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
+            }
+            (Exports::V0_2 { lifecycle: Some(hooks), .. }, Call::Tick) => {
+                Answer::Ticked(hooks.call_tick(store).await?.map_err(|f| (f.code, f.message)))
+            }
+            (Exports::V0_2 { lifecycle: Some(hooks), .. }, Call::ConnectionClosed(id)) => {
+                hooks.call_connection_closed(store, id).await?;
+                Answer::Done
+            }
+            (_, Call::Tick | Call::ConnectionClosed(_)) => Answer::Done,
+        })
+    }
+}
+
 /// One instance, called directly through the generated bindings.
 #[doc(hidden)]
 pub struct BareInstance {
@@ -210,10 +357,12 @@ pub struct BareInstance {
 }
 
 impl BareInstance {
-    pub async fn handle(&mut self, message: &types::Message) -> wasmtime::Result<Result<String, types::Failure>> {
+    pub async fn handle(&mut self, message: &v0_2::types::Message) -> wasmtime::Result<Result<String, v0_2::types::Failure>> {
         self.instance.store.set_epoch_deadline(1);
-        let Instance { store, bindings } = &mut self.instance;
-        bindings.switchyard_plugin_handler().call_handle(store, message).await
+        match &self.instance.exports {
+            Exports::V0_2 { handler, .. } => handler.call_handle(&mut self.instance.store, message).await,
+            Exports::V0_1(_) => wasmtime::bail!("the bare call measures 0.2.0 plugins"),
+        }
     }
 }
 

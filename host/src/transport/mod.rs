@@ -5,8 +5,11 @@
 
 pub mod ws;
 
+use crate::config::{EndpointConfig, EndpointFormat};
+use crate::dialect::Profile;
 use crate::dispatch::Dispatcher;
 use crate::hub::Hub;
+use std::collections::HashMap;
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
@@ -25,9 +28,35 @@ pub struct WsSettings {
     pub send_timeout: Duration,
 }
 
+/// One WebSocket path, as the transport applies it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub path: String,
+    pub profile: Profile,
+    pub subscribe: Vec<String>,
+    pub ack: bool,
+}
+
+impl From<&EndpointConfig> for Endpoint {
+    fn from(config: &EndpointConfig) -> Self {
+        Endpoint {
+            path: config.path.clone(),
+            profile: Profile {
+                raw: config.format == EndpointFormat::Raw,
+                namespace: config.namespace.clone(),
+                default_type: config.default_type.clone(),
+            },
+            subscribe: config.subscribe.clone(),
+            ack: config.ack,
+        }
+    }
+}
+
 /// What every transport handler shares.
 pub struct Gateway {
     pub dispatcher: Dispatcher,
+    /// By path.
+    pub endpoints: HashMap<String, Endpoint>,
     pub hub: Arc<Hub>,
     pub ws: WsSettings,
     /// Cancelled when the host begins to shut down.
@@ -38,10 +67,9 @@ pub struct Gateway {
 
 /// The listener's routes.
 pub fn routes(gateway: Arc<Gateway>) -> Router {
-    Router::new()
-        // `/` as well: the servers Switchyard replaces accepted any path.
-        .route("/", get(ws::upgrade))
-        .route("/ws", get(ws::upgrade))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(gateway)
+    let mut router = Router::new().route("/healthz", get(|| async { "ok" }));
+    for path in gateway.endpoints.keys() {
+        router = router.route(path, get(ws::upgrade));
+    }
+    router.with_state(gateway)
 }

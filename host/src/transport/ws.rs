@@ -9,12 +9,13 @@
 //! Close codes: 1000 normal, 1001 host shutting down, 1009 frame over
 //! `limits.max_frame_bytes`, 4000 idle timeout, 4008 slow consumer.
 
-use super::Gateway;
+use super::{Endpoint, Gateway};
+use crate::dialect::{self, Dialect, Profile, ReplyTo};
 use crate::dispatch::Caller;
 use crate::envelope::{self, ErrorCode, Failure, Origin, Transport};
 use crate::hub::{close, Connection, Outbox};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, MatchedPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -41,11 +42,15 @@ pub struct ConnectQuery {
 
 pub async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
+    path: MatchedPath,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(query): Query<ConnectQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let Some(endpoint) = gateway.endpoints.get(path.as_str()).cloned() else {
+        return (StatusCode::NOT_FOUND, "no such endpoint").into_response();
+    };
     if gateway.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
@@ -59,27 +64,36 @@ pub async fn upgrade(
     let max = gateway.ws.max_frame_bytes;
     ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
         let tracker = gateway.tracker.clone();
-        tracker.track_future(serve(gateway, socket, remote, client_id))
+        tracker.track_future(serve(gateway, endpoint, socket, remote, client_id))
     })
 }
 
-async fn serve(gateway: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, client_id: Option<String>) {
-    let (connection, outbox) = gateway.hub.connect(client_id, Some(remote));
-    tracing::debug!(connection = %connection.id, %remote, "connected");
+async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, remote: SocketAddr, client_id: Option<String>) {
+    let (connection, outbox) = gateway.hub.connect(client_id, Some(remote), &endpoint.path);
+    tracing::debug!(connection = %connection.id, %remote, endpoint = %endpoint.path, "connected");
     let (sink, mut stream) = socket.split();
-    let ack = serde_json::json!({
-        "type": "connection",
-        "status": "connected",
-        "message": "Connected successfully",
-        "connection_id": connection.id,
-        "client_id": connection.client_id,
-        "server_time": envelope::now_rfc3339(),
-    });
-    connection.deliver(Bytes::from(ack.to_string()), gateway.ws.send_timeout).await;
+    if !endpoint.subscribe.is_empty() {
+        if let Err(e) = connection.subscribe(&endpoint.subscribe, Default::default()) {
+            tracing::error!(endpoint = %endpoint.path, "endpoint subscriptions rejected: {e}");
+        }
+    }
+    if endpoint.ack {
+        let ack = serde_json::json!({
+            "type": "connection",
+            "status": "connected",
+            "message": "Connected successfully",
+            "connection_id": connection.id,
+            "client_id": connection.client_id,
+            "endpoint": endpoint.path,
+            "server_time": envelope::now_rfc3339(),
+        });
+        connection.deliver(Bytes::from(ack.to_string()), gateway.ws.send_timeout).await;
+    }
     let writer = tokio::spawn(write_loop(sink, outbox, Arc::clone(&connection), gateway.ws.heartbeat));
 
-    let (code, reason) = read_loop(&gateway, &mut stream, &connection).await;
+    let (code, reason) = read_loop(&gateway, &endpoint, &mut stream, &connection).await;
     gateway.hub.disconnect(&connection.id);
+    gateway.dispatcher.connection_closed(&connection).await;
     connection.evict(code, &reason);
     let _ = writer.await;
     // The closing handshake: give the client a moment to answer our Close,
@@ -97,9 +111,19 @@ async fn serve(gateway: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, cli
 }
 
 /// Answer frames until the connection ends; returns the close code and reason.
-async fn read_loop(gateway: &Gateway, stream: &mut SplitStream<WebSocket>, connection: &Arc<Connection>) -> (u16, String) {
+async fn read_loop(
+    gateway: &Gateway,
+    endpoint: &Endpoint,
+    stream: &mut SplitStream<WebSocket>,
+    connection: &Arc<Connection>,
+) -> (u16, String) {
     let settings = &gateway.ws;
-    let origin = Origin { connection_id: connection.id.clone(), client_id: connection.client_id.clone(), transport: Transport::Ws };
+    let origin = Origin {
+        connection_id: connection.id.clone(),
+        client_id: connection.client_id.clone(),
+        transport: Transport::Ws,
+        endpoint: endpoint.path.clone(),
+    };
     loop {
         let next = tokio::select! {
             _ = gateway.shutdown.cancelled() => return (GOING_AWAY, "server shutting down".into()),
@@ -109,23 +133,25 @@ async fn read_loop(gateway: &Gateway, stream: &mut SplitStream<WebSocket>, conne
         let message = match next {
             Err(_) => return (close::IDLE_TIMEOUT, "idle timeout: no frames or pongs".into()),
             Ok(None) => return (NORMAL, String::new()),
-            Ok(Some(Err(error))) => return read_error(gateway, connection, error).await,
+            Ok(Some(Err(error))) => return read_error(gateway, &endpoint.profile, connection, error).await,
             Ok(Some(Ok(message))) => message,
         };
-        let answer = match message {
+        let frames = match message {
             Message::Text(text) => {
                 let caller = Caller { origin: origin.clone(), connection: Some(connection) };
-                gateway.dispatcher.answer(text.as_str(), settings.max_message_bytes, &caller).await
+                gateway.dispatcher.answer(text.as_str(), settings.max_message_bytes, &endpoint.profile, &caller).await
             }
-            Message::Binary(_) => error_frame(&Failure::new(
+            Message::Binary(_) => vec![error_frame(&endpoint.profile, &Failure::new(
                 ErrorCode::InvalidMessage,
                 "binary frames are not accepted: send JSON messages as text frames",
-            )),
+            ))],
             Message::Close(_) => return (NORMAL, String::new()),
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        if !connection.deliver(Bytes::from(answer), settings.send_timeout).await {
-            return evicted(connection);
+        for frame in frames {
+            if !connection.deliver(Bytes::from(frame), settings.send_timeout).await {
+                return evicted(connection);
+            }
         }
     }
 }
@@ -136,22 +162,23 @@ fn evicted(connection: &Connection) -> (u16, String) {
 
 /// A read failed: a frame over the hard limit gets an error and 1009;
 /// anything else is a broken connection.
-async fn read_error(gateway: &Gateway, connection: &Connection, error: axum::Error) -> (u16, String) {
+async fn read_error(gateway: &Gateway, profile: &Profile, connection: &Connection, error: axum::Error) -> (u16, String) {
     let source = error.into_inner();
     let too_big = matches!(source.downcast_ref::<tungstenite::Error>(), Some(tungstenite::Error::Capacity(_)));
     if too_big {
         let limit = gateway.ws.max_frame_bytes;
         let failure = Failure::new(ErrorCode::PayloadTooLarge, format!("frame over the {limit}-byte limit; closing"));
-        connection.deliver(Bytes::from(error_frame(&failure)), gateway.ws.send_timeout).await;
+        connection.deliver(Bytes::from(error_frame(profile, &failure)), gateway.ws.send_timeout).await;
         return (TOO_BIG, "message too big".into());
     }
     tracing::debug!(connection = %connection.id, "read failed: {source}");
     (NORMAL, String::new())
 }
 
-fn error_frame(failure: &Failure) -> String {
-    let reply_to = crate::dialect::ReplyTo { dialect: crate::dialect::Dialect::Canonical, id: None, kind: None };
-    crate::dialect::encode(&reply_to, &Err(failure.clone()))
+/// An error not tied to a request, in the endpoint's format.
+fn error_frame(profile: &Profile, failure: &Failure) -> String {
+    let dialect = if profile.raw { Dialect::Raw } else { Dialect::Canonical };
+    dialect::encode(&ReplyTo { dialect, id: None, kind: None }, &Err(failure.clone()))
 }
 
 /// Send queued frames and heartbeats until the connection is evicted, then

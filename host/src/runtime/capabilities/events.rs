@@ -2,31 +2,47 @@
 //! host's [`EventSink`](crate::services::EventSink).
 
 use super::failure;
-use crate::runtime::world::v0_1::{events::Host, types::Failure};
+use crate::envelope::Failure;
+use crate::runtime::world::{v0_1, v0_2};
 use crate::runtime::PluginState;
 use serde_json::value::RawValue;
 
-impl Host for PluginState {
-    fn publish(&mut self, topic: String, json: String) -> Result<(), Failure> {
-        let data = parse(json)?;
-        self.services.events.publish(&topic, &data, &self.identity.name).map(drop).map_err(Into::into)
+/// A plugin's JSON text, checked.
+pub(super) fn json(text: String) -> Result<Box<RawValue>, Failure> {
+    RawValue::from_string(text).map_err(|e| failure("INVALID_DATA", format!("not JSON: {e}")))
+}
+
+/// A plugin's JSON text that must be one whole message object.
+pub(super) fn message(text: String) -> Result<Box<RawValue>, Failure> {
+    let message = json(text)?;
+    if message.get().starts_with('{') {
+        Ok(message)
+    } else {
+        Err(failure("INVALID_DATA", "a sent message must be a JSON object"))
+    }
+}
+
+impl PluginState {
+    fn publish(&self, topic: &str, data: String) -> Result<(), Failure> {
+        self.services.events.publish(topic, &json(data)?, &self.identity.name).map(drop)
     }
 
-    fn send(&mut self, connection_id: String, json: String) -> Result<(), Failure> {
-        let message = parse(json)?;
-        if !message.get().starts_with('{') {
-            return Err(failure("INVALID_DATA", "a sent message must be a JSON object"));
+    fn send(&self, connection_id: &str, text: String) -> Result<(), Failure> {
+        self.services.events.send(connection_id, &message(text)?)
+    }
+}
+
+macro_rules! events_host {
+    ($($v:ident),*) => {$(
+        impl $v::events::Host for PluginState {
+            fn publish(&mut self, topic: String, json: String) -> Result<(), $v::types::Failure> {
+                PluginState::publish(self, &topic, json).map_err(Into::into)
+            }
+
+            fn send(&mut self, connection_id: String, json: String) -> Result<(), $v::types::Failure> {
+                PluginState::send(self, &connection_id, json).map_err(Into::into)
+            }
         }
-        self.services.events.send(&connection_id, &message).map_err(Into::into)
-    }
+    )*};
 }
-
-fn parse(json: String) -> Result<Box<RawValue>, Failure> {
-    RawValue::from_string(json).map_err(|e| failure("INVALID_DATA", format!("not JSON: {e}")))
-}
-
-impl From<crate::envelope::Failure> for Failure {
-    fn from(f: crate::envelope::Failure) -> Self {
-        failure(&f.code, f.message)
-    }
-}
+events_host!(v0_1, v0_2);

@@ -1,18 +1,37 @@
-//! Host capabilities a plugin imports, one module each, every one
-//! implementing its generated `Host` trait on the store's [`PluginState`].
+//! Host capabilities a plugin imports, one module each. Every module
+//! implements its generated `Host` trait, for each contract version that
+//! has it, on the store's [`PluginState`].
 //!
 //! [`PluginState`]: super::PluginState
 
 mod events;
+mod identity;
 mod kv;
 mod log;
+mod rooms;
+mod settings;
+mod system;
 
-use super::world::v0_1::types;
+use super::world::{v0_1, v0_2};
 use super::PluginState;
+use crate::envelope::Failure;
 
-impl types::Host for PluginState {}
+impl v0_1::types::Host for PluginState {}
+impl v0_2::types::Host for PluginState {}
 
-/// Fold a host-side domain error into the WIT failure a plugin sees.
-fn failure(code: &str, message: impl ToString) -> types::Failure {
-    types::Failure { code: code.to_owned(), message: message.to_string() }
+/// A host-side failure as each contract version's WIT `failure`.
+macro_rules! wit_failure {
+    ($($v:ident),*) => {$(
+        impl From<Failure> for $v::types::Failure {
+            fn from(f: Failure) -> Self {
+                $v::types::Failure { code: f.code.into_owned(), message: f.message }
+            }
+        }
+    )*};
+}
+wit_failure!(v0_1, v0_2);
+
+/// A failure with a capability's own code.
+fn failure(code: &'static str, message: impl ToString) -> Failure {
+    Failure::from_plugin(code.to_owned(), message.to_string())
 }
