@@ -130,6 +130,8 @@ pub struct LimitsConfig {
     pub outbox_frames: usize,
     /// How long a reply may wait for room in a full outbox.
     pub send_timeout_ms: u64,
+    /// Most simultaneous WebSocket connections; more are refused with 503.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,7 +177,13 @@ impl Default for PluginsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_message_bytes: 1 << 20, max_frame_bytes: 16 << 20, outbox_frames: 256, send_timeout_ms: 10_000 }
+        LimitsConfig {
+            max_message_bytes: 1 << 20,
+            max_frame_bytes: 16 << 20,
+            outbox_frames: 256,
+            send_timeout_ms: 10_000,
+            max_connections: 10_000,
+        }
     }
 }
 

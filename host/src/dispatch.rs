@@ -82,8 +82,10 @@ impl Dispatcher {
         match target {
             None => Err(Failure::new(ErrorCode::UnknownType, format!("no plugin claims type {:?}", envelope.kind))),
             Some(Target::Plugin(plugin)) => {
-                if let Some(connection) = caller.connection {
-                    connection.touch(plugin.name());
+                if let Some(connection) = caller.connection.filter(|c| c.touch(plugin.name())) {
+                    if let Err(failure) = plugin.connection_opened(&connection.id).await {
+                        tracing::warn!(plugin = plugin.name(), connection = %connection.id, "connection-opened hook failed: {failure}");
+                    }
                 }
                 let data = plugin.call(envelope, &caller.origin).await?;
                 let served_by = ServedBy { name: plugin.name().to_owned(), version: plugin.version().to_owned() };

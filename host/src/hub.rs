@@ -142,12 +142,14 @@ impl Connection {
         subs.iter().map(|s| s.pattern.to_string()).collect()
     }
 
-    /// Note that this connection sent a message to `plugin`.
-    pub fn touch(&self, plugin: &str) {
+    /// Note that this connection sends a message to `plugin`; true the first time.
+    pub fn touch(&self, plugin: &str) -> bool {
         let mut touched = lock(&self.touched);
-        if !touched.iter().any(|p| p == plugin) {
+        let first = !touched.iter().any(|p| p == plugin);
+        if first {
             touched.push(plugin.to_owned());
         }
+        first
     }
 
     /// The plugins this connection sent messages to.

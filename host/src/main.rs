@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,7 +96,8 @@ async fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, plugins: Opt
 async fn inspect(file: PathBuf) -> anyhow::Result<ExitCode> {
     match switchyard::inspect::inspect(&file).await {
         Ok(manifest) => {
-            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            // A closed pipe (`inspect … | head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&manifest)?);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

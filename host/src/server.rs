@@ -19,9 +19,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Most simultaneous WebSocket connections.
-const MAX_CONNECTIONS: usize = 10_000;
-
 pub struct Server {
     addr: SocketAddr,
     shutdown: CancellationToken,
@@ -74,7 +71,7 @@ impl Server {
             ws: WsSettings {
                 max_message_bytes: config.limits.max_message_bytes,
                 max_frame_bytes: config.limits.max_frame_bytes,
-                max_connections: MAX_CONNECTIONS,
+                max_connections: config.limits.max_connections,
                 heartbeat: ms(config.websocket.heartbeat_interval_ms),
                 idle_timeout: ms(config.websocket.idle_timeout_ms),
                 send_timeout: ms(config.limits.send_timeout_ms),

@@ -4,7 +4,8 @@
 //! world `plugin-with-hooks`. This crate hides the generated bindings:
 //! implement [`Plugin`], call [`export_plugin!`], and build for
 //! `wasm32-wasip2`. The lifecycle hooks ([`Plugin::tick`],
-//! [`Plugin::connection_closed`]) have defaults that do nothing.
+//! [`Plugin::connection_opened`], [`Plugin::connection_closed`]) have
+//! defaults that do nothing.
 //!
 //! ```ignore
 //! use switchyard_sdk::{export_plugin, json, Failure, Manifest, Message, Plugin, Value};
@@ -72,6 +73,9 @@ pub trait Plugin {
     fn tick() -> Result<(), Failure> {
         Ok(())
     }
+
+    /// A connection is about to send this plugin its first message.
+    fn connection_opened(_connection_id: &str) {}
 
     /// A connection that sent this plugin a message has closed.
     fn connection_closed(_connection_id: &str) {}
@@ -273,6 +277,10 @@ macro_rules! export_plugin {
         }
 
         impl $crate::bindings::exports::switchyard::plugin::lifecycle::Guest for __SwitchyardExport {
+            fn connection_opened(connection_id: ::std::string::String) {
+                <$plugin as $crate::Plugin>::connection_opened(&connection_id)
+            }
+
             fn connection_closed(connection_id: ::std::string::String) {
                 <$plugin as $crate::Plugin>::connection_closed(&connection_id)
             }

@@ -181,13 +181,17 @@ async fn sysmon_publishes_performance_on_its_period_and_cycles_alerts() {
 }
 
 #[tokio::test]
-async fn closing_a_connection_runs_the_hook_of_plugins_it_used() {
+async fn connection_hooks_run_for_plugins_the_connection_used() {
     let host = Host::start(&["publisher", "echo"]).await;
     let mut watcher = host.connect().await;
-    watcher.call("subscribe", json!({"events": ["lifecycle.closed"]})).await;
+    watcher.call("subscribe", json!({"events": ["lifecycle.*"]})).await;
     let mut user = host.connect().await;
-    user.call("pub.publish", json!({"topic": "noise", "data": {}})).await;
     let id = user.connection_id().to_owned();
+    for _ in 0..3 {
+        user.call("pub.publish", json!({"topic": "noise", "data": {}})).await;
+    }
+    // Opened once, before the first message.
+    assert_eq!(watcher.event_on("lifecycle.opened").await["data"]["connection_id"], id);
     user.close().await;
     assert_eq!(watcher.event_on("lifecycle.closed").await["data"]["connection_id"], id);
     // A connection that never used the plugin does not trigger it.

@@ -57,6 +57,28 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// Build `examples/<name>` with its own `build.sh` (which installs its
+/// language's toolchain under `target/toolchains/` on first use), once per
+/// process; the path of the component.
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    let root = workspace_root();
+    let out = root.join("target").join("examples").join(format!("{name}.wasm"));
+    let output = Command::new("bash")
+        .arg(root.join("examples").join(name).join("build.sh"))
+        .arg(&out)
+        .current_dir(&root)
+        .output()
+        .expect("run the example's build.sh");
+    assert!(output.status.success(), "building example {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    built.push((name.to_owned(), out.clone()));
+    out
+}
+
 /// A compile cache shared by all tests, so each component compiles once.
 pub fn shared_cache() -> PathBuf {
     workspace_root().join("target").join("test-compile-cache")
@@ -119,6 +141,11 @@ impl Host {
     /// Atomically install guest `name` as `file` in the plugin folder.
     pub fn install(&self, name: &str, file: &str) {
         install_file(&guest(name), &self.dir.path().join(file));
+    }
+
+    /// Atomically install the component at `from` as `file`.
+    pub fn install_path(&self, from: &Path, file: &str) {
+        install_file(from, &self.dir.path().join(file));
     }
 
     /// Atomically install arbitrary bytes as `file`.

@@ -54,6 +54,7 @@ enum Call<'a> {
     Manifest,
     Handle(&'a Envelope, &'a Origin),
     Tick,
+    ConnectionOpened(&'a str),
     ConnectionClosed(&'a str),
 }
 
@@ -202,6 +203,14 @@ impl PluginVersion {
         }
     }
 
+    /// Tell the plugin a connection is about to send it its first message.
+    pub async fn connection_opened(&self, connection_id: &str) -> Result<(), Failure> {
+        if self.has_hooks() {
+            self.run(Call::ConnectionOpened(connection_id)).await?;
+        }
+        Ok(())
+    }
+
     /// Tell the plugin a connection it served has closed, if it has the hook.
     pub async fn connection_closed(&self, connection_id: &str) -> Result<(), Failure> {
         if self.has_hooks() {
@@ -271,6 +280,25 @@ impl PluginVersion {
     }
 }
 
+/// The WIT `message` for an envelope, in contract version `$v`'s types,
+/// with any origin fields that version adds.
+macro_rules! wit_message {
+    ($v:ident, $envelope:expr, $origin:expr $(, $field:ident: $value:expr)*) => {
+        $v::types::Message {
+            id: $envelope.id.clone(),
+            type_: $envelope.kind.clone(),
+            data: $envelope.data.get().to_owned(),
+            meta: $envelope.meta.get().to_owned(),
+            origin: $v::types::Origin {
+                connection_id: $origin.connection_id.clone(),
+                client_id: $origin.client_id.clone(),
+                transport: $origin.transport.as_str().to_owned(),
+                $($field: $value,)*
+            },
+        }
+    };
+}
+
 async fn instantiate(
     runtime: &Runtime,
     pre: &InstancePre<PluginState>,
@@ -310,42 +338,25 @@ impl Instance {
                 })
             }
             (Exports::V0_1(handler), Call::Handle(envelope, origin)) => {
-                let message = v0_1::types::Message {
-                    id: envelope.id.clone(),
-                    type_: envelope.kind.clone(),
-                    data: envelope.data.get().to_owned(),
-                    meta: envelope.meta.get().to_owned(),
-                    origin: v0_1::types::Origin {
-                        connection_id: origin.connection_id.clone(),
-                        client_id: origin.client_id.clone(),
-                        transport: origin.transport.as_str().to_owned(),
-                    },
-                };
+                let message = wit_message!(v0_1, envelope, origin);
                 Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
             }
             (Exports::V0_2 { handler, .. }, Call::Handle(envelope, origin)) => {
-                let message = v0_2::types::Message {
-                    id: envelope.id.clone(),
-                    type_: envelope.kind.clone(),
-                    data: envelope.data.get().to_owned(),
-                    meta: envelope.meta.get().to_owned(),
-                    origin: v0_2::types::Origin {
-                        connection_id: origin.connection_id.clone(),
-                        client_id: origin.client_id.clone(),
-                        transport: origin.transport.as_str().to_owned(),
-                        endpoint: origin.endpoint.clone(),
-                    },
-                };
+                let message = wit_message!(v0_2, envelope, origin, endpoint: origin.endpoint.clone());
                 Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
             }
             (Exports::V0_2 { lifecycle: Some(hooks), .. }, Call::Tick) => {
                 Answer::Ticked(hooks.call_tick(store).await?.map_err(|f| (f.code, f.message)))
             }
+            (Exports::V0_2 { lifecycle: Some(hooks), .. }, Call::ConnectionOpened(id)) => {
+                hooks.call_connection_opened(store, id).await?;
+                Answer::Done
+            }
             (Exports::V0_2 { lifecycle: Some(hooks), .. }, Call::ConnectionClosed(id)) => {
                 hooks.call_connection_closed(store, id).await?;
                 Answer::Done
             }
-            (_, Call::Tick | Call::ConnectionClosed(_)) => Answer::Done,
+            (_, Call::Tick | Call::ConnectionOpened(_) | Call::ConnectionClosed(_)) => Answer::Done,
         })
     }
 }

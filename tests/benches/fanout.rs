@@ -1,0 +1,125 @@
+//! Run with: cargo build --release -p switchyard && cargo bench -p switchyard-tests --bench fanout
+//!
+//! One publish → N subscribers on loopback: the time from sending the
+//! publishing request until the last subscriber has the event, for N = 1
+//! (the baseline), 1,000 and 10,000, in the same run. The host runs as its
+//! own process (`target/release/switchyard`), so each side has its own
+//! file-descriptor budget; the clients are real WebSocket connections.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Barrier};
+use tokio_tungstenite::tungstenite::Message;
+
+const ROUNDS: usize = 60;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let root = switchyard_tests::workspace_root();
+    let binary = root.join("target/release/switchyard");
+    assert!(binary.is_file(), "build the host first: cargo build --release -p switchyard");
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(switchyard_tests::guest("publisher"), plugins.join("publisher.wasm")).unwrap();
+    let config = dir.path().join("fanout.toml");
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n[limits]\nmax_connections = 12000\noutbox_frames = 64\n",
+            switchyard_tests::shared_cache()
+        ),
+    )
+    .unwrap();
+    let host = HostProcess(Command::new(binary).args(["serve", "--config"]).arg(&config).stderr(Stdio::null()).spawn().unwrap());
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    runtime.block_on(async {
+        wait_until_listening(&url).await;
+        println!("fan-out: one publish → N subscribers, {ROUNDS} rounds each, time until the last subscriber has it");
+        println!("{:>8} {:>12} {:>12} {:>12}", "N", "p50", "p99", "max");
+        for n in [1, 1_000, 10_000] {
+            let mut samples = measure(&url, n).await;
+            samples.sort();
+            let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+            println!("{n:>8} {:>12.2?} {:>12.2?} {:>12.2?}", pick(0.5), pick(0.99), samples[samples.len() - 1]);
+        }
+    });
+    drop(host);
+}
+
+struct HostProcess(Child);
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_until_listening(url: &str) {
+    for _ in 0..600 {
+        if tokio_tungstenite::connect_async(url).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the host did not start listening");
+}
+
+/// `ROUNDS` samples of the time until all `n` subscribers have one event.
+async fn measure(url: &str, n: usize) -> Vec<Duration> {
+    let topic = format!("fanout{n}");
+    let (arrived_tx, mut arrived) = mpsc::channel::<(usize, Instant)>(n * 2);
+    let ready = Arc::new(Barrier::new(n + 1));
+    // Connect a few hundred at a time: a connect storm overflows the listen backlog.
+    let connecting = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut subscribers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (url, topic, arrived_tx, ready) = (url.to_owned(), topic.clone(), arrived_tx.clone(), Arc::clone(&ready));
+        let connecting = Arc::clone(&connecting);
+        subscribers.push(tokio::spawn(async move {
+            let permit = connecting.acquire_owned().await.unwrap();
+            let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.expect("subscriber connects");
+            socket.next().await; // the acknowledgement
+            socket.send(Message::text(json!({"type": "subscribe", "data": {"events": [topic]}}).to_string())).await.unwrap();
+            socket.next().await; // the reply
+            drop(permit);
+            ready.wait().await;
+            for round in 0..ROUNDS {
+                loop {
+                    let Some(Ok(Message::Text(text))) = socket.next().await else { return };
+                    let event: Value = serde_json::from_str(&text).unwrap();
+                    if event["data"]["round"] == round {
+                        arrived_tx.send((round, Instant::now())).await.unwrap();
+                        break;
+                    }
+                }
+            }
+        }));
+    }
+    ready.wait().await;
+    let (mut producer, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    producer.next().await;
+    let mut samples = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        let request = json!({"type": "pub.publish", "data": {"topic": topic, "data": {"round": round}}});
+        let sent = Instant::now();
+        producer.send(Message::text(request.to_string())).await.unwrap();
+        let mut last = sent;
+        for _ in 0..n {
+            let (r, at) = arrived.recv().await.unwrap();
+            assert_eq!(r, round);
+            last = last.max(at);
+        }
+        samples.push(last - sent);
+        producer.next().await; // the publish request's reply
+    }
+    for subscriber in subscribers {
+        subscriber.await.unwrap();
+    }
+    samples
+}

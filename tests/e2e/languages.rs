@@ -1,0 +1,91 @@
+//! Plugins in other languages, built from source with their own tools by
+//! the examples' `build.sh` scripts and served by a real host: Python
+//! (componentize-py), JavaScript (jco) and Zig.
+
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use switchyard_tests::{example, Client, Host};
+
+async fn host_with(name: &str, file: &str) -> Host {
+    let component = example(name);
+    let host = Host::start(&[]).await;
+    host.install_path(&component, file);
+    // Wait for the load (a Python component takes seconds to compile cold).
+    let started = std::time::Instant::now();
+    while host.server().registry().plugins().is_empty() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "{name} never loaded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    host
+}
+
+#[tokio::test]
+async fn python_greets_counts_in_kv_and_raises_failures() {
+    let host = host_with("python-greet", "greet.wasm").await;
+    let mut client = host.connect().await;
+    let reply = client.call("greet", json!({"name": "Ada", "language": "fr"})).await;
+    assert_eq!(reply["data"], json!({"greeting": "Bonjour, Ada !", "count": 1}), "{reply}");
+    assert_eq!(reply["meta"]["plugin"], "python-greet");
+    let reply = client.call("greet", json!({"name": "Ada"})).await;
+    assert_eq!(reply["data"], json!({"greeting": "Hello, Ada!", "count": 2}));
+    let reply = client.call("greet", json!({"name": "Ada", "language": "tlh"})).await;
+    assert_eq!(reply["data"]["code"], "UNKNOWN_LANGUAGE", "an exception becomes the plugin's failure: {reply}");
+    assert_eq!(client.call("greet", json!({"nom": "Ada"})).await["data"]["code"], "INVALID_DATA");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn python_under_100_connections_never_instantiates_per_message() {
+    const CONNECTIONS: usize = 100;
+    const EACH: usize = 10;
+    let host = host_with("python-greet", "greet.wasm").await;
+    let url = host.url();
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|n| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut client = Client::connect(&url).await;
+                for _ in 0..EACH {
+                    let reply = client.call("greet", json!({"name": format!("n{n}"), "language": "de"})).await;
+                    assert_eq!(reply["type"], "reply", "{reply}");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let plugin = host.server().registry().plugins().pop().unwrap();
+    let calls = plugin.stats.calls.load(Ordering::Relaxed);
+    let instantiations = plugin.stats.instantiations.load(Ordering::Relaxed);
+    assert_eq!(calls, (CONNECTIONS * EACH) as u64);
+    // At most one instance per concurrent call, ever: the pool's cap.
+    let cap = switchyard::Config::default().plugins.max_instances as u64;
+    assert!(instantiations <= cap, "{instantiations} instantiations for {calls} calls: instances must be reused");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn javascript_transforms_text_and_keeps_a_total_in_kv() {
+    let host = host_with("js-text", "text.wasm").await;
+    let mut client = host.connect().await;
+    let reply = client.call("text.upper", json!({"text": "hello"})).await;
+    assert_eq!(reply["data"], json!({"result": "HELLO", "total_chars": 5}), "{reply}");
+    let reply = client.call("text.reverse", json!({"text": "abc"})).await;
+    assert_eq!(reply["data"], json!({"result": "cba", "total_chars": 8}));
+    let reply = client.call("text.count", json!({"text": "two words"})).await;
+    assert_eq!(reply["data"]["result"], json!({"chars": 9, "words": 2}));
+    assert_eq!(client.call("text.shout", json!({"text": "x"})).await["data"]["code"], "UNKNOWN_ACTION");
+    assert_eq!(client.call("text.upper", json!({"txt": 1})).await["data"]["code"], "INVALID_DATA");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn zig_sums_numbers() {
+    let host = host_with("zig-sum", "sum.wasm").await;
+    let mut client = host.connect().await;
+    let reply = client.call("sum", json!({"numbers": [1, 2.5, 3]})).await;
+    assert_eq!(reply["data"], json!({"sum": 6.5, "count": 3}), "{reply}");
+    assert_eq!(client.call("sum", json!({"numbers": "x"})).await["data"]["code"], "INVALID_DATA");
+    host.shutdown().await;
+}
