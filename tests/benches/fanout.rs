@@ -7,7 +7,7 @@
 //! file-descriptor budget; the clients are real WebSocket connections.
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,19 +26,25 @@ fn main() {
     std::fs::create_dir(&plugins).unwrap();
     std::fs::copy(switchyard_tests::guest("publisher"), plugins.join("publisher.wasm")).unwrap();
     let config = dir.path().join("fanout.toml");
-    let port = 20_000 + (std::process::id() % 20_000) as u16;
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n[limits]\nmax_connections = 12000\noutbox_frames = 64\n",
+            "listen = \"127.0.0.1:0\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n[limits]\nmax_connections = 12000\noutbox_frames = 64\n[websocket]\nheartbeat_interval_ms = 300000\nidle_timeout_ms = 600000\n",
             switchyard_tests::shared_cache()
         ),
     )
     .unwrap();
-    let host = HostProcess(Command::new(binary).args(["serve", "--config"]).arg(&config).stderr(Stdio::null()).spawn().unwrap());
-    let url = format!("ws://127.0.0.1:{port}/ws");
+    let mut child = Command::new(binary)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SWITCHYARD_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = listening_address(child.stderr.take().unwrap());
+    let host = HostProcess(child);
+    let url = format!("ws://{addr}/ws");
     runtime.block_on(async {
-        wait_until_listening(&url).await;
         println!("fan-out: one publish → N subscribers, {ROUNDS} rounds each, time until the last subscriber has it");
         println!("{:>8} {:>12} {:>12} {:>12}", "N", "p50", "p99", "max");
         for n in [1, 1_000, 10_000] {
@@ -60,48 +66,71 @@ impl Drop for HostProcess {
     }
 }
 
-async fn wait_until_listening(url: &str) {
-    for _ in 0..600 {
-        if tokio_tungstenite::connect_async(url).await.is_ok() {
-            return;
+/// Read the host's JSON log until it says where it listens; keep draining it.
+fn listening_address(stderr: std::process::ChildStderr) -> String {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("the host logs until it listens").unwrap();
+        let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if record["fields"]["message"] == "listening" {
+            break record["fields"]["addr"].as_str().unwrap().to_owned();
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the host did not start listening");
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    addr
 }
 
 /// `ROUNDS` samples of the time until all `n` subscribers have one event.
 async fn measure(url: &str, n: usize) -> Vec<Duration> {
     let topic = format!("fanout{n}");
-    let (arrived_tx, mut arrived) = mpsc::channel::<(usize, Instant)>(n * 2);
-    let ready = Arc::new(Barrier::new(n + 1));
+    let (arrived_tx, mut arrived) = mpsc::channel::<Result<(usize, Instant), String>>(n * 2);
+    let (ready_tx, mut ready) = mpsc::channel::<Result<(), String>>(n);
+    let go = Arc::new(Barrier::new(n + 1));
     // Connect a few hundred at a time: a connect storm overflows the listen backlog.
     let connecting = Arc::new(tokio::sync::Semaphore::new(256));
     let mut subscribers = Vec::with_capacity(n);
     for _ in 0..n {
-        let (url, topic, arrived_tx, ready) = (url.to_owned(), topic.clone(), arrived_tx.clone(), Arc::clone(&ready));
+        let (url, topic, arrived_tx) = (url.to_owned(), topic.clone(), arrived_tx.clone());
+        let (ready_tx, go) = (ready_tx.clone(), Arc::clone(&go));
         let connecting = Arc::clone(&connecting);
         subscribers.push(tokio::spawn(async move {
             let permit = connecting.acquire_owned().await.unwrap();
-            let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.expect("subscriber connects");
+            let mut socket = match tokio_tungstenite::connect_async(&url).await {
+                Ok((socket, _)) => socket,
+                Err(e) => return drop(ready_tx.send(Err(e.to_string())).await),
+            };
             socket.next().await; // the acknowledgement
             socket.send(Message::text(json!({"type": "subscribe", "data": {"events": [topic]}}).to_string())).await.unwrap();
             socket.next().await; // the reply
             drop(permit);
-            ready.wait().await;
+            let _ = ready_tx.send(Ok(())).await;
+            go.wait().await;
             for round in 0..ROUNDS {
+                // A substring check, not a parse: keep the clients' share of
+                // the two cores small.
+                let marker = format!("\"round\":{round},");
                 loop {
-                    let Some(Ok(Message::Text(text))) = socket.next().await else { return };
-                    let event: Value = serde_json::from_str(&text).unwrap();
-                    if event["data"]["round"] == round {
-                        arrived_tx.send((round, Instant::now())).await.unwrap();
-                        break;
+                    match socket.next().await {
+                        Some(Ok(Message::Text(text))) if text.contains(&marker) => {
+                            arrived_tx.send(Ok((round, Instant::now()))).await.unwrap();
+                            break;
+                        }
+                        Some(Ok(_)) => continue,
+                        ended => return drop(arrived_tx.send(Err(format!("subscriber ended: {ended:?}"))).await),
                     }
                 }
             }
         }));
     }
-    ready.wait().await;
+    for _ in 0..n {
+        let subscribed = tokio::time::timeout(Duration::from_secs(120), ready.recv()).await;
+        match subscribed {
+            Ok(Some(Ok(()))) => {}
+            other => panic!("a subscriber failed to connect and subscribe: {other:?}"),
+        }
+    }
+    go.wait().await;
     let (mut producer, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     producer.next().await;
     let mut samples = Vec::with_capacity(ROUNDS);
@@ -111,7 +140,7 @@ async fn measure(url: &str, n: usize) -> Vec<Duration> {
         producer.send(Message::text(request.to_string())).await.unwrap();
         let mut last = sent;
         for _ in 0..n {
-            let (r, at) = arrived.recv().await.unwrap();
+            let (r, at) = arrived.recv().await.unwrap().unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(r, round);
             last = last.max(at);
         }

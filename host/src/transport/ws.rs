@@ -32,6 +32,9 @@ const GOING_AWAY: u16 = 1001;
 const NORMAL: u16 = 1000;
 const TOO_BIG: u16 = 1009;
 
+/// Initial read and write buffer per connection.
+const BUFFER: usize = 8 * 1024;
+
 /// How long a closing connection may take to flush what it has queued.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 
@@ -62,6 +65,9 @@ pub async fn upgrade(
         .or_else(|| headers.get("x-client-id").and_then(|v| v.to_str().ok()).map(str::to_owned))
         .filter(|id| !id.is_empty() && id.len() <= 128);
     let max = gateway.ws.max_frame_bytes;
+    // Small initial buffers: they grow for large frames, and 10,000 idle
+    // connections should not hold 2.5 GiB of them.
+    let ws = ws.read_buffer_size(BUFFER).write_buffer_size(BUFFER).max_write_buffer_size(max.saturating_mul(2));
     ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
         let tracker = gateway.tracker.clone();
         tracker.track_future(serve(gateway, endpoint, socket, remote, client_id))
