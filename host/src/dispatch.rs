@@ -94,9 +94,7 @@ impl Dispatcher {
             Some(Target::Builtin(builtin)) => run_builtin(builtin, envelope, caller),
         }
     }
-}
 
-impl Dispatcher {
     /// Run the `connection-closed` hook of every plugin the connection sent
     /// messages to (their current versions).
     pub async fn connection_closed(&self, connection: &Connection) {

@@ -84,3 +84,4 @@ fn serve_rejects_a_bad_config_clearly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown field") && stderr.contains("deadline"), "{stderr}");
 }
+

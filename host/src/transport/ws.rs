@@ -35,6 +35,10 @@ const TOO_BIG: u16 = 1009;
 /// Initial read and write buffer per connection.
 const BUFFER: usize = 8 * 1024;
 
+/// How long a connection closed for an oversize frame stays open, so the
+/// client reads the Close frame before the unread remainder resets it.
+const LINGER: Duration = Duration::from_millis(500);
+
 /// How long a closing connection may take to flush what it has queued.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 
@@ -105,7 +109,11 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, rem
     // The closing handshake: give the client a moment to answer our Close,
     // so it reads that frame before the TCP connection goes away. A slow
     // consumer gets no such courtesy: it is not reading anyway.
-    if code != NORMAL && code != close::SLOW_CONSUMER {
+    if code == TOO_BIG {
+        // The rest of the oversize frame is still unread; dropping the socket
+        // now would reset it before the client reads our Close. Linger.
+        tokio::time::sleep(LINGER).await;
+    } else if code != NORMAL && code != close::SLOW_CONSUMER {
         let answered = async { while let Some(Ok(message)) = stream.next().await {
             if matches!(message, Message::Close(_)) {
                 break;

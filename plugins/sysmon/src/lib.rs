@@ -65,8 +65,8 @@ impl Plugin for Sysmon {
             ("disk_percent".to_owned(), f64::from(f.disk_percent)), ("network_bytes_sent".to_owned(), f.net_bytes_sent as f64),
             ("network_bytes_received".to_owned(), f.net_bytes_received as f64), ("process_count".to_owned(), f64::from(f.process_count)),
         ]);
-        let mut perf = json!({ "timestamp": iso(now) });
-        perf.as_object_mut().map(|o| o.extend(values.iter().map(|(k, v)| (k.clone(), json!(v)))));
+        let mut perf: Value = values.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        perf["timestamp"] = json!(iso(now));
         events::publish("performance", &perf)?;
         let limits = thresholds();
         for (metric, key, _) in METRICS {
