@@ -2,9 +2,8 @@
 //! config until SIGTERM.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use switchyard_tests::{guest, Client};
+use switchyard_tests::{guest, listening_address, Client};
 
 fn switchyard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -57,14 +56,7 @@ async fn serve_reads_its_config_serves_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("host logs until it listens").unwrap();
-        let record: Value = serde_json::from_str(&line).expect("--log-format json logs JSON lines");
-        if record["fields"]["message"] == "listening" {
-            break record["fields"]["addr"].as_str().unwrap().to_owned();
-        }
-    };
+    let addr = listening_address(child.stderr.take().unwrap());
     let mut client = Client::connect(&format!("ws://{addr}/ws")).await;
     assert_eq!(client.call("echo", json!({"message": "cli"})).await["data"], "Echo: cli");
 
@@ -84,4 +76,3 @@ fn serve_rejects_a_bad_config_clearly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown field") && stderr.contains("deadline"), "{stderr}");
 }
-

@@ -41,7 +41,7 @@ fn main() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let addr = listening_address(child.stderr.take().unwrap());
+    let addr = switchyard_tests::listening_address(child.stderr.take().unwrap());
     let host = HostProcess(child);
     let url = format!("ws://{addr}/ws");
     runtime.block_on(async {
@@ -64,21 +64,6 @@ impl Drop for HostProcess {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Read the host's JSON log until it says where it listens; keep draining it.
-fn listening_address(stderr: std::process::ChildStderr) -> String {
-    use std::io::BufRead;
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("the host logs until it listens").unwrap();
-        let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if record["fields"]["message"] == "listening" {
-            break record["fields"]["addr"].as_str().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    addr
 }
 
 /// `ROUNDS` samples of the time until all `n` subscribers have one event.

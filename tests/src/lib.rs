@@ -79,6 +79,23 @@ pub fn example(name: &str) -> PathBuf {
     out
 }
 
+/// Read a `switchyard serve` process's JSON log (`SWITCHYARD_LOG_FORMAT=json`)
+/// until it says where it listens; the rest of the log is drained in the
+/// background so the process never blocks on a full pipe.
+pub fn listening_address(stderr: std::process::ChildStderr) -> String {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("the host logs until it listens").expect("read the host's log");
+        let record: Value = serde_json::from_str(&line).expect("the host logs JSON lines");
+        if record["fields"]["message"] == "listening" {
+            break record["fields"]["addr"].as_str().expect("the listening line names its address").to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    addr
+}
+
 /// A compile cache shared by all tests, so each component compiles once.
 pub fn shared_cache() -> PathBuf {
     workspace_root().join("target").join("test-compile-cache")
