@@ -20,6 +20,107 @@ pub struct Config {
     /// WebSocket endpoints. Setting any replaces the defaults: `/ws` (and
     /// `/`), `/ws/performance`, `/ws/alerts`, `/ws/status` and `/rooms`.
     pub endpoints: Vec<EndpointConfig>,
+    pub auth: AuthConfig,
+    /// Serve `https://` and `wss://` instead of plain HTTP.
+    pub tls: Option<TlsConfig>,
+    pub observability: ObservabilityConfig,
+}
+
+/// API keys, what each may do, and what callers without a key may do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub keys: Vec<ApiKeyConfig>,
+    /// Scopes of callers without a key, where an endpoint lets them in.
+    /// Never `admin`.
+    pub anonymous: ScopeConfig,
+    /// Require a key on the HTTP message, control and status routes too
+    /// (plugin, config and send routes always need an `admin` key).
+    pub require_key_for_api: bool,
+    /// Browser `Origin`s allowed to open WebSockets; `"*"` allows any. A
+    /// request without `Origin` (not a browser) or from the host's own
+    /// origin is always allowed.
+    pub allowed_origins: Vec<String>,
+}
+
+/// One API key. The key itself is never logged.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A name for logs, status and revocation.
+    pub name: String,
+    /// The secret presented as `Authorization: Bearer <key>`.
+    pub key: String,
+    #[serde(flatten)]
+    pub scopes: ScopeConfig,
+    /// Plugin and config management, and sending from HTTP.
+    #[serde(default)]
+    pub admin: bool,
+    /// If set, the key is only valid with this `X-Client-ID`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// A revoked key is rejected like a wrong one.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+impl std::fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyConfig").field("name", &self.name).field("key", &"<redacted>").field("admin", &self.admin).finish()
+    }
+}
+
+/// Message types and topics a caller may use: `*`, an exact name, or
+/// `prefix.*`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScopeConfig {
+    pub types: Vec<String>,
+    pub topics: Vec<String>,
+}
+
+impl Default for ScopeConfig {
+    fn default() -> Self {
+        ScopeConfig { types: vec!["*".into()], topics: vec!["*".into()] }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { keys: Vec::new(), anonymous: ScopeConfig::default(), require_key_for_api: false, allowed_origins: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// How often the files are checked for changes; a changed pair is
+    /// loaded for new connections without a restart.
+    #[serde(default = "tls_reload_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn tls_reload_ms() -> u64 {
+    2_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObservabilityConfig {
+    /// Serve `/metrics` (Prometheus text format).
+    pub metrics: bool,
+    /// How often a one-line status summary is logged; 0 turns it off.
+    pub summary_interval_ms: u64,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        ObservabilityConfig { metrics: true, summary_interval_ms: 60_000 }
+    }
 }
 
 /// One WebSocket path and how it reads messages.
@@ -42,8 +143,8 @@ pub struct EndpointConfig {
     /// Send the `connection` acknowledgement on connect.
     #[serde(default = "yes")]
     pub ack: bool,
-    /// Require authentication (enforced once the security layer lands; until
-    /// then the host refuses to start with it set, rather than pretend).
+    /// Require an API key to connect; without it, callers get the
+    /// `auth.anonymous` scopes (and a wrong key is still refused).
     #[serde(default)]
     pub auth: bool,
 }
@@ -132,6 +233,21 @@ pub struct LimitsConfig {
     pub send_timeout_ms: u64,
     /// Most simultaneous WebSocket connections; more are refused with 503.
     pub max_connections: usize,
+    /// Most simultaneous connections with one client id.
+    pub max_connections_per_client: usize,
+    /// New connections per second from one source address (token bucket).
+    pub connections_per_second_per_ip: u32,
+    pub connection_burst_per_ip: u32,
+    /// Messages per second per connection (token bucket); more are answered
+    /// `RATE_LIMIT_EXCEEDED` with `retry_after`, and the connection stays.
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+    /// Time allowed for the TLS handshake and the HTTP request head.
+    pub handshake_timeout_ms: u64,
+    /// Largest HTTP request body, except plugin uploads.
+    pub max_body_bytes: usize,
+    /// Largest plugin upload (`POST /api/plugins`).
+    pub max_upload_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +269,9 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             websocket: WebSocketConfig::default(),
             endpoints: EndpointConfig::defaults(),
+            auth: AuthConfig::default(),
+            tls: None,
+            observability: ObservabilityConfig::default(),
         }
     }
 }
@@ -183,6 +302,14 @@ impl Default for LimitsConfig {
             outbox_frames: 256,
             send_timeout_ms: 10_000,
             max_connections: 10_000,
+            max_connections_per_client: 100,
+            connections_per_second_per_ip: 50,
+            connection_burst_per_ip: 100,
+            messages_per_second: 200,
+            message_burst: 400,
+            handshake_timeout_ms: 10_000,
+            max_body_bytes: 1 << 20,
+            max_upload_bytes: 128 << 20,
         }
     }
 }
@@ -214,16 +341,18 @@ impl Config {
         anyhow::ensure!(l.max_message_bytes > 0, "limits.max_message_bytes must be positive");
         anyhow::ensure!(l.max_frame_bytes >= l.max_message_bytes, "limits.max_frame_bytes must be at least limits.max_message_bytes");
         anyhow::ensure!(l.outbox_frames > 0, "limits.outbox_frames must be positive");
+        anyhow::ensure!(l.max_connections_per_client > 0, "limits.max_connections_per_client must be positive");
+        anyhow::ensure!(l.handshake_timeout_ms > 0, "limits.handshake_timeout_ms must be positive");
+        anyhow::ensure!(l.max_body_bytes > 0 && l.max_upload_bytes > 0, "limits.max_body_bytes and max_upload_bytes must be positive");
+        anyhow::ensure!(
+            self.endpoints.iter().all(|e| !e.auth) || !self.auth.keys.is_empty(),
+            "an endpoint requires auth but auth.keys is empty"
+        );
         let mut paths = std::collections::HashSet::new();
         for endpoint in &self.endpoints {
             anyhow::ensure!(endpoint.path.starts_with('/'), "endpoint path {:?} must start with /", endpoint.path);
             anyhow::ensure!(paths.insert(endpoint.path.as_str()), "endpoint path {} is configured twice", endpoint.path);
-            anyhow::ensure!(
-                !endpoint.auth,
-                "endpoint {}: auth = true is not supported by this build; refusing to serve it unauthenticated",
-                endpoint.path
-            );
-            for reserved in ["/healthz", "/api"] {
+            for reserved in ["/healthz", "/readyz", "/metrics", "/api"] {
                 anyhow::ensure!(!endpoint.path.starts_with(reserved), "endpoint path {} is reserved", endpoint.path);
             }
         }

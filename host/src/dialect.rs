@@ -282,11 +282,12 @@ pub fn encode(reply_to: &ReplyTo, outcome: &Outcome) -> String {
     let id = reply_to.id.as_deref();
     let encoded = match (reply_to.dialect, outcome) {
         (Dialect::Raw, Ok(reply)) => Ok(reply.data.get().to_owned()),
-        (Dialect::Raw, Err(failure)) => serde_json::to_string(&serde_json::json!({
-            "type": "error",
-            "message": failure.message,
-            "code": failure.code,
-        })),
+        (Dialect::Raw, Err(failure)) => serde_json::to_string(&RawError {
+            kind: "error",
+            message: &failure.message,
+            code: &failure.code,
+            retry_after: failure.retry_after_ms,
+        }),
         (Dialect::Canonical, Ok(reply)) => serde_json::to_string(&CanonicalReply {
             kind: reply.reply_type,
             id,
@@ -302,7 +303,7 @@ pub fn encode(reply_to: &ReplyTo, outcome: &Outcome) -> String {
             kind: "error",
             id,
             timestamp: envelope::now_rfc3339(),
-            data: &ErrorData { code: &failure.code, message: &failure.message },
+            data: &ErrorData::of(failure),
             meta: ReplyMeta { request_type: reply_to.kind.as_deref(), plugin: None, plugin_version: None },
         }),
         (Dialect::Action, outcome) => serde_json::to_string(&ActionReply {
@@ -311,7 +312,7 @@ pub fn encode(reply_to: &ReplyTo, outcome: &Outcome) -> String {
             timestamp: envelope::unix_millis() as f64 / 1000.0,
             success: outcome.is_ok(),
             data: outcome.as_ref().ok().map(|reply| &*reply.data),
-            error: outcome.as_ref().err().map(|f| ErrorData { code: &f.code, message: &f.message }),
+            error: outcome.as_ref().err().map(ErrorData::of),
         }),
         (Dialect::Command, Ok(reply)) => serde_json::to_string(&CommandReply {
             request_id: id,
@@ -319,6 +320,7 @@ pub fn encode(reply_to: &ReplyTo, outcome: &Outcome) -> String {
             data: Some(&reply.data),
             error: None,
             code: None,
+            retry_after: None,
             processed_by: Some(&reply.served_by.name),
         }),
         (Dialect::Command, Err(failure)) => serde_json::to_string(&CommandReply {
@@ -327,6 +329,7 @@ pub fn encode(reply_to: &ReplyTo, outcome: &Outcome) -> String {
             data: None,
             error: Some(&failure.message),
             code: Some(&failure.code),
+            retry_after: failure.retry_after_ms,
             processed_by: None,
         }),
     };
@@ -358,6 +361,24 @@ struct ReplyMeta<'a> {
 struct ErrorData<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
+}
+
+impl<'a> ErrorData<'a> {
+    fn of(failure: &'a Failure) -> Self {
+        ErrorData { code: &failure.code, message: &failure.message, retry_after: failure.retry_after_ms }
+    }
+}
+
+#[derive(Serialize)]
+struct RawError<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    message: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -380,6 +401,8 @@ struct CommandReply<'a> {
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
     processed_by: Option<&'a str>,
 }
 

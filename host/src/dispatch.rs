@@ -1,16 +1,25 @@
-//! Runs one routed call: resolves the message type against the current
-//! route table snapshot and calls the target, a plugin version or a host
+//! Runs one routed call: decodes it, admits it (rate limit, then the
+//! caller's scopes), resolves the message type against the current route
+//! table snapshot and calls the target, a plugin version or a host
 //! built-in. Every fault comes back as a [`Failure`] with a stable code.
+//!
+//! Each message runs in a `message` span (id, type, plugin, code,
+//! latency), so plugin log lines carry the message they belong to.
 
-use crate::dialect::{self, Profile};
+use crate::dialect::{self, Profile, ReplyTo};
 use crate::envelope::{Envelope, ErrorCode, Failure, Origin, Outcome, Reply, ServedBy};
 use crate::hub::{Connection, SubscribeRequest};
+use crate::limits::LiveLimits;
+use crate::metrics::Metrics;
 use crate::router::RouteTable;
 use crate::runtime::PluginVersion;
+use crate::security::Principal;
 use arc_swap::ArcSwap;
 use serde_json::value::{to_raw_value, RawValue};
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::field::Empty;
+use tracing::Instrument;
 
 /// What serves a route.
 #[derive(Debug, Clone)]
@@ -30,6 +39,10 @@ pub enum Builtin {
 impl Builtin {
     pub const ALL: [(&'static str, Builtin); 3] =
         [("ping", Builtin::Ping), ("subscribe", Builtin::Subscribe), ("unsubscribe", Builtin::Unsubscribe)];
+
+    pub fn of(kind: &str) -> Option<Builtin> {
+        Self::ALL.iter().find(|(name, _)| *name == kind).map(|(_, builtin)| *builtin)
+    }
 }
 
 pub type Routes = RouteTable<Target>;
@@ -39,43 +52,82 @@ pub fn builtin_routes() -> impl Iterator<Item = (&'static str, Target)> {
     Builtin::ALL.into_iter().map(|(name, builtin)| (name, Target::Builtin(builtin)))
 }
 
-/// Who is calling: the origin plugins see, and the live connection, if any.
+/// Who is calling: the origin plugins see, what they may do, and the live
+/// connection, if any.
 pub struct Caller<'a> {
     pub origin: Origin,
     pub connection: Option<&'a Arc<Connection>>,
+    pub principal: &'a Principal,
 }
 
 pub struct Dispatcher {
     routes: Arc<ArcSwap<Routes>>,
+    limits: Arc<LiveLimits>,
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
-    pub fn new(routes: Arc<ArcSwap<Routes>>) -> Self {
-        Dispatcher { routes }
+    pub fn new(routes: Arc<ArcSwap<Routes>>, limits: Arc<LiveLimits>, metrics: Arc<Metrics>) -> Self {
+        Dispatcher { routes, limits, metrics }
     }
 
-    /// Decode one text frame, route and run it, and encode the answer in
-    /// the client's own format. The whole message path, for any transport.
-    pub async fn answer(&self, text: &str, max_bytes: usize, profile: &Profile, caller: &Caller<'_>) -> Vec<String> {
-        match dialect::decode(text, max_bytes, profile) {
-            Err(rejection) => dialect::frames(&rejection.reply_to, &Err(rejection.failure)),
-            Ok(request) => {
-                let started = Instant::now();
-                let outcome = self.dispatch(&request.envelope, caller).await;
-                tracing::debug!(
-                    id = %request.envelope.id,
-                    r#type = %request.envelope.kind,
-                    served_by = outcome.as_ref().map_or("-", |r| r.served_by.name.as_str()),
-                    code = outcome.as_ref().err().map_or("OK", |f| &f.code),
-                    micros = started.elapsed().as_micros() as u64,
-                    "message"
-                );
-                dialect::frames(&request.reply_to, &outcome)
+    /// Decode one text frame, admit, route and run it, and encode the
+    /// answer in the client's own format. The whole message path, for any
+    /// transport. `admit` applies the transport's rate limit.
+    pub async fn answer(
+        &self,
+        text: &str,
+        profile: &Profile,
+        caller: &Caller<'_>,
+        admit: impl FnOnce() -> Result<(), Failure>,
+    ) -> Vec<String> {
+        let (reply_to, outcome) = self.handle(text, profile, caller, admit).await;
+        dialect::frames(&reply_to, &outcome)
+    }
+
+    /// [`answer`](Self::answer), before encoding.
+    pub async fn handle(
+        &self,
+        text: &str,
+        profile: &Profile,
+        caller: &Caller<'_>,
+        admit: impl FnOnce() -> Result<(), Failure>,
+    ) -> (ReplyTo, Outcome) {
+        let request = match dialect::decode(text, self.limits.get().max_message_bytes, profile) {
+            Ok(request) => request,
+            Err(rejection) => {
+                self.metrics.message("", false, &rejection.failure.code);
+                return (rejection.reply_to, Err(rejection.failure));
             }
+        };
+        let envelope = &request.envelope;
+        let span = tracing::debug_span!("message", id = %envelope.id, r#type = %envelope.kind, plugin = Empty, code = Empty, latency_us = Empty);
+        let started = Instant::now();
+        let outcome = async {
+            if let Err(failure) = admit() {
+                self.metrics.limited("messages");
+                return Err(failure);
+            }
+            if Builtin::of(&envelope.kind).is_none() {
+                caller.principal.may_send(&envelope.kind)?;
+            }
+            self.dispatch(envelope, caller).await
         }
+        .instrument(span.clone())
+        .await;
+        let latency = started.elapsed();
+        let code = outcome.as_ref().err().map_or("OK", |f| &f.code);
+        let routed = !outcome.as_ref().is_err_and(|f| f.is(ErrorCode::UnknownType));
+        self.metrics.message(&envelope.kind, routed, code);
+        span.record("code", code).record("latency_us", latency.as_micros() as u64);
+        if let Ok(reply) = &outcome {
+            span.record("plugin", reply.served_by.name.as_str());
+        }
+        span.in_scope(|| tracing::debug!("answered"));
+        (request.reply_to, outcome)
     }
 
-    /// Route and run one message.
+    /// Route and run one message, already admitted.
     pub async fn dispatch(&self, envelope: &Envelope, caller: &Caller<'_>) -> Outcome {
         // One snapshot per message: a swap during the call does not affect it.
         let target = self.routes.load().resolve(&envelope.kind).cloned();
@@ -87,7 +139,10 @@ impl Dispatcher {
                         tracing::warn!(plugin = plugin.name(), connection = %connection.id, "connection-opened hook failed: {failure}");
                     }
                 }
-                let data = plugin.call(envelope, &caller.origin).await?;
+                let started = Instant::now();
+                let data = plugin.call(envelope, &caller.origin).await;
+                self.metrics.plugin_call(plugin.name(), plugin.version(), started.elapsed());
+                let data = data?;
                 let served_by = ServedBy { name: plugin.name().to_owned(), version: plugin.version().to_owned() };
                 Ok(Reply { data, served_by, reply_type: "reply" })
             }
@@ -122,6 +177,9 @@ fn run_builtin(builtin: Builtin, envelope: &Envelope, caller: &Caller<'_>) -> Ou
         Builtin::Subscribe => {
             let connection = live(caller)?;
             let request: SubscribeRequest = parse_data(&envelope.data, r#"{"events": [...], "filters": {...}}"#)?;
+            for topic in &request.events {
+                caller.principal.may_use_topic(topic)?;
+            }
             let held = connection.subscribe(&request.events, request.filters)?;
             (json(&serde_json::json!({ "subscribed": request.events, "subscriptions": held }))?, "reply")
         }

@@ -81,6 +81,12 @@ pub enum ErrorCode {
     PluginTimeout,
     PluginFailed,
     Internal,
+    AuthenticationFailed,
+    Forbidden,
+    RateLimitExceeded,
+    NotFound,
+    TooManyConnections,
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -93,6 +99,12 @@ impl ErrorCode {
             ErrorCode::PluginTimeout => "PLUGIN_TIMEOUT",
             ErrorCode::PluginFailed => "PLUGIN_FAILED",
             ErrorCode::Internal => "INTERNAL_ERROR",
+            ErrorCode::AuthenticationFailed => "AUTHENTICATION_FAILED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 }
@@ -102,16 +114,27 @@ impl ErrorCode {
 pub struct Failure {
     pub code: Cow<'static, str>,
     pub message: String,
+    /// For `RATE_LIMIT_EXCEEDED`: how long to wait before trying again.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Failure {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Failure { code: Cow::Borrowed(code.as_str()), message: message.into() }
+        Failure { code: Cow::Borrowed(code.as_str()), message: message.into(), retry_after_ms: None }
     }
 
     /// A failure a plugin returned, its code passed through as it is.
     pub fn from_plugin(code: String, message: String) -> Self {
-        Failure { code: Cow::Owned(code), message }
+        Failure { code: Cow::Owned(code), message, retry_after_ms: None }
+    }
+
+    /// `RATE_LIMIT_EXCEEDED`, to retry after `wait`.
+    pub fn rate_limited(what: &str, wait: std::time::Duration) -> Self {
+        let ms = (wait.as_millis() as u64).max(1);
+        Failure {
+            retry_after_ms: Some(ms),
+            ..Failure::new(ErrorCode::RateLimitExceeded, format!("{what} rate limit exceeded; retry after {ms} ms"))
+        }
     }
 
     pub fn is(&self, code: ErrorCode) -> bool {

@@ -8,6 +8,7 @@
 //! `presence.<room>`.
 
 use crate::envelope::{self, ErrorCode, Failure};
+use crate::metrics::HubMetrics;
 use crate::router::Claim;
 use crate::services::{EventSink, Member, Rooms};
 use bytes::Bytes;
@@ -17,7 +18,7 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 pub mod close {
     /// No frame, not even a pong, within the idle timeout.
     pub const IDLE_TIMEOUT: u16 = 4000;
+    /// Authentication failed, or the key was revoked.
+    pub const AUTHENTICATION_FAILED: u16 = 4001;
     /// The connection's send queue overflowed: it was not reading.
     pub const SLOW_CONSUMER: u16 = 4008;
 }
@@ -40,6 +43,10 @@ pub struct Connection {
     pub remote: Option<SocketAddr>,
     /// The endpoint path it connected to.
     pub endpoint: String,
+    /// The name of the API key it authenticated with.
+    pub key: Option<String>,
+    pub connected_at: SystemTime,
+    outbox_drops: prometheus_client::metrics::counter::Counter,
     presence: Mutex<Presence>,
     /// Plugins this connection has sent messages to, for their
     /// `connection-closed` hook.
@@ -77,6 +84,7 @@ impl Connection {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
+                self.outbox_drops.inc();
                 self.evict(close::SLOW_CONSUMER, "send queue full: the client is not reading");
                 false
             }
@@ -88,6 +96,7 @@ impl Connection {
         match self.outbox.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.outbox_drops.inc();
                 self.evict(close::SLOW_CONSUMER, "send queue full: the client is not reading");
                 false
             }
@@ -157,6 +166,27 @@ impl Connection {
         lock(&self.touched).clone()
     }
 
+    /// The topic patterns this connection is subscribed to.
+    pub fn subscriptions(&self) -> Vec<String> {
+        lock(&self.subscriptions).iter().map(|s| s.pattern.to_string()).collect()
+    }
+
+    /// What `GET /api/status` and the console's `list` show.
+    pub fn info(&self) -> ConnectionInfo {
+        let presence = lock(&self.presence).clone();
+        ConnectionInfo {
+            id: self.id.clone(),
+            client_id: self.client_id.clone(),
+            remote: self.remote.map(|r| r.to_string()),
+            endpoint: self.endpoint.clone(),
+            key: self.key.clone(),
+            connected_at: humantime::format_rfc3339_seconds(self.connected_at).to_string(),
+            room: presence.room,
+            device_id: presence.device_id,
+            subscriptions: self.subscriptions(),
+        }
+    }
+
     fn member(&self) -> Member {
         let presence = lock(&self.presence);
         Member { connection_id: self.id.clone(), device_id: presence.device_id.clone(), identity: presence.identity.clone() }
@@ -193,6 +223,20 @@ fn passes(filters: &Filters, data: &Map<String, Value>) -> bool {
 /// The outbox's receiving end, held by the connection's writer.
 pub type Outbox = mpsc::Receiver<Bytes>;
 
+/// A connection as the HTTP API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionInfo {
+    pub id: String,
+    pub client_id: Option<String>,
+    pub remote: Option<String>,
+    pub endpoint: String,
+    pub key: Option<String>,
+    pub connected_at: String,
+    pub room: Option<String>,
+    pub device_id: Option<String>,
+    pub subscriptions: Vec<String>,
+}
+
 /// Sizes the hub enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct HubLimits {
@@ -200,9 +244,46 @@ pub struct HubLimits {
     pub outbox_frames: usize,
 }
 
+/// A place among the admitted connections, held for the connection's
+/// life; dropping it frees the place.
+pub struct Ticket {
+    admission: Arc<Admission>,
+    client_id: Option<String>,
+}
+
+#[derive(Default)]
+struct Admission {
+    counts: Mutex<AdmissionCounts>,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+#[derive(Default)]
+struct AdmissionCounts {
+    total: usize,
+    per_client: HashMap<String, usize>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.admission.counts);
+        counts.total -= 1;
+        if let Some(id) = &self.client_id {
+            if let Some(n) = counts.per_client.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.per_client.remove(id);
+                }
+            }
+        }
+        self.admission.gauge.set(counts.total as i64);
+    }
+}
+
 /// Every live connection, by id.
 pub struct Hub {
     limits: HubLimits,
+    metrics: HubMetrics,
+    admission: Arc<Admission>,
     connections: RwLock<HashMap<String, Arc<Connection>>>,
     /// Room name to member connection ids, in join order.
     rooms: RwLock<HashMap<String, Vec<String>>>,
@@ -236,18 +317,51 @@ pub struct SubscribeRequest {
 }
 
 impl Hub {
-    pub fn new(limits: HubLimits) -> Self {
-        Hub { limits, connections: RwLock::default(), rooms: RwLock::default(), devices: RwLock::default() }
+    pub fn new(limits: HubLimits, metrics: HubMetrics) -> Self {
+        let admission = Arc::new(Admission { counts: Mutex::default(), gauge: metrics.connections.clone() });
+        Hub { limits, metrics, admission, connections: RwLock::default(), rooms: RwLock::default(), devices: RwLock::default() }
+    }
+
+    /// Reserve a place for one more connection, within `max` in all and
+    /// `max_per_client` for its client id. Check and reservation are one
+    /// step, so concurrent upgrades cannot overshoot.
+    pub fn admit(&self, client_id: Option<&str>, max: usize, max_per_client: usize) -> Result<Ticket, Failure> {
+        let mut counts = lock(&self.admission.counts);
+        if counts.total >= max {
+            return Err(Failure::new(ErrorCode::TooManyConnections, format!("the host holds its maximum of {max} connections")));
+        }
+        if let Some(id) = client_id {
+            let n = counts.per_client.entry(id.to_owned()).or_default();
+            if *n >= max_per_client {
+                return Err(Failure::new(
+                    ErrorCode::TooManyConnections,
+                    format!("client {id:?} already holds its maximum of {max_per_client} connections"),
+                ));
+            }
+            *n += 1;
+        }
+        counts.total += 1;
+        self.admission.gauge.set(counts.total as i64);
+        Ok(Ticket { admission: Arc::clone(&self.admission), client_id: client_id.map(str::to_owned) })
     }
 
     /// Register a new connection; the outbox is for its writer.
-    pub fn connect(&self, client_id: Option<String>, remote: Option<SocketAddr>, endpoint: &str) -> (Arc<Connection>, Outbox) {
+    pub fn connect(
+        &self,
+        client_id: Option<String>,
+        remote: Option<SocketAddr>,
+        endpoint: &str,
+        key: Option<String>,
+    ) -> (Arc<Connection>, Outbox) {
         let (tx, rx) = mpsc::channel(self.limits.outbox_frames.max(1));
         let connection = Arc::new(Connection {
             id: uuid::Uuid::new_v4().simple().to_string(),
             client_id,
             remote,
             endpoint: endpoint.to_owned(),
+            key,
+            connected_at: SystemTime::now(),
+            outbox_drops: self.metrics.outbox_drops.clone(),
             presence: Mutex::default(),
             touched: Mutex::default(),
             outbox: tx,
@@ -309,6 +423,45 @@ impl Hub {
 
     pub fn connection_count(&self) -> usize {
         self.read().len()
+    }
+
+    /// Every live connection.
+    pub fn connections(&self) -> Vec<Arc<Connection>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Topic patterns held by any connection, and how many hold each.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for connection in self.read().values() {
+            for pattern in connection.subscriptions() {
+                *counts.entry(pattern).or_default() += 1;
+            }
+        }
+        let mut topics: Vec<_> = counts.into_iter().collect();
+        topics.sort();
+        topics
+    }
+
+    /// Queue one message for every connection (on `endpoint`, if given);
+    /// returns how many it was queued for.
+    pub fn broadcast_all(&self, message: &RawValue, endpoint: Option<&str>) -> usize {
+        let frame = Bytes::copy_from_slice(message.get().as_bytes());
+        self.read()
+            .values()
+            .filter(|c| endpoint.is_none_or(|e| c.endpoint == e))
+            .filter(|c| c.offer(frame.clone()))
+            .count()
+    }
+
+    /// Close every connection that authenticated with the key `name`.
+    pub fn evict_key(&self, name: &str, code: u16, reason: &str) -> usize {
+        let connections = self.read();
+        let holders: Vec<_> = connections.values().filter(|c| c.key.as_deref() == Some(name)).collect();
+        for connection in &holders {
+            connection.evict(code, reason);
+        }
+        holders.len()
     }
 
     /// Evict every connection (on shutdown).
@@ -468,9 +621,9 @@ mod tests {
 
     #[tokio::test]
     async fn patterns_and_filters_select_events() {
-        let hub = Hub::new(HubLimits { outbox_frames: 16 });
-        let (all_alerts, mut all_rx) = hub.connect(None, None, "/ws");
-        let (critical, mut crit_rx) = hub.connect(None, None, "/ws");
+        let hub = Hub::new(HubLimits { outbox_frames: 16 }, HubMetrics::default());
+        let (all_alerts, mut all_rx) = hub.connect(None, None, "/ws", None);
+        let (critical, mut crit_rx) = hub.connect(None, None, "/ws", None);
         all_alerts.subscribe(&["alert.*".into()], Filters::new()).unwrap();
         let filters: Filters = serde_json::from_value(json!({"level": ["critical"]})).unwrap();
         critical.subscribe(&["alert.cpu".into()], filters).unwrap();
@@ -493,8 +646,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_outbox_evicts_the_slow_consumer() {
-        let hub = Hub::new(HubLimits { outbox_frames: 2 });
-        let (slow, _rx) = hub.connect(None, None, "/ws");
+        let hub = Hub::new(HubLimits { outbox_frames: 2 }, HubMetrics::default());
+        let (slow, _rx) = hub.connect(None, None, "/ws", None);
         slow.subscribe(&["tick".into()], Filters::new()).unwrap();
         for _ in 0..3 {
             hub.publish("tick", &raw(json!(1)), "t").unwrap();

@@ -6,6 +6,8 @@
 //! caps) → [`runtime`] (warm plugin instances) → back through the dialect
 //! to the connection's bounded outbox in the [`hub`]. The [`registry`] and
 //! [`watcher`] replace plugins by atomic swaps of the route table.
+//! [`security`] (keys, scopes, origins) and [`limits`] (what may change while
+//! serving, token buckets) gate the way in; [`metrics`] counts what passes.
 
 pub mod config;
 pub mod dialect;
@@ -13,9 +15,12 @@ pub mod dispatch;
 pub mod envelope;
 pub mod hub;
 pub mod inspect;
+pub mod limits;
+pub mod metrics;
 pub mod registry;
 pub mod router;
 pub mod runtime;
+pub mod security;
 pub mod server;
 pub mod services;
 pub mod state;

@@ -8,13 +8,13 @@
 //! published as a `status` event.
 
 use crate::dispatch::{builtin_routes, Routes, Target};
+use crate::metrics::RegistryMetrics;
 use crate::runtime::{LoadError, PluginVersion, Runtime};
 use crate::services::EventSink;
 use arc_swap::ArcSwap;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,8 @@ pub enum RegistryError {
     Load { path: PathBuf, source: LoadError },
     #[error("{path}: plugin name {name:?} is already served from {other}")]
     DuplicateName { path: PathBuf, name: String, other: PathBuf },
+    #[error("{path}: cannot write: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 impl RegistryError {
@@ -39,6 +41,7 @@ impl RegistryError {
             RegistryError::Read { .. } => "PLUGIN_READ_FAILED",
             RegistryError::Load { source, .. } => source.code(),
             RegistryError::DuplicateName { .. } => "CLAIM_CONFLICT",
+            RegistryError::Write { .. } => "PLUGIN_WRITE_FAILED",
         }
     }
 }
@@ -64,12 +67,13 @@ pub struct Registry {
     events: Arc<dyn EventSink>,
     /// Stops the tick task of each file's serving version.
     tickers: Mutex<HashMap<PathBuf, CancellationToken>>,
-    swaps: AtomicU64,
-    load_failures: AtomicU64,
+    /// Swaps per plugin name, for status.
+    swaps: Mutex<HashMap<String, u64>>,
+    metrics: RegistryMetrics,
 }
 
 impl Registry {
-    pub fn new(runtime: Arc<Runtime>, events: Arc<dyn EventSink>) -> Self {
+    pub fn new(runtime: Arc<Runtime>, events: Arc<dyn EventSink>, metrics: RegistryMetrics) -> Self {
         // The built-ins alone cannot conflict.
         let routes = build_routes(&BTreeMap::new()).unwrap_or_default();
         Registry {
@@ -79,8 +83,8 @@ impl Registry {
             failed: Mutex::default(),
             events,
             tickers: Mutex::default(),
-            swaps: AtomicU64::new(0),
-            load_failures: AtomicU64::new(0),
+            swaps: Mutex::default(),
+            metrics,
         }
     }
 
@@ -94,12 +98,26 @@ impl Registry {
         self.lock().values().cloned().collect()
     }
 
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     pub fn swap_count(&self) -> u64 {
-        self.swaps.load(Ordering::Relaxed)
+        self.metrics.swaps.get()
     }
 
     pub fn load_failure_count(&self) -> u64 {
-        self.load_failures.load(Ordering::Relaxed)
+        self.metrics.load_failures.get()
+    }
+
+    /// How many times the plugin named `name` was replaced while serving.
+    pub fn swaps_of(&self, name: &str) -> u64 {
+        self.swaps.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or(0)
+    }
+
+    /// The file the plugin named `name` is served from.
+    pub fn path_of(&self, name: &str) -> Option<PathBuf> {
+        self.lock().iter().find(|(_, v)| v.name() == name).map(|(path, _)| path.clone())
     }
 
     /// Load every `*.wasm` in `dir`, in name order. Failures are reported
@@ -119,26 +137,85 @@ impl Registry {
 
     /// Load or replace the plugin served from `path`.
     pub async fn load(&self, path: &Path) -> Result<Loaded, RegistryError> {
-        let result = self.try_load(path).await;
+        self.load_file(path, false).await
+    }
+
+    /// Load `path` again even if its content is what is serving: a fresh
+    /// version with fresh instances.
+    pub async fn reload(&self, path: &Path) -> Result<Loaded, RegistryError> {
+        self.load_file(path, true).await
+    }
+
+    /// Validate an uploaded component, write it into `dir` (replacing the
+    /// file of the plugin with the same name, if any) and load it from
+    /// there, exactly as if it had been copied in. Nothing is written when
+    /// it does not validate.
+    pub async fn install(&self, dir: &Path, bytes: Vec<u8>) -> Result<(PathBuf, Loaded), RegistryError> {
+        let upload = dir.join("(upload)");
+        let checked = self.check_upload(&upload, &bytes).await;
+        let path = match checked {
+            Ok(path) => path,
+            Err(error) => {
+                self.failed_load(&upload, &error);
+                return Err(error);
+            }
+        };
+        let staging = path.with_file_name(format!(".{}.upload", path.file_name().map_or_else(Default::default, |n| n.to_string_lossy())));
+        let write = |source| RegistryError::Write { path: path.clone(), source };
+        tokio::fs::write(&staging, &bytes).await.map_err(write)?;
+        tokio::fs::rename(&staging, &path).await.map_err(write)?;
+        let loaded = self.load(&path).await?;
+        Ok((path, loaded))
+    }
+
+    /// Compile and instantiate an upload and check its claims against the
+    /// other plugins; the path it will be served from.
+    async fn check_upload(&self, upload: &Path, bytes: &[u8]) -> Result<PathBuf, RegistryError> {
+        let load_err = |source| RegistryError::Load { path: upload.into(), source };
+        let hash = crate::runtime::cache::content_hash(bytes);
+        let compiled = self.runtime.compile(bytes.to_vec(), hash).await.map_err(load_err)?;
+        let candidate = self.runtime.prepare(compiled, upload.to_path_buf()).await.map_err(load_err)?;
+        let dir = upload.parent().unwrap_or(Path::new("."));
+        let path = self.path_of(candidate.name()).unwrap_or_else(|| dir.join(format!("{}.wasm", candidate.name())));
+        let mut next = self.lock().clone();
+        next.insert(path.clone(), candidate);
+        build_routes(&next).map_err(|e| load_err(e.into()))?;
+        Ok(path)
+    }
+
+    /// Stop serving the plugin named `name` and delete its file.
+    pub fn remove(&self, name: &str) -> Option<Arc<PluginVersion>> {
+        let path = self.path_of(name)?;
+        let old = self.unload(&path)?;
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::error!(file = %path.display(), "plugin unloaded, but its file could not be deleted: {e}");
+        }
+        Some(old)
+    }
+
+    async fn load_file(&self, path: &Path, force: bool) -> Result<Loaded, RegistryError> {
+        let result = self.try_load(path, force).await;
         match &result {
             Ok(Loaded::New(new)) => self.report("plugin_loaded", path, Some(new), None, None),
             Ok(Loaded::Swapped { old, new }) => self.report("plugin_swapped", path, Some(new), Some(old), None),
             Ok(Loaded::Unchanged) => {}
-            Err(error) => {
-                self.load_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(code = error.code(), "plugin load failed; previous version (if any) keeps serving: {error}");
-                let current = self.lock().get(path).cloned();
-                self.report("plugin_failed", path, None, current.as_ref(), Some(error));
-            }
+            Err(error) => self.failed_load(path, error),
         }
         result
     }
 
-    async fn try_load(&self, path: &Path) -> Result<Loaded, RegistryError> {
+    fn failed_load(&self, path: &Path, error: &RegistryError) {
+        self.metrics.load_failures.inc();
+        tracing::error!(code = error.code(), "plugin load failed; previous version (if any) keeps serving: {error}");
+        let current = self.lock().get(path).cloned();
+        self.report("plugin_failed", path, None, current.as_ref(), Some(error));
+    }
+
+    async fn try_load(&self, path: &Path, force: bool) -> Result<Loaded, RegistryError> {
         let bytes = tokio::fs::read(path).await.map_err(|source| RegistryError::Read { path: path.into(), source })?;
         let hash = crate::runtime::cache::content_hash(&bytes);
         let serving = self.lock().get(path).is_some_and(|v| v.hash == hash);
-        if serving || self.failed().get(path) == Some(&hash) {
+        if !force && (serving || self.failed().get(path) == Some(&hash)) {
             return Ok(Loaded::Unchanged);
         }
         let result = self.load_new(path, bytes, &hash).await;
@@ -170,7 +247,8 @@ impl Registry {
         self.start_ticks(path, &version);
         Ok(match old {
             Some(old) => {
-                self.swaps.fetch_add(1, Ordering::Relaxed);
+                self.metrics.swaps.inc();
+                *self.swaps.lock().unwrap_or_else(|p| p.into_inner()).entry(version.name().to_owned()).or_default() += 1;
                 Loaded::Swapped { old, new: version }
             }
             None => Loaded::New(version),

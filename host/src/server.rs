@@ -5,16 +5,21 @@
 use crate::config::{ms, Config};
 use crate::dispatch::Dispatcher;
 use crate::hub::{Hub, HubLimits};
+use crate::limits::{LiveLimits, Tunables};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::{PluginLimits, Runtime, Services};
+use crate::security::Keyring;
 use crate::state::{KvQuota, MemoryKv};
 use crate::system::HostSystem;
+use crate::transport::listener::Listener;
+use crate::transport::tls::Certificates;
 use crate::transport::{self, Endpoint, Gateway, WsSettings};
 use anyhow::Context;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,10 +29,11 @@ pub struct Server {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     grace: Duration,
-    serve: JoinHandle<std::io::Result<()>>,
+    serve: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
     registry: Arc<Registry>,
     hub: Arc<Hub>,
+    gateway: Arc<Gateway>,
 }
 
 impl Server {
@@ -35,18 +41,22 @@ impl Server {
     /// the host is serving.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         config.validate()?;
-        let hub = Arc::new(Hub::new(HubLimits { outbox_frames: config.limits.outbox_frames }));
+        let keyring = Arc::new(Keyring::from_config(&config.auth)?);
+        let certificates = config.tls.as_ref().map(Certificates::load).transpose()?;
+        let metrics = Arc::new(Metrics::new());
+        let limits = Arc::new(LiveLimits::new(Tunables::from_config(&config), config.limits.max_frame_bytes));
+        let hub = Arc::new(Hub::new(HubLimits { outbox_frames: config.limits.outbox_frames }, metrics.hub.clone()));
         let p = &config.plugins;
         let kv = Arc::new(MemoryKv::new(KvQuota { max_value_bytes: p.kv_max_value_bytes, max_keys: p.kv_max_keys }));
-        let limits = PluginLimits {
+        let plugin_limits = PluginLimits {
             deadline: ms(p.deadline_ms),
             memory_bytes: p.memory_mib << 20,
             max_instances: p.max_instances,
         };
         let services = Services { events: hub.clone(), kv, rooms: hub.clone(), system: Arc::new(HostSystem::default()) };
         let settings = p.settings_text().into_iter().map(|(name, values)| (name, Arc::new(values))).collect();
-        let runtime = Runtime::new(limits, p.cache_dir.clone(), p.grants.clone(), settings, services)?;
-        let registry = Arc::new(Registry::new(runtime, hub.clone()));
+        let runtime = Runtime::new(plugin_limits, p.cache_dir.clone(), p.grants.clone(), settings, services)?;
+        let registry = Arc::new(Registry::new(runtime, hub.clone(), metrics.plugins.clone()));
 
         std::fs::create_dir_all(&p.dir).with_context(|| format!("cannot create plugin folder {}", p.dir.display()))?;
         let loaded = registry.load_dir(&p.dir).await.with_context(|| format!("cannot read plugin folder {}", p.dir.display()))?;
@@ -61,39 +71,47 @@ impl Server {
             None
         };
 
-        let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-        let addr = listener.local_addr()?;
+        let tcp = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = tcp.local_addr()?;
         let tracker = TaskTracker::new();
         let gateway = Arc::new(Gateway {
-            dispatcher: Dispatcher::new(registry.routes()),
+            dispatcher: Dispatcher::new(registry.routes(), Arc::clone(&limits), Arc::clone(&metrics)),
             endpoints: config.endpoints.iter().map(|e| (e.path.clone(), Endpoint::from(e))).collect(),
             hub: Arc::clone(&hub),
+            registry: Arc::clone(&registry),
+            keyring,
+            limits,
+            metrics,
             ws: WsSettings {
-                max_message_bytes: config.limits.max_message_bytes,
                 max_frame_bytes: config.limits.max_frame_bytes,
-                max_connections: config.limits.max_connections,
                 heartbeat: ms(config.websocket.heartbeat_interval_ms),
                 idle_timeout: ms(config.websocket.idle_timeout_ms),
                 send_timeout: ms(config.limits.send_timeout_ms),
             },
+            plugin_dir: p.dir.clone(),
+            max_body_bytes: config.limits.max_body_bytes,
+            max_upload_bytes: config.limits.max_upload_bytes,
+            serve_metrics: config.observability.metrics,
+            started: Instant::now(),
+            ready: AtomicBool::new(true),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         });
-        let app = transport::routes(gateway).into_make_service_with_connect_info::<SocketAddr>();
-        let serve = tokio::spawn(
-            axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).into_future(),
-        );
-        tracing::info!(%addr, "listening");
-        Ok(Server {
-            addr,
-            shutdown,
-            tracker,
-            grace: ms(config.websocket.shutdown_grace_ms),
-            serve,
-            watcher,
-            registry,
-            hub,
-        })
+        if let Some(certificates) = &certificates {
+            tokio::spawn(Arc::clone(certificates).watch(shutdown.clone()));
+        }
+        tokio::spawn(housekeeping(Arc::clone(&gateway), ms(config.observability.summary_interval_ms), shutdown.clone()));
+        let listener = Listener {
+            tcp,
+            app: transport::routes(Arc::clone(&gateway)),
+            tls: certificates,
+            handshake_timeout: ms(config.limits.handshake_timeout_ms),
+        };
+        let grace = ms(config.websocket.shutdown_grace_ms);
+        let serve = tokio::spawn(listener.serve(shutdown.clone(), grace));
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, scheme, "listening");
+        Ok(Server { addr, shutdown, tracker, grace, serve, watcher, registry, hub, gateway })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -112,19 +130,52 @@ impl Server {
     /// period), close every connection with 1001, and stop the watcher.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
+        self.gateway.ready.store(false, Ordering::Relaxed);
         self.shutdown.cancel();
         self.registry.stop_all_ticks();
         self.tracker.close();
         if tokio::time::timeout(self.grace, self.tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the {:?} grace period", self.grace);
         }
-        match tokio::time::timeout(self.grace, self.serve).await {
-            Ok(Ok(Err(e))) => tracing::warn!("listener ended with an error: {e}"),
-            Err(_) => tracing::warn!("listener did not stop within the grace period"),
-            _ => {}
+        if tokio::time::timeout(self.grace * 2, self.serve).await.is_err() {
+            tracing::warn!("listener did not stop within the grace period");
         }
         if let Some(watcher) = self.watcher {
             let _ = watcher.await;
         }
+    }
+}
+
+/// Periodic chores: the one-line status summary, and forgetting idle
+/// rate-limit keys so the keyed buckets stay small.
+async fn housekeeping(gateway: Arc<Gateway>, summary_every: Duration, stop: CancellationToken) {
+    const FORGET_EVERY: Duration = Duration::from_secs(60);
+    let every = if summary_every.is_zero() { FORGET_EVERY } else { summary_every.min(FORGET_EVERY) };
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last = (Instant::now(), gateway.metrics.totals());
+    let mut since_summary = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        gateway.limits.forget_idle();
+        since_summary += every;
+        if summary_every.is_zero() || since_summary < summary_every {
+            continue;
+        }
+        since_summary = Duration::ZERO;
+        let now = (Instant::now(), gateway.metrics.totals());
+        let seconds = now.0.duration_since(last.0).as_secs_f64().max(0.001);
+        tracing::info!(
+            connections = gateway.hub.connection_count(),
+            rooms = gateway.hub.room_sizes().len(),
+            plugins = gateway.registry.plugins().len(),
+            messages_per_second = format!("{:.1}", (now.1 .0 - last.1 .0) as f64 / seconds),
+            errors = now.1 .1 - last.1 .1,
+            "summary"
+        );
+        last = now;
     }
 }

@@ -29,7 +29,7 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n[limits]\nmax_connections = 12000\noutbox_frames = 64\n[websocket]\nheartbeat_interval_ms = 300000\nidle_timeout_ms = 600000\n",
+            "listen = \"127.0.0.1:0\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n[limits]\nmax_connections = 12000\nmax_connections_per_client = 12000\nconnections_per_second_per_ip = 0\noutbox_frames = 64\n[websocket]\nheartbeat_interval_ms = 300000\nidle_timeout_ms = 600000\n",
             switchyard_tests::shared_cache()
         ),
     )

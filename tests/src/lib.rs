@@ -38,6 +38,7 @@ pub fn guest_dir() -> &'static Path {
             .current_dir(&root)
             .args(["build", "--release", "--target", "wasm32-wasip2", "--workspace"])
             .args(["--exclude", "switchyard", "--exclude", "switchyard-tests"])
+            .args(["--exclude", "switchyard-client", "--exclude", "client-demo"])
             .env("CARGO_TARGET_DIR", &target)
             .output()
             .expect("run cargo to build the guest plugins");
@@ -108,6 +109,10 @@ pub fn test_config(dir: &Path) -> Config {
     config.plugins.dir = dir.to_path_buf();
     config.plugins.cache_dir = Some(shared_cache());
     config.plugins.debounce_ms = 50;
+    // Load tests send far faster than a production client should; the
+    // security suite sets these back to what it tests.
+    config.limits.messages_per_second = 0;
+    config.limits.connections_per_second_per_ip = 0;
     config
 }
 
@@ -144,6 +149,11 @@ impl Host {
 
     pub fn url(&self) -> String {
         self.endpoint("/ws")
+    }
+
+    /// The HTTP URL of a path (`/api/status`).
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr())
     }
 
     /// The WebSocket URL of an endpoint path.
@@ -222,8 +232,28 @@ impl Client {
 
     /// Connect to an endpoint that sends no acknowledgement (`/rooms`).
     pub async fn connect_without_ack(url: &str) -> Client {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
-        Client { socket, ack: Value::Null, events: VecDeque::new(), next_id: 0 }
+        Self::try_connect(url, &[]).await.expect("websocket connects")
+    }
+
+    /// Connect with extra request headers (`Authorization`, `Origin`...);
+    /// the handshake's error, such as a refusal's HTTP status, if it fails.
+    /// Reads no acknowledgement.
+    pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name");
+            request.headers_mut().insert(name, value.parse().expect("header value"));
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Client { socket, ack: Value::Null, events: VecDeque::new(), next_id: 0 })
+    }
+
+    /// Read the acknowledgement of a connection made with [`try_connect`](Self::try_connect).
+    pub async fn acknowledged(mut self) -> Client {
+        self.ack = self.recv_frame().await;
+        assert_eq!(self.ack["type"], "connection", "first frame is the acknowledgement: {}", self.ack);
+        self
     }
 
     pub fn connection_id(&self) -> &str {

@@ -22,6 +22,7 @@ use cache::{CacheOutcome, CompileCache};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -36,6 +37,7 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Limits every plugin call runs under.
 #[derive(Debug, Clone)]
 pub struct PluginLimits {
+    /// The initial deadline; [`Runtime::set_deadline`] changes it live.
     pub deadline: Duration,
     pub memory_bytes: usize,
     /// Warm instances, and so concurrent calls, per plugin version.
@@ -155,6 +157,8 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     cache: CompileCache,
     limits: PluginLimits,
+    /// The per-call deadline in milliseconds, adjustable while serving.
+    deadline_ms: AtomicU64,
     grants: HashMap<String, Grant>,
     settings: Settings,
     services: Services,
@@ -177,11 +181,22 @@ impl Runtime {
         world::v0_2::PluginWithHooks::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
         spawn_epoch_ticker(&engine);
         let cache = CompileCache::new(&engine, cache_dir);
-        Ok(Arc::new(Runtime { engine, linker, cache, limits, grants, settings, services }))
+        let deadline_ms = AtomicU64::new(limits.deadline.as_millis() as u64);
+        Ok(Arc::new(Runtime { engine, linker, cache, limits, deadline_ms, grants, settings, services }))
     }
 
     pub fn limits(&self) -> &PluginLimits {
         &self.limits
+    }
+
+    /// The per-call deadline now.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms.load(Ordering::Relaxed))
+    }
+
+    /// Change the per-call deadline for calls that start from now on.
+    pub fn set_deadline(&self, deadline: Duration) {
+        self.deadline_ms.store(deadline.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Compile a component whose [`cache::content_hash`] is `hash` (or load
@@ -227,7 +242,7 @@ impl Runtime {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limits,
-            deadline: Instant::now() + self.limits.deadline,
+            deadline: Instant::now() + self.deadline(),
             settings: self.settings.get(&identity.name).cloned(),
             system_granted: grant.is_some_and(|g| g.system),
             identity,

@@ -30,6 +30,46 @@ pub struct PluginStats {
     pub failures: AtomicU64,
     pub traps: AtomicU64,
     pub timeouts: AtomicU64,
+    /// Latencies of the most recent `handle` calls.
+    pub latencies: Latencies,
+}
+
+impl PluginStats {
+    /// Calls that did not end in a reply.
+    pub fn errors(&self) -> u64 {
+        [&self.failures, &self.traps, &self.timeouts].iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// How many recent calls the latency percentiles are taken over.
+pub const LATENCY_WINDOW: usize = 1024;
+
+/// The latencies of the last [`LATENCY_WINDOW`] calls, in microseconds.
+#[derive(Debug, Default)]
+pub struct Latencies {
+    samples: std::sync::Mutex<std::collections::VecDeque<u32>>,
+}
+
+impl Latencies {
+    fn record(&self, took: Duration) {
+        let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        if samples.len() == LATENCY_WINDOW {
+            samples.pop_front();
+        }
+        samples.push_back(micros);
+    }
+
+    /// The median and 99th percentile in microseconds, if there were calls.
+    pub fn p50_p99(&self) -> Option<(u32, u32)> {
+        let mut sorted: Vec<u32> = self.samples.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_unstable();
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.50), at(0.99)))
+    }
 }
 
 /// Which contract a component was built against, and where its exports are.
@@ -111,7 +151,7 @@ impl PluginVersion {
             Err(_) => Contract::V0_1(v0_1::handler::GuestIndices::new(&pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?),
         };
         let loading = Arc::new(PluginIdentity { name: String::new(), version: String::new() });
-        let deadline = Instant::now() + runtime.limits.deadline;
+        let deadline = Instant::now() + runtime.deadline();
         let mut instance = instantiate(&runtime, &pre, &exports, loading, deadline).await.map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let manifest = match instance.invoke(Call::Manifest).await {
             Ok(Answer::Manifest(manifest)) => manifest,
@@ -179,7 +219,10 @@ impl PluginVersion {
     /// Run `handle` on one instance under the deadline; the reply's data as JSON.
     pub async fn call(&self, envelope: &Envelope, origin: &Origin) -> Result<Box<RawValue>, Failure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        match self.run(Call::Handle(envelope, origin)).await? {
+        let started = Instant::now();
+        let answer = self.run(Call::Handle(envelope, origin)).await;
+        self.stats.latencies.record(started.elapsed());
+        match answer? {
             Answer::Handled(Ok(json)) => RawValue::from_string(json).map_err(|e| {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 Failure::new(ErrorCode::PluginFailed, format!("plugin {} replied with invalid JSON: {e}", self.name()))
@@ -223,7 +266,7 @@ impl PluginVersion {
     /// one operation, and return the instance to the pool unless it trapped.
     async fn run(&self, call: Call<'_>) -> Result<Answer, Failure> {
         let limits = &self.runtime.limits;
-        let deadline = Instant::now() + limits.deadline;
+        let deadline = Instant::now() + self.runtime.deadline();
         let _permit = match tokio::time::timeout_at(deadline.into(), self.permits.acquire()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(Failure::new(ErrorCode::Internal, "plugin instance pool closed")),
@@ -271,7 +314,7 @@ impl PluginVersion {
     fn fault(&self, error: wasmtime::Error) -> Failure {
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-            let ms = self.runtime.limits.deadline.as_millis();
+            let ms = self.runtime.deadline().as_millis();
             return Failure::new(ErrorCode::PluginTimeout, format!("plugin {} ran past its {ms} ms deadline", self.name()));
         }
         self.stats.traps.fetch_add(1, Ordering::Relaxed);

@@ -7,16 +7,18 @@
 //! and is evicted; one that goes silent past the idle timeout is closed.
 //!
 //! Close codes: 1000 normal, 1001 host shutting down, 1009 frame over
-//! `limits.max_frame_bytes`, 4000 idle timeout, 4008 slow consumer.
+//! `limits.max_frame_bytes`, 4000 idle timeout, 4001 authentication failed
+//! or key revoked, 4008 slow consumer.
 
-use super::{Endpoint, Gateway};
+use super::{ApiError, Endpoint, Gateway};
 use crate::dialect::{self, Dialect, Profile, ReplyTo};
 use crate::dispatch::Caller;
 use crate::envelope::{self, ErrorCode, Failure, Origin, Transport};
-use crate::hub::{close, Connection, Outbox};
+use crate::hub::{close, Connection, Outbox, Ticket};
+use crate::security::{self, Principal};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, MatchedPath, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -45,8 +47,15 @@ const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 #[derive(Debug, Deserialize)]
 pub struct ConnectQuery {
     client_id: Option<String>,
+    /// The API key, for browsers, which cannot set `Authorization` on a
+    /// WebSocket.
+    access_token: Option<String>,
 }
 
+/// Check the upgrade request in order (origin, rate, key, room), then hand
+/// the socket to a connection task. A refused key still upgrades, so the
+/// client reads `AUTHENTICATION_FAILED` and close code 4001 rather than a
+/// bare HTTP status its WebSocket library may hide.
 pub async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
     path: MatchedPath,
@@ -56,31 +65,82 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let Some(endpoint) = gateway.endpoints.get(path.as_str()).cloned() else {
-        return (StatusCode::NOT_FOUND, "no such endpoint").into_response();
+        return ApiError(Failure::new(ErrorCode::NotFound, "no such endpoint")).into_response();
     };
     if gateway.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+        return ApiError(Failure::new(ErrorCode::Unavailable, "the host is shutting down")).into_response();
     }
-    if gateway.hub.connection_count() >= gateway.ws.max_connections {
-        return (StatusCode::SERVICE_UNAVAILABLE, "connection limit reached").into_response();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if !gateway.keyring.origin_allowed(header("origin"), header("host")) {
+        gateway.metrics.refused("origin");
+        return ApiError(Failure::new(ErrorCode::Forbidden, "this Origin may not open WebSockets here")).into_response();
+    }
+    if let Err(wait) = gateway.limits.admit_connection(remote.ip()) {
+        gateway.metrics.refused("rate");
+        gateway.metrics.limited("connections");
+        return ApiError(Failure::rate_limited("connection", wait)).into_response();
     }
     let client_id = query
         .client_id
-        .or_else(|| headers.get("x-client-id").and_then(|v| v.to_str().ok()).map(str::to_owned))
+        .or_else(|| header("x-client-id").map(str::to_owned))
         .filter(|id| !id.is_empty() && id.len() <= 128);
+    let key = match security::bearer(header("authorization")) {
+        Ok(key) => key.or(query.access_token.as_deref()),
+        Err(failure) => return refuse(gateway, endpoint, ws, failure),
+    };
+    let authenticated = if endpoint.auth {
+        gateway.keyring.require(key, client_id.as_deref())
+    } else {
+        gateway.keyring.authenticate(key, client_id.as_deref())
+    };
+    let principal = match authenticated {
+        Ok(principal) => principal,
+        Err(failure) => return refuse(gateway, endpoint, ws, failure),
+    };
+    let limits = gateway.limits.get();
+    let ticket = match gateway.hub.admit(client_id.as_deref(), limits.max_connections, limits.max_connections_per_client) {
+        Ok(ticket) => ticket,
+        Err(failure) => {
+            gateway.metrics.refused(if client_id.is_some() { "client_limit" } else { "limit" });
+            return ApiError(failure).into_response();
+        }
+    };
+    gateway.metrics.connections_accepted.inc();
     let max = gateway.ws.max_frame_bytes;
     // Small initial buffers: they grow for large frames, and 10,000 idle
     // connections should not hold 2.5 GiB of them.
     let ws = ws.read_buffer_size(BUFFER).write_buffer_size(BUFFER).max_write_buffer_size(max.saturating_mul(2));
     ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
         let tracker = gateway.tracker.clone();
-        tracker.track_future(serve(gateway, endpoint, socket, remote, client_id))
+        let peer = Peer { remote, client_id, principal, _ticket: ticket };
+        tracker.track_future(serve(gateway, endpoint, socket, peer))
     })
 }
 
-async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, remote: SocketAddr, client_id: Option<String>) {
-    let (connection, outbox) = gateway.hub.connect(client_id, Some(remote), &endpoint.path);
-    tracing::debug!(connection = %connection.id, %remote, endpoint = %endpoint.path, "connected");
+/// Who is on the other end of a connection, and their admission ticket.
+struct Peer {
+    remote: SocketAddr,
+    client_id: Option<String>,
+    principal: Arc<Principal>,
+    _ticket: Ticket,
+}
+
+/// Upgrade only to say why the caller is refused, and close (4001).
+fn refuse(gateway: Arc<Gateway>, endpoint: Endpoint, ws: WebSocketUpgrade, failure: Failure) -> Response {
+    gateway.metrics.refused("auth");
+    ws.on_upgrade(move |mut socket| async move {
+        let frame = error_frame(&endpoint.profile, &failure);
+        let _ = socket.send(Message::Text(frame.into())).await;
+        let close = CloseFrame { code: close::AUTHENTICATION_FAILED, reason: Utf8Bytes::from_static("authentication failed") };
+        let _ = socket.send(Message::Close(Some(close))).await;
+        let _ = tokio::time::timeout(FLUSH_ON_CLOSE, async { while let Some(Ok(_)) = socket.next().await {} }).await;
+    })
+}
+
+async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, peer: Peer) {
+    let key = peer.principal.key.clone();
+    let (connection, outbox) = gateway.hub.connect(peer.client_id.clone(), Some(peer.remote), &endpoint.path, key);
+    tracing::debug!(connection = %connection.id, remote = %peer.remote, endpoint = %endpoint.path, key = ?connection.key, "connected");
     let (sink, mut stream) = socket.split();
     if !endpoint.subscribe.is_empty() {
         if let Err(e) = connection.subscribe(&endpoint.subscribe, Default::default()) {
@@ -101,7 +161,7 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, rem
     }
     let writer = tokio::spawn(write_loop(sink, outbox, Arc::clone(&connection), gateway.ws.heartbeat));
 
-    let (code, reason) = read_loop(&gateway, &endpoint, &mut stream, &connection).await;
+    let (code, reason) = read_loop(&gateway, &endpoint, &mut stream, &connection, &peer.principal).await;
     gateway.hub.disconnect(&connection.id);
     gateway.dispatcher.connection_closed(&connection).await;
     connection.evict(code, &reason);
@@ -130,6 +190,7 @@ async fn read_loop(
     endpoint: &Endpoint,
     stream: &mut SplitStream<WebSocket>,
     connection: &Arc<Connection>,
+    principal: &Principal,
 ) -> (u16, String) {
     let settings = &gateway.ws;
     let origin = Origin {
@@ -138,6 +199,7 @@ async fn read_loop(
         transport: Transport::Ws,
         endpoint: endpoint.path.clone(),
     };
+    let mut bucket = gateway.limits.message_bucket();
     loop {
         let next = tokio::select! {
             _ = gateway.shutdown.cancelled() => return (GOING_AWAY, "server shutting down".into()),
@@ -152,8 +214,9 @@ async fn read_loop(
         };
         let frames = match message {
             Message::Text(text) => {
-                let caller = Caller { origin: origin.clone(), connection: Some(connection) };
-                gateway.dispatcher.answer(text.as_str(), settings.max_message_bytes, &endpoint.profile, &caller).await
+                let caller = Caller { origin: origin.clone(), connection: Some(connection), principal };
+                let admit = || bucket.admit(&gateway.limits);
+                gateway.dispatcher.answer(text.as_str(), &endpoint.profile, &caller, admit).await
             }
             Message::Binary(_) => vec![error_frame(&endpoint.profile, &Failure::new(
                 ErrorCode::InvalidMessage,

@@ -1,0 +1,363 @@
+//! The HTTP API, on the same listener as the WebSockets. Documented in
+//! `docs/openapi.json`, which a test checks against these routes.
+//!
+//! - `POST /api/v1/messages`: one envelope through the same dispatcher as
+//!   a WebSocket frame; the reply in the request's format.
+//! - `/api/control` (GET, POST, PUT, DELETE): the video-control proxy's API,
+//!   verbatim, as a `video_command` message.
+//! - `GET /api/status`, `GET /api/connections`.
+//! - `/api/plugins`: list, upload, reload, delete: the registry's own
+//!   validate-then-swap path, as the folder watcher uses.
+//! - `/api/config`: the runtime-adjustable limits.
+//! - `POST /api/broadcast`, `/api/publish/{topic}`,
+//!   `/api/connections/{id}/send`, `/api/rooms/{room}/send`.
+//! - `DELETE /api/keys/{name}`: revoke a key and close its connections.
+//!
+//! Errors are the WebSocket protocol's error body with an HTTP status (see
+//! [`super::status_of`]). Plugin, config, key and send routes need an
+//! `admin` key; the others follow `auth.require_key_for_api`.
+
+use super::{ApiError, Gateway};
+use crate::dialect::{self, Profile};
+use crate::dispatch::Caller;
+use crate::envelope::{ErrorCode, Failure, Origin, Transport};
+use crate::hub::close;
+use crate::registry::{Loaded, RegistryError, STATUS_TOPIC};
+use crate::runtime::PluginVersion;
+use crate::security::{self, Principal};
+use crate::services::{EventSink, Rooms};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::value::{to_raw_value, RawValue};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The message type `/api/control` sends, and the topic of config changes.
+pub const CONTROL_TYPE: &str = "video_command";
+pub const CONFIG_TOPIC: &str = "config";
+
+type Shared = State<Arc<Gateway>>;
+type ApiResult = Result<Response, ApiError>;
+
+pub fn routes() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/api/v1/messages", post(message))
+        .route("/api/control", get(control).post(control).put(control).delete(control))
+        .route("/api/status", get(status))
+        .route("/api/connections", get(connections))
+        .route("/api/plugins", get(plugins).post(upload))
+        .route("/api/plugins/{name}/reload", post(reload))
+        .route("/api/plugins/{name}", delete(remove))
+        .route("/api/config", get(config).put(update_config))
+        .route("/api/broadcast", post(broadcast))
+        .route("/api/publish/{topic}", post(publish))
+        .route("/api/connections/{id}/send", post(send_to_connection))
+        .route("/api/rooms/{room}/send", post(send_to_room))
+        .route("/api/keys/{name}", delete(revoke))
+}
+
+/// Which callers a route lets in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Anonymous callers too, unless `auth.require_key_for_api`.
+    Api,
+    /// Any valid key.
+    Key,
+    /// An `admin` key.
+    Admin,
+}
+
+fn authenticate(gateway: &Gateway, headers: &HeaderMap, access: Access) -> Result<Arc<Principal>, ApiError> {
+    let key = security::bearer(headers.get("authorization").and_then(|v| v.to_str().ok()))?;
+    let client_id = client_id(headers);
+    let principal = if access == Access::Api && !gateway.keyring.require_key_for_api {
+        gateway.keyring.authenticate(key, client_id.as_deref())?
+    } else {
+        gateway.keyring.require(key, client_id.as_deref())?
+    };
+    if access == Access::Admin {
+        principal.may_administer()?;
+    }
+    Ok(principal)
+}
+
+fn client_id(headers: &HeaderMap) -> Option<String> {
+    headers.get("x-client-id").and_then(|v| v.to_str().ok()).filter(|id| !id.is_empty() && id.len() <= 128).map(str::to_owned)
+}
+
+/// The request body, up to `limit` bytes.
+async fn body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| ApiError(Failure::new(ErrorCode::PayloadTooLarge, format!("request body over the {limit}-byte limit"))))
+}
+
+fn json_body(bytes: &[u8]) -> Result<Box<RawValue>, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError(Failure::new(ErrorCode::InvalidJson, format!("the body is not JSON: {e}"))))
+}
+
+/// Route one message from HTTP as a WebSocket frame would be; the status
+/// follows the outcome, the body is the reply in the request's format.
+async fn route_message(gateway: &Gateway, remote: SocketAddr, headers: &HeaderMap, text: &str, endpoint: &str) -> Result<(StatusCode, Response), ApiError> {
+    let principal = authenticate(gateway, headers, Access::Api)?;
+    let who = principal.key.clone().unwrap_or_else(|| remote.ip().to_string());
+    let caller = Caller {
+        origin: Origin {
+            connection_id: format!("http-{}", uuid::Uuid::new_v4().simple()),
+            client_id: client_id(headers),
+            transport: Transport::Http,
+            endpoint: endpoint.to_owned(),
+        },
+        connection: None,
+        principal: &principal,
+    };
+    let admit = || gateway.limits.admit_http_message(&who);
+    let (reply_to, outcome) = gateway.dispatcher.handle(text, &Profile::default(), &caller, admit).await;
+    let status = outcome.as_ref().err().map_or(StatusCode::OK, |f| super::status_of(&f.code));
+    let mut response = match &outcome {
+        Ok(_) => ([(axum::http::header::CONTENT_TYPE, "application/json")], dialect::encode(&reply_to, &outcome)).into_response(),
+        Err(failure) => ApiError(failure.clone()).into_response(),
+    };
+    if outcome.is_err() {
+        // Keep the request's id and format in the body of an error, too.
+        *response.body_mut() = Body::from(dialect::encode(&reply_to, &outcome));
+    }
+    *response.status_mut() = status;
+    Ok((status, response))
+}
+
+async fn message(State(gateway): Shared, ConnectInfo(remote): ConnectInfo<SocketAddr>, headers: HeaderMap, request: Request) -> ApiResult {
+    let bytes = body(request, gateway.max_body_bytes).await?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError(Failure::new(ErrorCode::InvalidJson, "the body is not UTF-8")))?;
+    Ok(route_message(&gateway, remote, &headers, text, "/api/v1/messages").await?.1)
+}
+
+/// `GET /api/control?action=play&video_path=...`, or the same fields as a
+/// JSON body on POST, PUT or DELETE (the query, if any, fills in fields
+/// the body lacks). DELETE without an action stops; GET without one asks
+/// for the status. The reply is the plugin's data.
+async fn control(
+    State(gateway): Shared,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    method: Method,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    request: Request,
+) -> ApiResult {
+    let bytes = body(request, gateway.max_body_bytes).await?;
+    let mut fields: Map<String, Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError(Failure::new(ErrorCode::InvalidJson, format!("the body must be a JSON object: {e}"))))?
+    };
+    for (name, value) in query {
+        // `position=12.5` is a number, `video_path=/a.mp4` a string.
+        let value = serde_json::from_str::<Value>(&value).ok().filter(|v| v.is_number() || v.is_boolean()).unwrap_or(Value::String(value));
+        fields.entry(name).or_insert(value);
+    }
+    if !fields.contains_key("action") {
+        let default = if method == Method::DELETE { "stop" } else if method == Method::GET { "status" } else { "" };
+        if default.is_empty() {
+            return Err(ApiError(Failure::new(ErrorCode::InvalidMessage, "an action is required: {\"action\":\"play\",...}")));
+        }
+        fields.insert("action".into(), default.into());
+    }
+    let text = json!({ "type": CONTROL_TYPE, "data": fields }).to_string();
+    let (status, response) = route_message(&gateway, remote, &headers, &text, "/api/control").await?;
+    if status != StatusCode::OK {
+        return Ok(response);
+    }
+    // The old proxy answered with the result itself, not an envelope.
+    let reply: Value = serde_json::from_slice(&axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default()).unwrap_or_default();
+    Ok(Json(reply["data"].clone()).into_response())
+}
+
+fn plugin_info(gateway: &Gateway, plugin: &PluginVersion) -> Value {
+    let stats = &plugin.stats;
+    let latency = stats.latencies.p50_p99();
+    json!({
+        "name": plugin.name(),
+        "version": plugin.version(),
+        "description": plugin.description,
+        "contract": plugin.contract,
+        "file": plugin.source.file_name().map(|f| f.to_string_lossy()),
+        "hash": plugin.hash,
+        "loaded_at": humantime::format_rfc3339_seconds(plugin.loaded_at).to_string(),
+        "claims": plugin.claims.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "swap_count": gateway.registry.swaps_of(plugin.name()),
+        "calls": stats.calls.load(std::sync::atomic::Ordering::Relaxed),
+        "error_count": stats.errors(),
+        "latency_us": { "p50": latency.map(|l| l.0), "p99": latency.map(|l| l.1) },
+    })
+}
+
+async fn status(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
+    authenticate(&gateway, &headers, Access::Api)?;
+    let connections = gateway.hub.connections();
+    let mut endpoints: Vec<Value> = gateway
+        .endpoints
+        .values()
+        .map(|e| {
+            let open = connections.iter().filter(|c| c.endpoint == e.path).count();
+            json!({ "path": e.path, "format": if e.profile.raw { "raw" } else { "envelope" }, "auth": e.auth, "connections": open })
+        })
+        .collect();
+    endpoints.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    let mut rooms = gateway.hub.room_sizes();
+    rooms.sort();
+    let (messages, errors) = gateway.metrics.totals();
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": gateway.started.elapsed().as_secs(),
+        "connections": connections.len(),
+        "endpoints": endpoints,
+        "rooms": rooms.into_iter().map(|(name, members)| json!({ "name": name, "members": members })).collect::<Vec<_>>(),
+        "topics": gateway.hub.topics().into_iter().map(|(pattern, n)| json!({ "pattern": pattern, "subscribers": n })).collect::<Vec<_>>(),
+        "plugins": gateway.registry.plugins().iter().map(|p| plugin_info(&gateway, p)).collect::<Vec<_>>(),
+        "swaps": gateway.registry.swap_count(),
+        "load_failures": gateway.registry.load_failure_count(),
+        "messages": messages,
+        "errors": errors,
+        "keys": gateway.keyring.keys(),
+    }))
+    .into_response())
+}
+
+async fn connections(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
+    authenticate(&gateway, &headers, Access::Admin)?;
+    let list: Vec<_> = gateway.hub.connections().iter().map(|c| c.info()).collect();
+    Ok(Json(json!({ "connections": list })).into_response())
+}
+
+async fn plugins(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
+    authenticate(&gateway, &headers, Access::Api)?;
+    let list: Vec<_> = gateway.registry.plugins().iter().map(|p| plugin_info(&gateway, p)).collect();
+    Ok(Json(json!({ "plugins": list })).into_response())
+}
+
+fn registry_error(error: RegistryError) -> ApiError {
+    let code = error.code();
+    ApiError(Failure::from_plugin(code.to_owned(), error.to_string()))
+}
+
+fn loaded(gateway: &Gateway, status: StatusCode, loaded: &Loaded) -> Response {
+    let (event, plugin) = match loaded {
+        Loaded::New(new) => ("plugin_loaded", Some(new)),
+        Loaded::Swapped { new, .. } => ("plugin_swapped", Some(new)),
+        Loaded::Unchanged => ("unchanged", None),
+    };
+    (status, Json(json!({ "event": event, "plugin": plugin.map(|p| plugin_info(gateway, p)) }))).into_response()
+}
+
+/// Upload a component (the body is the `.wasm`).
+async fn upload(State(gateway): Shared, headers: HeaderMap, request: Request) -> ApiResult {
+    authenticate(&gateway, &headers, Access::Admin)?;
+    let bytes = body(request, gateway.max_upload_bytes).await?;
+    let (_, outcome) = gateway.registry.install(&gateway.plugin_dir, bytes.to_vec()).await.map_err(registry_error)?;
+    let status = if matches!(outcome, Loaded::Unchanged) { StatusCode::OK } else { StatusCode::CREATED };
+    // An unchanged upload is what already serves: report that version.
+    if let (Loaded::Unchanged, Some(current)) = (&outcome, gateway.registry.plugins().into_iter().find(|p| p.hash == crate::runtime::cache::content_hash(&bytes))) {
+        return Ok((status, Json(json!({ "event": "unchanged", "plugin": plugin_info(&gateway, &current) }))).into_response());
+    }
+    Ok(loaded(&gateway, status, &outcome))
+}
+
+fn no_plugin(name: &str) -> ApiError {
+    ApiError(Failure::new(ErrorCode::NotFound, format!("no plugin named {name:?}")))
+}
+
+async fn reload(State(gateway): Shared, Path(name): Path<String>, headers: HeaderMap) -> ApiResult {
+    authenticate(&gateway, &headers, Access::Admin)?;
+    let path = gateway.registry.path_of(&name).ok_or_else(|| no_plugin(&name))?;
+    let outcome = gateway.registry.reload(&path).await.map_err(registry_error)?;
+    Ok(loaded(&gateway, StatusCode::OK, &outcome))
+}
+
+async fn remove(State(gateway): Shared, Path(name): Path<String>, headers: HeaderMap) -> ApiResult {
+    authenticate(&gateway, &headers, Access::Admin)?;
+    let old = gateway.registry.remove(&name).ok_or_else(|| no_plugin(&name))?;
+    Ok(Json(json!({ "event": "plugin_unloaded", "plugin": old.name(), "version": old.version() })).into_response())
+}
+
+async fn config(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
+    authenticate(&gateway, &headers, Access::Admin)?;
+    Ok(Json(json!({ "limits": *gateway.limits.get() })).into_response())
+}
+
+/// Change runtime limits; publishes a `config` event with old and new.
+async fn update_config(State(gateway): Shared, headers: HeaderMap, request: Request) -> ApiResult {
+    let principal = authenticate(&gateway, &headers, Access::Admin)?;
+    let patch: Value = serde_json::from_str(json_body(&body(request, gateway.max_body_bytes).await?)?.get()).unwrap_or_default();
+    let patch = patch.get("limits").cloned().unwrap_or(patch);
+    let (old, new) = gateway.limits.update(&patch)?;
+    gateway.registry.runtime().set_deadline(new.deadline());
+    tracing::info!(key = ?principal.key, old = ?*old, new = ?*new, "limits changed");
+    let event = json!({ "old": *old, "new": *new, "by": principal.key });
+    if let Ok(raw) = to_raw_value(&event) {
+        let _ = gateway.hub.publish(CONFIG_TOPIC, &raw, "api");
+    }
+    Ok(Json(json!({ "old": *old, "new": *new })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct BroadcastQuery {
+    endpoint: Option<String>,
+}
+
+fn delivered(n: usize) -> Response {
+    Json(json!({ "delivered": n })).into_response()
+}
+
+/// Queue the body (a JSON message, sent as it is) to every connection, or
+/// those on `?endpoint=`.
+async fn broadcast(State(gateway): Shared, Query(query): Query<BroadcastQuery>, headers: HeaderMap, request: Request) -> ApiResult {
+    authenticate(&gateway, &headers, Access::Admin)?;
+    let message = json_body(&body(request, gateway.max_body_bytes).await?)?;
+    Ok(delivered(gateway.hub.broadcast_all(&message, query.endpoint.as_deref())))
+}
+
+/// Publish the body as an event's data on `topic` (a key with the topic in
+/// scope).
+async fn publish(State(gateway): Shared, Path(topic): Path<String>, headers: HeaderMap, request: Request) -> ApiResult {
+    let principal = authenticate(&gateway, &headers, Access::Key)?;
+    principal.may_use_topic(&topic)?;
+    if topic == STATUS_TOPIC || topic == CONFIG_TOPIC {
+        principal.may_administer()?;
+    }
+    let data = json_body(&body(request, gateway.max_body_bytes).await?)?;
+    let source = format!("http:{}", principal.key.as_deref().unwrap_or("-"));
+    Ok(delivered(gateway.hub.publish(&topic, &data, &source)?))
+}
+
+async fn send_to_connection(State(gateway): Shared, Path(id): Path<String>, headers: HeaderMap, request: Request) -> ApiResult {
+    authenticate(&gateway, &headers, Access::Admin)?;
+    let message = json_body(&body(request, gateway.max_body_bytes).await?)?;
+    gateway.hub.send(&id, &message)?;
+    Ok(delivered(1))
+}
+
+async fn send_to_room(State(gateway): Shared, Path(room): Path<String>, headers: HeaderMap, request: Request) -> ApiResult {
+    authenticate(&gateway, &headers, Access::Admin)?;
+    let message = json_body(&body(request, gateway.max_body_bytes).await?)?;
+    if !gateway.hub.room_sizes().iter().any(|(name, _)| *name == room) {
+        return Err(ApiError(Failure::new(ErrorCode::NotFound, format!("no room {room:?} has members"))));
+    }
+    Ok(delivered(gateway.hub.broadcast(&room, &message, None)? as usize))
+}
+
+/// Revoke a key: it is refused from now on, and its connections close (4001).
+async fn revoke(State(gateway): Shared, Path(name): Path<String>, headers: HeaderMap) -> ApiResult {
+    authenticate(&gateway, &headers, Access::Admin)?;
+    if !gateway.keyring.revoke(&name) {
+        return Err(ApiError(Failure::new(ErrorCode::NotFound, format!("no key named {name:?}"))));
+    }
+    let closed = gateway.hub.evict_key(&name, close::AUTHENTICATION_FAILED, "API key revoked");
+    Ok(Json(json!({ "revoked": name, "connections_closed": closed })).into_response())
+}

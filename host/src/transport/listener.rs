@@ -1,0 +1,109 @@
+//! The accept loop: one TCP listener for HTTP and WebSockets, with TLS when
+//! configured.
+//!
+//! Each connection gets the handshake timeout for its TLS handshake and its
+//! first request head (hyper's header-read timeout), so a client that
+//! connects and says nothing cannot hold a socket. On shutdown the loop
+//! stops accepting and open HTTP connections finish their requests;
+//! upgraded WebSockets are tracked and closed by their own tasks.
+
+use super::tls::Certificates;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub app: Router,
+    pub tls: Option<Arc<Certificates>>,
+    pub handshake_timeout: Duration,
+}
+
+impl Listener {
+    /// Serve until `shutdown`, then let open HTTP exchanges finish for up to `grace`.
+    pub async fn serve(self, shutdown: CancellationToken, grace: Duration) {
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(self.handshake_timeout);
+        let builder = Arc::new(builder);
+        loop {
+            let (tcp, remote) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = self.tcp.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let app = self.app.clone();
+            let builder = Arc::clone(&builder);
+            let watcher = graceful.watcher();
+            match &self.tls {
+                None => {
+                    let handshake_timeout = self.handshake_timeout;
+                    tokio::spawn(async move {
+                        // hyper's header-read timeout starts once it reads;
+                        // a client that never sends a byte is ours to drop.
+                        let mut first = [0u8; 1];
+                        if !matches!(tokio::time::timeout(handshake_timeout, tcp.peek(&mut first)).await, Ok(Ok(1))) {
+                            tracing::debug!(%remote, "no request within the handshake timeout");
+                            return;
+                        }
+                        serve_connection(builder, tcp, remote, app, watcher).await
+                    });
+                }
+                Some(certificates) => {
+                    let acceptor = certificates.acceptor();
+                    let handshake_timeout = self.handshake_timeout;
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => serve_connection(builder, tls, remote, app, watcher).await,
+                            Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
+                            Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                        }
+                    });
+                }
+            }
+        }
+        drop(self.tcp);
+        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+            tracing::warn!("HTTP connections still open after the {grace:?} grace period");
+        }
+    }
+}
+
+async fn serve_connection<IO>(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    io: IO,
+    remote: SocketAddr,
+    app: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = app.map_request(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(remote));
+        request
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    if let Err(e) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(%remote, "HTTP connection ended: {e}");
+    }
+}
