@@ -8,7 +8,7 @@
 
 use crate::dialect::{self, Profile, ReplyTo};
 use crate::envelope::{Envelope, ErrorCode, Failure, Origin, Outcome, Reply, ServedBy};
-use crate::hub::{Connection, SubscribeRequest};
+use crate::hub::{Connection, Hub, SubscribeRequest};
 use crate::limits::LiveLimits;
 use crate::metrics::Metrics;
 use crate::router::RouteTable;
@@ -34,11 +34,24 @@ pub enum Builtin {
     Ping,
     Subscribe,
     Unsubscribe,
+    /// `host.connections`: list the open connections (admin).
+    Connections,
+    /// `host.send`: `{to, type, data}` to the connections with that client
+    /// id or connection id (admin).
+    Send,
+    /// `host.broadcast`: `{message}` to every other connection (admin).
+    Broadcast,
 }
 
 impl Builtin {
-    pub const ALL: [(&'static str, Builtin); 3] =
-        [("ping", Builtin::Ping), ("subscribe", Builtin::Subscribe), ("unsubscribe", Builtin::Unsubscribe)];
+    pub const ALL: [(&'static str, Builtin); 6] = [
+        ("ping", Builtin::Ping),
+        ("subscribe", Builtin::Subscribe),
+        ("unsubscribe", Builtin::Unsubscribe),
+        ("host.connections", Builtin::Connections),
+        ("host.send", Builtin::Send),
+        ("host.broadcast", Builtin::Broadcast),
+    ];
 
     pub fn of(kind: &str) -> Option<Builtin> {
         Self::ALL.iter().find(|(name, _)| *name == kind).map(|(_, builtin)| *builtin)
@@ -64,11 +77,12 @@ pub struct Dispatcher {
     routes: Arc<ArcSwap<Routes>>,
     limits: Arc<LiveLimits>,
     metrics: Arc<Metrics>,
+    hub: Arc<Hub>,
 }
 
 impl Dispatcher {
-    pub fn new(routes: Arc<ArcSwap<Routes>>, limits: Arc<LiveLimits>, metrics: Arc<Metrics>) -> Self {
-        Dispatcher { routes, limits, metrics }
+    pub fn new(routes: Arc<ArcSwap<Routes>>, limits: Arc<LiveLimits>, metrics: Arc<Metrics>, hub: Arc<Hub>) -> Self {
+        Dispatcher { routes, limits, metrics, hub }
     }
 
     /// Decode one text frame, admit, route and run it, and encode the
@@ -146,7 +160,7 @@ impl Dispatcher {
                 let served_by = ServedBy { name: plugin.name().to_owned(), version: plugin.version().to_owned() };
                 Ok(Reply { data, served_by, reply_type: "reply" })
             }
-            Some(Target::Builtin(builtin)) => run_builtin(builtin, envelope, caller),
+            Some(Target::Builtin(builtin)) => run_builtin(builtin, envelope, caller, &self.hub),
         }
     }
 
@@ -171,7 +185,7 @@ impl Dispatcher {
     }
 }
 
-fn run_builtin(builtin: Builtin, envelope: &Envelope, caller: &Caller<'_>) -> Outcome {
+fn run_builtin(builtin: Builtin, envelope: &Envelope, caller: &Caller<'_>, hub: &Hub) -> Outcome {
     let (data, reply_type) = match builtin {
         Builtin::Ping => (json(&serde_json::json!({ "server_time": crate::envelope::now_rfc3339() }))?, "pong"),
         Builtin::Subscribe => {
@@ -193,8 +207,53 @@ fn run_builtin(builtin: Builtin, envelope: &Envelope, caller: &Caller<'_>) -> Ou
             let held = connection.unsubscribe(&request.events);
             (json(&serde_json::json!({ "unsubscribed": request.events, "subscriptions": held }))?, "reply")
         }
+        Builtin::Connections => {
+            caller.principal.may_administer()?;
+            let list: Vec<_> = hub.connections().iter().map(|c| c.info()).collect();
+            (json(&serde_json::json!({ "connections": list }))?, "reply")
+        }
+        Builtin::Send => {
+            caller.principal.may_administer()?;
+            #[derive(serde::Deserialize)]
+            struct Direct {
+                to: String,
+                #[serde(rename = "type")]
+                kind: String,
+                #[serde(default)]
+                data: serde_json::Value,
+            }
+            let direct: Direct = parse_data(&envelope.data, r#"{"to": "<client or connection id>", "type": "...", "data": ...}"#)?;
+            let message = pushed(&direct.kind, direct.data, caller)?;
+            let delivered = hub.send_to_client(&direct.to, &message);
+            if delivered == 0 {
+                return Err(Failure::from_plugin("CONNECTION_NOT_FOUND".into(), format!("no connection with client id or id {:?}", direct.to)));
+            }
+            (json(&serde_json::json!({ "delivered": delivered }))?, "reply")
+        }
+        Builtin::Broadcast => {
+            caller.principal.may_administer()?;
+            #[derive(serde::Deserialize)]
+            struct Broadcast {
+                message: serde_json::Value,
+            }
+            let broadcast: Broadcast = parse_data(&envelope.data, r#"{"message": ...}"#)?;
+            let message = pushed("broadcast", serde_json::json!({ "message": broadcast.message }), caller)?;
+            let except = caller.connection.map(|c| c.id.as_str());
+            (json(&serde_json::json!({ "delivered": hub.broadcast_except(&message, except) }))?, "reply")
+        }
     };
     Ok(Reply { data, served_by: ServedBy::host(), reply_type })
+}
+
+/// A message pushed to other connections on a caller's behalf.
+fn pushed(kind: &str, data: serde_json::Value, caller: &Caller<'_>) -> Result<Box<RawValue>, Failure> {
+    json(&serde_json::json!({
+        "type": kind,
+        "id": uuid::Uuid::new_v4().simple().to_string(),
+        "timestamp": crate::envelope::now_rfc3339(),
+        "data": data,
+        "meta": { "from": caller.origin.connection_id, "from_client_id": caller.origin.client_id },
+    }))
 }
 
 fn live<'a>(caller: &Caller<'a>) -> Result<&'a Arc<Connection>, Failure> {

@@ -1,4 +1,5 @@
-//! The `switchyard` binary: `serve` the host, or `plugin inspect` a component.
+//! The `switchyard` binary: `serve` the host, `plugin inspect` a component,
+//! `send` one request to a running host, or open a `console` on it.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -43,6 +44,30 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Send one request and print the reply; exit 1 on an error reply, 2 if
+    /// no reply came.
+    Send {
+        /// WebSocket URL, e.g. ws://127.0.0.1:8080/ws
+        url: String,
+        /// Message type.
+        r#type: String,
+        /// The message's data, as JSON.
+        data: Option<String>,
+        /// Seconds to wait for the connection and the reply.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+        /// API key, sent as `access_token`.
+        #[arg(long, env = "SWITCHYARD_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
+    /// Interactive console: help, list, send, broadcast, subscribe, request, quit.
+    Console {
+        /// WebSocket URL, e.g. ws://127.0.0.1:8080/ws
+        url: String,
+        /// API key (an `admin` key for list, send and broadcast).
+        #[arg(long, env = "SWITCHYARD_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -65,6 +90,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { config, listen, plugins } => serve(config, listen, plugins).await,
             Command::Plugin { command: PluginCommand::Inspect { file } } => inspect(file).await,
+            Command::Send { url, r#type, data, timeout, key } => send(&with_key(&url, key), &r#type, data.as_deref(), timeout).await,
+            Command::Console { url, key } => switchyard_client::cli::console(&with_key(&url, key)).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
@@ -91,6 +118,28 @@ async fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, plugins: Opt
     shutdown_signal().await.context("cannot listen for shutdown signals")?;
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The URL with the key as `access_token`, if there is one.
+fn with_key(url: &str, key: Option<String>) -> String {
+    let Some(key) = key else { return url.to_owned() };
+    let encoded: String = key
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    format!("{url}{}access_token={encoded}", if url.contains('?') { '&' } else { '?' })
+}
+
+async fn send(url: &str, kind: &str, data: Option<&str>, timeout: u64) -> anyhow::Result<ExitCode> {
+    use switchyard_client::cli;
+    let result = cli::send(url, kind, data, std::time::Duration::from_secs(timeout)).await;
+    match &result {
+        Ok(frame) => {
+            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(frame)?);
+        }
+        Err(e) => eprintln!("error: {e}"),
+    }
+    Ok(ExitCode::from(cli::exit_code(&result)))
 }
 
 async fn inspect(file: PathBuf) -> anyhow::Result<ExitCode> {

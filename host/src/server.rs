@@ -75,7 +75,7 @@ impl Server {
         let addr = tcp.local_addr()?;
         let tracker = TaskTracker::new();
         let gateway = Arc::new(Gateway {
-            dispatcher: Dispatcher::new(registry.routes(), Arc::clone(&limits), Arc::clone(&metrics)),
+            dispatcher: Dispatcher::new(registry.routes(), Arc::clone(&limits), Arc::clone(&metrics), Arc::clone(&hub)),
             endpoints: config.endpoints.iter().map(|e| (e.path.clone(), Endpoint::from(e))).collect(),
             hub: Arc::clone(&hub),
             registry: Arc::clone(&registry),

@@ -1,9 +1,11 @@
-//! The `switchyard` binary: `plugin inspect`, and `serve` from a TOML
-//! config until SIGTERM.
+//! The `switchyard` binary: `plugin inspect`, `serve` from a TOML config
+//! until SIGTERM, `send` and `console` against a running host.
 
 use serde_json::{json, Value};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use switchyard_tests::{guest, listening_address, Client};
+use switchyard::config::{ApiKeyConfig, ScopeConfig};
+use switchyard_tests::{guest, listening_address, Client, Host};
 
 fn switchyard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -75,4 +77,72 @@ fn serve_rejects_a_bad_config_clearly() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown field") && stderr.contains("deadline"), "{stderr}");
+}
+
+/// Run the binary off the async runtime (the host under test runs on it).
+async fn run(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn send_prints_the_reply_and_its_exit_code_tells_the_outcome() {
+    let host = Host::start(&["calculator"]).await;
+    let mut ok = switchyard();
+    ok.args(["send", &host.url(), "calculate", r#"{"a":6,"b":3,"op":"/"}"#]);
+    let output = run(ok).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let reply: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((reply["type"].as_str(), reply["data"]["result"].as_f64()), (Some("reply"), Some(2.0)));
+
+    let mut error = switchyard();
+    error.args(["send", &host.url(), "calculate", r#"{"a":6,"b":0,"op":"/"}"#]);
+    let output = run(error).await;
+    assert_eq!(output.status.code(), Some(1), "an error reply");
+    let reply: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(reply["data"]["code"], "DIVISION_BY_ZERO");
+
+    let mut bad = switchyard();
+    bad.args(["send", &host.url(), "calculate", "{not json"]);
+    assert_eq!(run(bad).await.status.code(), Some(2), "bad JSON is refused before sending");
+    let addr = host.addr();
+    host.shutdown().await;
+    let mut nobody = switchyard();
+    nobody.args(["send", &format!("ws://{addr}/ws"), "calculate", "{}", "--timeout", "2"]);
+    assert_eq!(run(nobody).await.status.code(), Some(2), "no host, no reply");
+}
+
+#[tokio::test]
+async fn the_console_lists_sends_and_broadcasts_with_an_admin_key() {
+    const ADMIN: &str = "admin-key-0123456789abcdef";
+    let host = Host::start_with(&["echo"], |config| {
+        config.auth.keys = vec![ApiKeyConfig {
+            name: "ops".into(),
+            key: ADMIN.into(),
+            scopes: ScopeConfig::default(),
+            admin: true,
+            client_id: None,
+            revoked: false,
+        }];
+    })
+    .await;
+    let mut cam = Client::connect(&format!("{}?client_id=cam-7", host.url())).await;
+    let mut console = switchyard();
+    console.args(["console", &host.url(), "--key", ADMIN]).env("HOME", tempfile::tempdir().unwrap().path());
+    console.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = console.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "list\nsend cam-7 notice {{\"n\":1}}\nbroadcast hello all\nrequest echo {{\"message\":\"hi\"}}").unwrap();
+
+    let direct = cam.recv_frame().await;
+    assert_eq!((direct["type"].as_str(), direct["data"]["n"].as_u64()), (Some("notice"), Some(1)), "{direct}");
+    let broadcast = cam.recv_frame().await;
+    assert_eq!((broadcast["type"].as_str(), broadcast["data"]["message"].as_str()), (Some("broadcast"), Some("hello all")));
+    writeln!(stdin, "quit").unwrap();
+    drop(stdin);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("cam-7"), "list shows the connection: {stdout}");
+    assert!(stdout.contains("Echo: hi"), "request prints the reply: {stdout}");
+    host.shutdown().await;
 }

@@ -37,7 +37,7 @@ fn dispatch(c: &mut Criterion) {
     let limits = PluginLimits { deadline: Duration::from_secs(2), memory_bytes: 64 << 20, max_instances: 4 };
     let runtime =
         Runtime::new(limits, Some(switchyard_tests::shared_cache()), HashMap::new(), HashMap::new(), services).unwrap();
-    let registry = Registry::new(runtime, hub, Default::default());
+    let registry = Registry::new(runtime, hub.clone(), Default::default());
     let echo = switchyard_tests::guest("echo");
     rt.block_on(registry.load(&echo)).expect("echo loads");
     // The whole path, rate-limit bucket and scope check included; the rate
@@ -45,7 +45,7 @@ fn dispatch(c: &mut Criterion) {
     let mut tunables = Tunables::from_config(&Config::default());
     (tunables.messages_per_second, tunables.message_burst) = (u32::MAX, u32::MAX);
     let limits = Arc::new(LiveLimits::new(tunables, 16 << 20));
-    let dispatcher = Dispatcher::new(registry.routes(), Arc::clone(&limits), Arc::new(Metrics::new()));
+    let dispatcher = Dispatcher::new(registry.routes(), Arc::clone(&limits), Arc::new(Metrics::new()), hub);
     let origin = Origin { connection_id: "bench".into(), client_id: None, transport: Transport::Ws, endpoint: "/ws".into() };
     let profile = Profile::default();
     let principal = Keyring::from_config(&Default::default()).unwrap().authenticate(None, None).unwrap();

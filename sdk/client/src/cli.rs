@@ -71,8 +71,9 @@ fn parse_data(data_json: Option<&str>) -> Result<Value, ClientError> {
     }
 }
 
-/// How the console spells its commands on the wire. The types other than
-/// `subscribe` are provisional: the host does not serve them yet.
+/// How the console spells its commands on the wire: by default the host's
+/// built-ins `host.connections`, `host.send` and `host.broadcast`, which
+/// need a key with `admin` scope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleConfig {
     /// `list` sends `{"type": list_type}`.
@@ -90,9 +91,9 @@ pub struct ConsoleConfig {
 impl Default for ConsoleConfig {
     fn default() -> Self {
         ConsoleConfig {
-            list_type: "connections.list".into(),
-            direct_type: "direct".into(),
-            broadcast_type: "broadcast".into(),
+            list_type: "host.connections".into(),
+            direct_type: "host.send".into(),
+            broadcast_type: "host.broadcast".into(),
             request_timeout: Duration::from_secs(10),
             history: std::env::home_dir().map(|home| home.join(".switchyard_history")),
             client: ClientConfig::default(),

@@ -1,21 +1,3 @@
-//! PROPOSAL for `tests/e2e/client.rs` (not compiled here: it needs the host).
-//!
-//! To adopt it, in `tests/Cargo.toml`:
-//!
-//! ```toml
-//! [dev-dependencies]
-//! switchyard-client = { path = "../sdk/client" }
-//!
-//! [[test]]
-//! name = "client"
-//! path = "e2e/client.rs"
-//! ```
-//!
-//! and in `tests/src/lib.rs` `guest_dir()`, add
-//! `"--exclude", "switchyard-client", "--exclude", "client-demo"` to the
-//! guest build (both crates already compile to nothing on wasm32, so this
-//! only saves the two no-op builds).
-//!
 //! The Rust client (`switchyard-client`) against a real host: requests to a
 //! real plugin, error codes, subscriptions restored after the host restarts
 //! on the same port, and a request timeout with its late reply dropped.
