@@ -3,6 +3,7 @@
 //! variables override the file (flag > environment > file > default).
 
 use crate::runtime::Grant;
+use crate::workers::WorkersConfig;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,6 +25,26 @@ pub struct Config {
     /// Serve `https://` and `wss://` instead of plain HTTP.
     pub tls: Option<TlsConfig>,
     pub observability: ObservabilityConfig,
+    /// Remote workers: timeouts, strategies, and which types they serve.
+    pub workers: WorkersConfig,
+    /// More listeners, each serving one WebSocket endpoint on every path
+    /// (the action server's worker port 8765 and requester port 8766).
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// An extra listener: one endpoint, any path, no HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub role: EndpointRole,
+    /// Send the `connection` acknowledgement (off: the action server's
+    /// requesters read the reply as the first frame).
+    #[serde(default)]
+    pub ack: bool,
+    #[serde(default)]
+    pub auth: bool,
 }
 
 /// API keys, what each may do, and what callers without a key may do.
@@ -147,6 +168,17 @@ pub struct EndpointConfig {
     /// `auth.anonymous` scopes (and a wrong key is still refused).
     #[serde(default)]
     pub auth: bool,
+    /// `clients` (send messages) or `workers` (serve them).
+    #[serde(default)]
+    pub role: EndpointRole,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointRole {
+    #[default]
+    Clients,
+    Workers,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -171,6 +203,7 @@ impl EndpointConfig {
             subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
             ack: true,
             auth: false,
+            role: EndpointRole::Clients,
         }
     }
 
@@ -190,6 +223,7 @@ impl EndpointConfig {
                 subscribe: Vec::new(),
                 ack: false,
                 auth: false,
+                role: EndpointRole::Clients,
             },
         ]
     }
@@ -272,6 +306,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: None,
             observability: ObservabilityConfig::default(),
+            workers: WorkersConfig::default(),
+            listeners: Vec::new(),
         }
     }
 }
@@ -355,6 +391,14 @@ impl Config {
             for reserved in ["/healthz", "/readyz", "/metrics", "/api"] {
                 anyhow::ensure!(!endpoint.path.starts_with(reserved), "endpoint path {} is reserved", endpoint.path);
             }
+        }
+        for listener in &self.listeners {
+            anyhow::ensure!(
+                listener.listen.port() == 0 || listener.listen != self.listen,
+                "listeners: {} is already the main listener",
+                listener.listen
+            );
+            anyhow::ensure!(!listener.auth || !self.auth.keys.is_empty(), "listener {} requires auth but auth.keys is empty", listener.listen);
         }
         let w = &self.websocket;
         anyhow::ensure!(w.heartbeat_interval_ms > 0, "websocket.heartbeat_interval_ms must be positive");

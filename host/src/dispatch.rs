@@ -1,7 +1,7 @@
 //! Runs one routed call: decodes it, admits it (rate limit, then the
 //! caller's scopes), resolves the message type against the current route
-//! table snapshot and calls the target, a plugin version or a host
-//! built-in. Every fault comes back as a [`Failure`] with a stable code.
+//! table snapshot and calls the target: a plugin version, the remote worker
+//! pool (as `[workers]` decides per type), or a host built-in. Every fault comes back as a [`Failure`] with a stable code.
 //!
 //! Each message runs in a `message` span (id, type, plugin, code,
 //! latency), so plugin log lines carry the message they belong to.
@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::router::RouteTable;
 use crate::runtime::PluginVersion;
 use crate::security::Principal;
+use crate::workers::{Decision, WorkerPool};
 use arc_swap::ArcSwap;
 use serde_json::value::{to_raw_value, RawValue};
 use std::sync::Arc;
@@ -75,14 +76,21 @@ pub struct Caller<'a> {
 
 pub struct Dispatcher {
     routes: Arc<ArcSwap<Routes>>,
+    workers: Arc<WorkerPool>,
     limits: Arc<LiveLimits>,
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
 }
 
 impl Dispatcher {
-    pub fn new(routes: Arc<ArcSwap<Routes>>, limits: Arc<LiveLimits>, metrics: Arc<Metrics>, hub: Arc<Hub>) -> Self {
-        Dispatcher { routes, limits, metrics, hub }
+    pub fn new(
+        routes: Arc<ArcSwap<Routes>>,
+        workers: Arc<WorkerPool>,
+        limits: Arc<LiveLimits>,
+        metrics: Arc<Metrics>,
+        hub: Arc<Hub>,
+    ) -> Self {
+        Dispatcher { routes, workers, limits, metrics, hub }
     }
 
     /// Decode one text frame, admit, route and run it, and encode the
@@ -145,6 +153,19 @@ impl Dispatcher {
     pub async fn dispatch(&self, envelope: &Envelope, caller: &Caller<'_>) -> Outcome {
         // One snapshot per message: a swap during the call does not affect it.
         let target = self.routes.load().resolve(&envelope.kind).cloned();
+        if !matches!(target, Some(Target::Builtin(_))) {
+            let claimed = target.is_some();
+            if let Decision::Workers { strategy, idempotent, fallback_to_plugin } = self.workers.decide(&envelope.kind, claimed) {
+                if !(fallback_to_plugin && claimed && !self.workers.available(&envelope.kind)) {
+                    let started = Instant::now();
+                    let outcome = self.workers.call(envelope, strategy, idempotent).await;
+                    if let Ok(reply) = &outcome {
+                        self.metrics.plugin_call(&reply.served_by.name, "worker", started.elapsed());
+                    }
+                    return outcome;
+                }
+            }
+        }
         match target {
             None => Err(Failure::new(ErrorCode::UnknownType, format!("no plugin claims type {:?}", envelope.kind))),
             Some(Target::Plugin(plugin)) => {

@@ -27,6 +27,7 @@ pub mod state;
 pub mod system;
 pub mod transport;
 pub mod watcher;
+pub mod workers;
 
 pub use config::Config;
 pub use server::Server;

@@ -15,6 +15,7 @@ use crate::system::HostSystem;
 use crate::transport::listener::Listener;
 use crate::transport::tls::Certificates;
 use crate::transport::{self, Endpoint, Gateway, WsSettings};
+use crate::workers::WorkerPool;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,8 @@ use tokio_util::task::TaskTracker;
 
 pub struct Server {
     addr: SocketAddr,
+    /// The `[[listeners]]`' addresses, in configuration order.
+    extra_addrs: Vec<SocketAddr>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     grace: Duration,
@@ -71,14 +74,21 @@ impl Server {
             None
         };
 
+        let workers = Arc::new(WorkerPool::new(&config.workers)?);
         let tcp = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        let mut extra = Vec::new();
+        for listener in &config.listeners {
+            let bound = tokio::net::TcpListener::bind(listener.listen).await.with_context(|| format!("cannot listen on {}", listener.listen))?;
+            extra.push((bound, Endpoint::from(listener)));
+        }
         let addr = tcp.local_addr()?;
         let tracker = TaskTracker::new();
         let gateway = Arc::new(Gateway {
-            dispatcher: Dispatcher::new(registry.routes(), Arc::clone(&limits), Arc::clone(&metrics), Arc::clone(&hub)),
+            dispatcher: Dispatcher::new(registry.routes(), Arc::clone(&workers), Arc::clone(&limits), Arc::clone(&metrics), Arc::clone(&hub)),
             endpoints: config.endpoints.iter().map(|e| (e.path.clone(), Endpoint::from(e))).collect(),
             hub: Arc::clone(&hub),
             registry: Arc::clone(&registry),
+            workers,
             keyring,
             limits,
             metrics,
@@ -88,6 +98,7 @@ impl Server {
                 idle_timeout: ms(config.websocket.idle_timeout_ms),
                 send_timeout: ms(config.limits.send_timeout_ms),
             },
+            handshake_timeout: ms(config.limits.handshake_timeout_ms),
             plugin_dir: p.dir.clone(),
             max_body_bytes: config.limits.max_body_bytes,
             max_upload_bytes: config.limits.max_upload_bytes,
@@ -104,18 +115,35 @@ impl Server {
         let listener = Listener {
             tcp,
             app: transport::routes(Arc::clone(&gateway)),
-            tls: certificates,
+            tls: certificates.clone(),
             handshake_timeout: ms(config.limits.handshake_timeout_ms),
         };
         let grace = ms(config.websocket.shutdown_grace_ms);
+        let mut extra_addrs = Vec::new();
+        for (tcp, endpoint) in extra {
+            extra_addrs.push(tcp.local_addr()?);
+            tracing::info!(addr = %tcp.local_addr()?, role = ?endpoint.role, "listening");
+            let listener = Listener {
+                tcp,
+                app: transport::listener_routes(Arc::clone(&gateway), endpoint),
+                tls: certificates.clone(),
+                handshake_timeout: ms(config.limits.handshake_timeout_ms),
+            };
+            tracker.spawn(listener.serve(shutdown.clone(), grace));
+        }
         let serve = tokio::spawn(listener.serve(shutdown.clone(), grace));
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, "listening");
-        Ok(Server { addr, shutdown, tracker, grace, serve, watcher, registry, hub, gateway })
+        Ok(Server { addr, extra_addrs, shutdown, tracker, grace, serve, watcher, registry, hub, gateway })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The addresses of the `[[listeners]]`, in configuration order.
+    pub fn listener_addrs(&self) -> &[SocketAddr] {
+        &self.extra_addrs
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

@@ -16,6 +16,7 @@ use switchyard::limits::{LiveLimits, Tunables};
 use switchyard::metrics::Metrics;
 use switchyard::registry::Registry;
 use switchyard::security::Keyring;
+use switchyard::workers::WorkerPool;
 use switchyard::Config;
 use switchyard::dialect::Profile;
 use switchyard::runtime::world::v0_2::types;
@@ -45,7 +46,8 @@ fn dispatch(c: &mut Criterion) {
     let mut tunables = Tunables::from_config(&Config::default());
     (tunables.messages_per_second, tunables.message_burst) = (u32::MAX, u32::MAX);
     let limits = Arc::new(LiveLimits::new(tunables, 16 << 20));
-    let dispatcher = Dispatcher::new(registry.routes(), Arc::clone(&limits), Arc::new(Metrics::new()), hub);
+    let workers = Arc::new(WorkerPool::new(&Default::default()).unwrap());
+    let dispatcher = Dispatcher::new(registry.routes(), workers, Arc::clone(&limits), Arc::new(Metrics::new()), hub);
     let origin = Origin { connection_id: "bench".into(), client_id: None, transport: Transport::Ws, endpoint: "/ws".into() };
     let profile = Profile::default();
     let principal = Keyring::from_config(&Default::default()).unwrap().authenticate(None, None).unwrap();

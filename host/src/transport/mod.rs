@@ -11,9 +11,10 @@
 pub mod api;
 pub mod listener;
 pub mod tls;
+pub mod worker;
 pub mod ws;
 
-use crate::config::{EndpointConfig, EndpointFormat};
+use crate::config::{EndpointConfig, EndpointFormat, EndpointRole, ListenerConfig};
 use crate::dialect::Profile;
 use crate::dispatch::Dispatcher;
 use crate::envelope::{ErrorCode, Failure};
@@ -22,10 +23,11 @@ use crate::limits::LiveLimits;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::security::Keyring;
+use crate::workers::WorkerPool;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +55,7 @@ pub struct Endpoint {
     pub ack: bool,
     /// Callers must present an API key.
     pub auth: bool,
+    pub role: EndpointRole,
 }
 
 impl From<&EndpointConfig> for Endpoint {
@@ -67,6 +70,20 @@ impl From<&EndpointConfig> for Endpoint {
             subscribe: config.subscribe.clone(),
             ack: config.ack,
             auth: config.auth,
+            role: config.role,
+        }
+    }
+}
+
+impl From<&ListenerConfig> for Endpoint {
+    fn from(config: &ListenerConfig) -> Self {
+        Endpoint {
+            path: format!("{}/", config.listen),
+            profile: Profile::default(),
+            subscribe: Vec::new(),
+            ack: config.ack,
+            auth: config.auth,
+            role: config.role,
         }
     }
 }
@@ -78,10 +95,13 @@ pub struct Gateway {
     pub endpoints: HashMap<String, Endpoint>,
     pub hub: Arc<Hub>,
     pub registry: Arc<Registry>,
+    pub workers: Arc<WorkerPool>,
     pub keyring: Arc<Keyring>,
     pub limits: Arc<LiveLimits>,
     pub metrics: Arc<Metrics>,
     pub ws: WsSettings,
+    /// For a TLS handshake, a request head, a worker's `register`.
+    pub handshake_timeout: Duration,
     /// The plugin folder, where uploads are written.
     pub plugin_dir: PathBuf,
     pub max_body_bytes: usize,
@@ -105,14 +125,23 @@ pub fn routes(gateway: Arc<Gateway>) -> Router {
     if gateway.serve_metrics {
         router = router.route("/metrics", get(metrics));
     }
-    for path in gateway.endpoints.keys() {
-        router = router.route(path, get(ws::upgrade));
+    for (path, endpoint) in &gateway.endpoints {
+        router = router.route(path, get(ws::upgrade).layer(Extension(endpoint.clone())));
     }
     router
         .fallback(|| async { ApiError(Failure::new(ErrorCode::NotFound, "no such route")) })
         .method_not_allowed_fallback(|| async {
             ApiError::with_status(StatusCode::METHOD_NOT_ALLOWED, Failure::new(ErrorCode::InvalidMessage, "method not allowed on this route"))
         })
+        .with_state(gateway)
+}
+
+/// An extra listener's routes: its one endpoint on every path.
+pub fn listener_routes(gateway: Arc<Gateway>, endpoint: Endpoint) -> Router {
+    Router::new()
+        .route("/", get(ws::upgrade))
+        .route("/{*path}", get(ws::upgrade))
+        .layer(Extension(endpoint))
         .with_state(gateway)
 }
 

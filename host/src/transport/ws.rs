@@ -14,10 +14,12 @@ use super::{ApiError, Endpoint, Gateway};
 use crate::dialect::{self, Dialect, Profile, ReplyTo};
 use crate::dispatch::Caller;
 use crate::envelope::{self, ErrorCode, Failure, Origin, Transport};
+use crate::config::EndpointRole;
 use crate::hub::{close, Connection, Outbox, Ticket};
 use crate::security::{self, Principal};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, MatchedPath, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::Extension;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -58,15 +60,12 @@ pub struct ConnectQuery {
 /// bare HTTP status its WebSocket library may hide.
 pub async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
-    path: MatchedPath,
+    Extension(endpoint): Extension<Endpoint>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(query): Query<ConnectQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let Some(endpoint) = gateway.endpoints.get(path.as_str()).cloned() else {
-        return ApiError(Failure::new(ErrorCode::NotFound, "no such endpoint")).into_response();
-    };
     if gateway.shutdown.is_cancelled() {
         return ApiError(Failure::new(ErrorCode::Unavailable, "the host is shutting down")).into_response();
     }
@@ -110,6 +109,15 @@ pub async fn upgrade(
     // Small initial buffers: they grow for large frames, and 10,000 idle
     // connections should not hold 2.5 GiB of them.
     let ws = ws.read_buffer_size(BUFFER).write_buffer_size(BUFFER).max_write_buffer_size(max.saturating_mul(2));
+    if endpoint.role == EndpointRole::Workers {
+        return ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
+            let tracker = gateway.tracker.clone();
+            tracker.track_future(async move {
+                let _ticket = ticket;
+                super::worker::serve(gateway, socket, remote, principal).await
+            })
+        });
+    }
     ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
         let tracker = gateway.tracker.clone();
         let peer = Peer { remote, client_id, principal, _ticket: ticket };
