@@ -3,6 +3,7 @@
 //! variables override the file (flag > environment > file > default).
 
 use crate::runtime::Grant;
+use crate::transport::proxy::{self, ProxyRouteConfig};
 use crate::workers::WorkersConfig;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -30,6 +31,9 @@ pub struct Config {
     /// More listeners, each serving one WebSocket endpoint on every path
     /// (the action server's worker port 8765 and requester port 8766).
     pub listeners: Vec<ListenerConfig>,
+    /// WebSocket reverse-proxy routes: a path (and optional Host pattern)
+    /// relayed to upstream `ws://` servers.
+    pub proxy: Vec<ProxyRouteConfig>,
 }
 
 /// An extra listener: one endpoint, any path, no HTTP API.
@@ -308,6 +312,7 @@ impl Default for Config {
             observability: ObservabilityConfig::default(),
             workers: WorkersConfig::default(),
             listeners: Vec::new(),
+            proxy: Vec::new(),
         }
     }
 }
@@ -399,6 +404,13 @@ impl Config {
                 listener.listen
             );
             anyhow::ensure!(!listener.auth || !self.auth.keys.is_empty(), "listener {} requires auth but auth.keys is empty", listener.listen);
+        }
+        proxy::validate(&self.proxy).map_err(|e| anyhow::anyhow!("proxy: {e}"))?;
+        for route in &self.proxy {
+            anyhow::ensure!(!paths.contains(route.path.as_str()), "proxy path {} is also an endpoint", route.path);
+            for reserved in ["/healthz", "/readyz", "/metrics", "/api"] {
+                anyhow::ensure!(!route.path.starts_with(reserved), "proxy path {} is reserved", route.path);
+            }
         }
         let w = &self.websocket;
         anyhow::ensure!(w.heartbeat_interval_ms > 0, "websocket.heartbeat_interval_ms must be positive");

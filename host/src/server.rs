@@ -13,6 +13,7 @@ use crate::security::Keyring;
 use crate::state::{KvQuota, MemoryKv};
 use crate::system::HostSystem;
 use crate::transport::listener::Listener;
+use crate::transport::proxy::Proxy;
 use crate::transport::tls::Certificates;
 use crate::transport::{self, Endpoint, Gateway, WsSettings};
 use crate::workers::WorkerPool;
@@ -75,6 +76,7 @@ impl Server {
         };
 
         let workers = Arc::new(WorkerPool::new(&config.workers)?);
+        let proxy = if config.proxy.is_empty() { None } else { Some(Proxy::new(config.proxy.clone())?) };
         let tcp = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let mut extra = Vec::new();
         for listener in &config.listeners {
@@ -89,6 +91,7 @@ impl Server {
             hub: Arc::clone(&hub),
             registry: Arc::clone(&registry),
             workers,
+            proxy: proxy.clone(),
             keyring,
             limits,
             metrics,
@@ -108,6 +111,9 @@ impl Server {
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         });
+        if let Some(proxy) = &proxy {
+            tokio::spawn(Arc::clone(proxy).run_health_checks(shutdown.clone()));
+        }
         if let Some(certificates) = &certificates {
             tokio::spawn(Arc::clone(certificates).watch(shutdown.clone()));
         }
@@ -125,7 +131,7 @@ impl Server {
             tracing::info!(addr = %tcp.local_addr()?, role = ?endpoint.role, "listening");
             let listener = Listener {
                 tcp,
-                app: transport::listener_routes(Arc::clone(&gateway), endpoint),
+                app: transport::ws::listener_routes(Arc::clone(&gateway), endpoint),
                 tls: certificates.clone(),
                 handshake_timeout: ms(config.limits.handshake_timeout_ms),
             };
@@ -161,6 +167,11 @@ impl Server {
         self.gateway.ready.store(false, Ordering::Relaxed);
         self.shutdown.cancel();
         self.registry.stop_all_ticks();
+        if let Some(proxy) = &self.gateway.proxy {
+            if !proxy.shutdown(self.grace).await {
+                tracing::warn!("proxied sessions still open after the {:?} grace period", self.grace);
+            }
+        }
         self.tracker.close();
         if tokio::time::timeout(self.grace, self.tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the {:?} grace period", self.grace);

@@ -222,6 +222,7 @@ async fn status(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
         "topics": gateway.hub.topics().into_iter().map(|(pattern, n)| json!({ "pattern": pattern, "subscribers": n })).collect::<Vec<_>>(),
         "plugins": gateway.registry.plugins().iter().map(|p| plugin_info(&gateway, p)).collect::<Vec<_>>(),
         "workers": gateway.workers.list(),
+        "proxy": gateway.proxy.as_ref().map(|p| p.status()),
         "swaps": gateway.registry.swap_count(),
         "load_failures": gateway.registry.load_failure_count(),
         "messages": messages,

@@ -6,10 +6,13 @@
 //! - [`listener`]: the accept loop (TLS, handshake timeout, HTTP/1.1 and h2).
 //! - [`ws`]: WebSocket endpoints.
 //! - [`api`]: the HTTP API under `/api`.
+//! - [`proxy`]: paths relayed to upstream WebSocket servers.
+//! - [`worker`]: the remote-worker side of a WebSocket.
 //! - here: `/healthz`, `/readyz`, `/metrics`, and the JSON error responses.
 
 pub mod api;
 pub mod listener;
+pub mod proxy;
 pub mod tls;
 pub mod worker;
 pub mod ws;
@@ -96,6 +99,7 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     pub registry: Arc<Registry>,
     pub workers: Arc<WorkerPool>,
+    pub proxy: Option<Arc<proxy::Proxy>>,
     pub keyring: Arc<Keyring>,
     pub limits: Arc<LiveLimits>,
     pub metrics: Arc<Metrics>,
@@ -128,21 +132,17 @@ pub fn routes(gateway: Arc<Gateway>) -> Router {
     for (path, endpoint) in &gateway.endpoints {
         router = router.route(path, get(ws::upgrade).layer(Extension(endpoint.clone())));
     }
-    router
+    let proxy = gateway.proxy.as_ref().map(|proxy| proxy.router());
+    let app = router
         .fallback(|| async { ApiError(Failure::new(ErrorCode::NotFound, "no such route")) })
         .method_not_allowed_fallback(|| async {
             ApiError::with_status(StatusCode::METHOD_NOT_ALLOWED, Failure::new(ErrorCode::InvalidMessage, "method not allowed on this route"))
         })
-        .with_state(gateway)
-}
-
-/// An extra listener's routes: its one endpoint on every path.
-pub fn listener_routes(gateway: Arc<Gateway>, endpoint: Endpoint) -> Router {
-    Router::new()
-        .route("/", get(ws::upgrade))
-        .route("/{*path}", get(ws::upgrade))
-        .layer(Extension(endpoint))
-        .with_state(gateway)
+        .with_state(gateway);
+    match proxy {
+        Some(proxy) => app.merge(proxy),
+        None => app,
+    }
 }
 
 async fn readyz(axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>) -> Response {

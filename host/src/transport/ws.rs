@@ -19,6 +19,7 @@ use crate::hub::{close, Connection, Outbox, Ticket};
 use crate::security::{self, Principal};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
+use axum::routing::get;
 use axum::Extension;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -123,6 +124,15 @@ pub async fn upgrade(
         let peer = Peer { remote, client_id, principal, _ticket: ticket };
         tracker.track_future(serve(gateway, endpoint, socket, peer))
     })
+}
+
+/// An extra listener's routes: its one endpoint on every path.
+pub fn listener_routes(gateway: Arc<Gateway>, endpoint: Endpoint) -> axum::Router {
+    axum::Router::new()
+        .route("/", get(upgrade))
+        .route("/{*path}", get(upgrade))
+        .layer(Extension(endpoint))
+        .with_state(gateway)
 }
 
 /// Who is on the other end of a connection, and their admission ticket.

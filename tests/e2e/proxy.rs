@@ -1,0 +1,628 @@
+//! The WebSocket reverse proxy end to end: the proxy's router served on
+//! loopback, small tokio-tungstenite upstreams, real clients.
+//!
+//! `through_the_host` at the end runs a route configured in a real host.
+
+use futures_util::{SinkExt, StreamExt};
+use switchyard::transport::proxy::{Health, Proxy, ProxyRouteConfig};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// No test may take longer than this, whatever goes wrong.
+const TEST_LIMIT: Duration = Duration::from_secs(30);
+/// How long to wait for any one expected frame or state.
+const WAIT: Duration = Duration::from_secs(5);
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn bounded<T>(test: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_LIMIT, test).await.expect("test took too long")
+}
+
+/// What a test upstream saw.
+#[derive(Debug)]
+enum Seen {
+    Handshake { uri: String, headers: HeaderMap },
+    Closed(Option<(u16, String)>),
+}
+
+/// A small upstream: answers "who" with its name, "close-4003" with a close
+/// frame, "drop" by dropping the TCP connection, a ping with an extra pong
+/// marked "upstream:", and echoes anything else.
+struct Upstream {
+    addr: SocketAddr,
+    seen: mpsc::Receiver<Seen>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    async fn start(name: &'static str, pick: Option<&'static str>) -> Upstream {
+        Upstream::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), name, pick, Duration::ZERO)
+    }
+
+    /// `delay` holds each handshake back, so the proxy's upgrades overlap.
+    fn start_on(listener: TcpListener, name: &'static str, pick: Option<&'static str>, delay: Duration) -> Upstream {
+        let addr = listener.local_addr().unwrap();
+        let (tx, seen) = mpsc::channel(256);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    serve_upstream(tcp, name, pick, tx).await
+                });
+            }
+        });
+        Upstream { addr, seen, task }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// The next thing seen that is not a health check's.
+    async fn next_seen(&mut self) -> Seen {
+        loop {
+            let seen = tokio::time::timeout(WAIT, self.seen.recv()).await.expect("upstream saw nothing").unwrap();
+            match &seen {
+                Seen::Handshake { headers, .. } if headers.get("user-agent").is_some_and(|ua| ua == "switchyard-proxy-health-check") => {}
+                Seen::Closed(Some((1000, reason))) if reason == "health check" => {}
+                _ => return seen,
+            }
+        }
+    }
+}
+
+// tungstenite's handshake callback type fixes the large error type.
+#[allow(clippy::result_large_err)]
+async fn serve_upstream(tcp: TcpStream, name: &'static str, pick: Option<&'static str>, seen: mpsc::Sender<Seen>) {
+    let on_handshake = |request: &Request, mut response: Response| {
+        let offer = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if let Some(pick) = pick.filter(|pick| offer.split(',').any(|p| p.trim() == *pick)) {
+            response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(pick));
+        }
+        let _ = seen.try_send(Seen::Handshake { uri: request.uri().to_string(), headers: request.headers().clone() });
+        Ok(response)
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, on_handshake).await else { return };
+    while let Some(Ok(message)) = ws.next().await {
+        let reply = match message {
+            Message::Text(text) if text == "who" => Message::text(name),
+            Message::Text(text) if text == "close-4003" => Message::Close(Some(CloseFrame { code: CloseCode::from(4003), reason: "bye".into() })),
+            Message::Text(text) if text == "drop" => return,
+            Message::Ping(payload) => Message::Pong(Bytes::from([b"upstream:".as_slice(), &payload].concat())),
+            Message::Close(frame) => {
+                let _ = seen.try_send(Seen::Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string()))));
+                continue;
+            }
+            Message::Pong(_) | Message::Frame(_) => continue,
+            echo => echo,
+        };
+        if ws.send(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Serve the proxy's router on loopback, as the host would.
+async fn serve(proxy: &Arc<Proxy>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = proxy.router().into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn route(path: &str, upstreams: &[String]) -> ProxyRouteConfig {
+    ProxyRouteConfig::new(path, upstreams.iter().cloned())
+}
+
+async fn connect(proxy: SocketAddr, path: &str) -> Client {
+    let (client, _) = tokio_tungstenite::connect_async(format!("ws://{proxy}{path}")).await.expect("handshake through the proxy");
+    client
+}
+
+/// The next data frame (pings and pongs from either hop are skipped).
+async fn next_data(client: &mut Client) -> Message {
+    loop {
+        let message = tokio::time::timeout(WAIT, client.next()).await.expect("no frame in time").expect("stream ended").expect("read failed");
+        if !matches!(message, Message::Ping(_) | Message::Pong(_)) {
+            return message;
+        }
+    }
+}
+
+async fn ask(client: &mut Client, text: &str) -> String {
+    client.send(Message::text(text)).await.unwrap();
+    match next_data(client).await {
+        Message::Text(reply) => reply.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// Read until the close frame, then on until the proxy ends the connection
+/// (reading also sends our reply); the frame's code and reason.
+async fn close_of(client: &mut Client) -> (u16, String) {
+    let close = match next_data(client).await {
+        Message::Close(Some(frame)) => (u16::from(frame.code), frame.reason.to_string()),
+        other => panic!("expected a close frame, got {other:?}"),
+    };
+    let end = tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = client.next().await {} }).await;
+    assert!(end.is_ok(), "the proxy left the connection open after closing it");
+    close
+}
+
+/// A WebSocket handshake by hand, for the HTTP refusals: status and JSON body.
+async fn refused(proxy: SocketAddr, path: &str, host: &str) -> (u16, serde_json::Value) {
+    let mut tcp = TcpStream::connect(proxy).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut chunk)).await.expect("no response").unwrap();
+        assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(&response));
+        response.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+            .expect("a refusal has a content-length");
+        if body.len() >= length {
+            return (status, serde_json::from_str(&body[..length]).expect("a JSON body"));
+        }
+    }
+}
+
+/// A bare-bones WebSocket client, for what tungstenite will not show: it
+/// treats close code 1014 (Bad Gateway) as a protocol error and reports 1002,
+/// where browsers report 1014.
+struct RawClient {
+    tcp: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl RawClient {
+    async fn connect(proxy: SocketAddr, path: &str) -> RawClient {
+        let mut tcp = TcpStream::connect(proxy).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {proxy}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut client = RawClient { tcp, buffer: Vec::new() };
+        let end = loop {
+            if let Some(end) = client.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            assert!(client.fill().await, "no handshake response");
+        };
+        let head = String::from_utf8_lossy(&client.buffer[..end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        client.buffer.drain(..end + 4);
+        client
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, self.tcp.read(&mut chunk)).await.expect("nothing to read").unwrap_or(0);
+        self.buffer.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    /// A masked frame (with an all-zero key, so the payload goes as is).
+    async fn send(&mut self, opcode: u8, payload: &[u8]) {
+        assert!(payload.len() < 126);
+        let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        self.tcp.write_all(&frame).await.unwrap();
+    }
+
+    /// The next frame from the server: opcode and payload.
+    async fn frame(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            if self.buffer.len() >= 2 {
+                let (opcode, short) = (self.buffer[0] & 0x0f, (self.buffer[1] & 0x7f) as usize);
+                let (start, length) = match short {
+                    126 if self.buffer.len() >= 4 => (4, u16::from_be_bytes([self.buffer[2], self.buffer[3]]) as usize),
+                    126 | 127 => (usize::MAX, 0),
+                    short => (2, short),
+                };
+                assert!(short != 127, "no test frame is that large");
+                if start != usize::MAX && self.buffer.len() >= start + length {
+                    let payload = self.buffer[start..start + length].to_vec();
+                    self.buffer.drain(..start + length);
+                    return (opcode, payload);
+                }
+            }
+            assert!(self.fill().await, "connection ended before a whole frame");
+        }
+    }
+
+    /// Read to the close frame, answer it, and expect the connection to end.
+    async fn close_of(&mut self) -> (u16, String) {
+        loop {
+            let (opcode, payload) = self.frame().await;
+            if opcode == 0x8 {
+                let code = u16::from_be_bytes([payload[0], payload[1]]);
+                self.send(0x8, &payload[..2]).await;
+                let ended = !self.fill().await && self.buffer.is_empty();
+                assert!(ended, "the proxy left the connection open after closing it");
+                return (code, String::from_utf8(payload[2..].to_vec()).unwrap());
+            }
+        }
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn health(proxy: &Proxy, route: usize, upstream: usize) -> Health {
+    proxy.status().routes[route].upstreams[upstream].health
+}
+
+#[tokio::test]
+async fn relays_text_binary_and_pings_with_forwarded_headers() {
+    bounded(async {
+        let mut upstream = Upstream::start("a", None).await;
+        let proxy = Proxy::new(vec![route("/echo", &[upstream.url("/socket?token=abc")])]).unwrap();
+        let addr = serve(&proxy).await;
+
+        let mut request = format!("ws://{addr}/echo?room=7").into_client_request().unwrap();
+        for (name, value) in [
+            ("user-agent", "proxy-test/1"),
+            ("authorization", "Bearer t0ken"),
+            ("cookie", "session=1"),
+            ("origin", "http://app.test"),
+            ("x-forwarded-for", "10.0.0.1"),
+        ] {
+            request.headers_mut().insert(name, HeaderValue::from_static(value));
+        }
+        let (mut client, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+        let Seen::Handshake { uri, headers } = upstream.next_seen().await else { panic!("expected a handshake") };
+        assert_eq!(uri, "/socket?token=abc&room=7");
+        let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(header("x-forwarded-for").as_deref(), Some("10.0.0.1, 127.0.0.1"));
+        assert_eq!(header("x-forwarded-host"), Some(addr.to_string()));
+        assert_eq!(header("x-forwarded-proto").as_deref(), Some("ws"));
+        assert_eq!(header("host"), Some(upstream.addr.to_string()));
+        assert_eq!(header("user-agent").as_deref(), Some("proxy-test/1"));
+        assert_eq!(header("authorization").as_deref(), Some("Bearer t0ken"));
+        assert_eq!(header("cookie").as_deref(), Some("session=1"));
+        assert_eq!(header("origin").as_deref(), Some("http://app.test"));
+
+        assert_eq!(ask(&mut client, "hello").await, "hello");
+        assert_eq!(ask(&mut client, "who").await, "a");
+        client.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+        assert_eq!(next_data(&mut client).await, Message::binary(vec![0u8, 1, 2, 255]));
+        let big: Vec<u8> = (0..2 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        client.send(Message::binary(big.clone())).await.unwrap();
+        assert_eq!(next_data(&mut client).await, Message::binary(big));
+
+        // The proxy answers pings itself too; the marked pong proves this one
+        // went through to the upstream and its reply came back.
+        client.send(Message::Ping(Bytes::from_static(b"hi"))).await.unwrap();
+        loop {
+            let message = tokio::time::timeout(WAIT, client.next()).await.expect("no pong").unwrap().unwrap();
+            if message == Message::Pong(Bytes::from_static(b"upstream:hi")) {
+                break;
+            }
+            assert!(matches!(message, Message::Pong(_)), "unexpected {message:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn subprotocol_is_the_upstreams_choice() {
+    bounded(async {
+        let mut upstream = Upstream::start("a", Some("v1.video")).await;
+        let proxy = Proxy::new(vec![route("/video", &[upstream.url("/")])]).unwrap();
+        let addr = serve(&proxy).await;
+
+        let mut request = format!("ws://{addr}/video").into_client_request().unwrap();
+        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("v2.video, v1.video"));
+        let (mut client, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        assert_eq!(response.headers().get("sec-websocket-protocol").unwrap(), "v1.video");
+        let Seen::Handshake { headers, .. } = upstream.next_seen().await else { panic!("expected a handshake") };
+        assert_eq!(headers.get("sec-websocket-protocol").unwrap(), "v2.video, v1.video");
+        assert_eq!(ask(&mut client, "frame").await, "frame");
+
+        // No offer, no subprotocol.
+        let (_client, response) = tokio_tungstenite::connect_async(format!("ws://{addr}/video")).await.unwrap();
+        assert!(response.headers().get("sec-websocket-protocol").is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn upstream_that_is_down_then_recovers() {
+    bounded(async {
+        // Reserve a port with nothing listening on it yet.
+        let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+        let url = format!("ws://127.0.0.1:{port}/");
+        let config = ProxyRouteConfig { health_interval_ms: 100, connect_timeout_ms: 1000, ..route("/video", &[url]) };
+        let proxy = Proxy::new(vec![config]).unwrap();
+        let addr = serve(&proxy).await;
+        let stop = CancellationToken::new();
+        let checks = tokio::spawn(Arc::clone(&proxy).run_health_checks(stop.clone()));
+
+        wait_for("the first check to fail", || health(&proxy, 0, 0) == Health::Unhealthy).await;
+        let status = proxy.status();
+        assert!(!status.routes[0].upstreams[0].healthy);
+        assert!(status.routes[0].upstreams[0].last_error.is_some());
+        let mut client = connect(addr, "/video").await;
+        assert_eq!(close_of(&mut client).await, (1013, "no healthy upstream for /video".to_owned()));
+
+        let _upstream = Upstream::start_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap(), "back", None, Duration::ZERO);
+        wait_for("a check to pass", || health(&proxy, 0, 0) == Health::Healthy).await;
+        let mut client = connect(addr, "/video").await;
+        assert_eq!(ask(&mut client, "who").await, "back");
+
+        stop.cancel();
+        checks.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn round_robin_over_healthy_upstreams() {
+    bounded(async {
+        let a = Upstream::start("a", None).await;
+        let b = Upstream::start("b", None).await;
+        let down = format!("ws://127.0.0.1:{}/", TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port());
+        let proxy = Proxy::new(vec![
+            route("/pair", &[a.url("/"), b.url("/")]),
+            ProxyRouteConfig { health_interval_ms: 100, ..route("/trio", &[a.url("/"), down.clone(), b.url("/")]) },
+        ])
+        .unwrap();
+        let addr = serve(&proxy).await;
+
+        let mut served = Vec::new();
+        for _ in 0..4 {
+            let mut client = connect(addr, "/pair").await;
+            served.push(ask(&mut client, "who").await);
+        }
+        served.sort();
+        assert_eq!(served, ["a", "a", "b", "b"]);
+
+        let stop = CancellationToken::new();
+        let checks = tokio::spawn(Arc::clone(&proxy).run_health_checks(stop.clone()));
+        wait_for("the down upstream to be found out", || health(&proxy, 1, 1) == Health::Unhealthy).await;
+        let mut served = Vec::new();
+        for _ in 0..4 {
+            let mut client = connect(addr, "/trio").await;
+            served.push(ask(&mut client, "who").await);
+        }
+        served.sort();
+        assert_eq!(served, ["a", "a", "b", "b"]);
+        stop.cancel();
+        checks.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failed_connection_moves_on_to_the_next_upstream() {
+    bounded(async {
+        let a = Upstream::start("a", None).await;
+        let down = format!("ws://127.0.0.1:{}/", TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port());
+        // No health checks: the down upstream is unchecked, so in rotation,
+        // and the first client finds it out.
+        let proxy = Proxy::new(vec![route("/video", &[down, a.url("/")])]).unwrap();
+        let addr = serve(&proxy).await;
+        for _ in 0..2 {
+            let mut client = connect(addr, "/video").await;
+            assert_eq!(ask(&mut client, "who").await, "a");
+        }
+        let status = proxy.status();
+        let upstreams = &status.routes[0].upstreams;
+        assert_eq!((upstreams[0].health, upstreams[1].health), (Health::Unhealthy, Health::Healthy));
+        assert!(upstreams[0].last_error.as_deref().unwrap().contains("refused"), "{:?}", upstreams[0].last_error);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn route_connection_limit() {
+    bounded(async {
+        let upstream = Upstream::start("a", None).await;
+        let config = ProxyRouteConfig { max_connections: 2, ..route("/video", &[upstream.url("/")]) };
+        let proxy = Proxy::new(vec![config]).unwrap();
+        let addr = serve(&proxy).await;
+
+        let mut first = connect(addr, "/video").await;
+        let mut second = connect(addr, "/video").await;
+        assert_eq!(ask(&mut second, "who").await, "a");
+        let (status, body) = refused(addr, "/video", &addr.to_string()).await;
+        assert_eq!(status, 503);
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["data"]["code"], "TOO_MANY_CONNECTIONS");
+        assert!(body["data"]["message"].as_str().unwrap().contains("/video"));
+        assert_eq!(proxy.status().routes[0].connections_open, 2);
+
+        first.close(None).await.unwrap();
+        while let Some(Ok(_)) = first.next().await {}
+        wait_for("the closed session's slot", || proxy.status().routes[0].connections_open == 1).await;
+        let mut third = connect(addr, "/video").await;
+        assert_eq!(ask(&mut third, "who").await, "a");
+        assert_eq!(ask(&mut second, "who").await, "a");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connection_limit_holds_for_concurrent_upgrades() {
+    bounded(async {
+        // Each upstream handshake takes a while, so all six upgrades are in
+        // flight at once: only a reservation made before dialing holds.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut upstream = Upstream::start_on(listener, "slow", None, Duration::from_millis(200));
+        let config = ProxyRouteConfig { max_connections: 2, ..route("/video", &[upstream.url("/")]) };
+        let proxy = Proxy::new(vec![config]).unwrap();
+        let addr = serve(&proxy).await;
+
+        let attempts = (0..6).map(|_| tokio_tungstenite::connect_async(format!("ws://{addr}/video")));
+        let results = futures_util::future::join_all(attempts).await;
+        let mut clients = Vec::new();
+        let mut refused = 0;
+        for result in results {
+            match result {
+                Ok((client, _)) => clients.push(client),
+                Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                    assert_eq!(response.status(), 503);
+                    refused += 1;
+                }
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!((clients.len(), refused), (2, 4));
+        assert_eq!(proxy.status().routes[0].connections_open, 2);
+        // Refused clients never cost the upstream a handshake: every dial has
+        // finished before its client's answer, so all are counted by now.
+        let mut handshakes = 0;
+        while let Ok(seen) = upstream.seen.try_recv() {
+            handshakes += usize::from(matches!(seen, Seen::Handshake { .. }));
+        }
+        assert_eq!(handshakes, 2);
+        for client in &mut clients {
+            assert_eq!(ask(client, "who").await, "slow");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn close_codes_pass_through() {
+    bounded(async {
+        let mut upstream = Upstream::start("a", None).await;
+        let proxy = Proxy::new(vec![route("/video", &[upstream.url("/")])]).unwrap();
+        let addr = serve(&proxy).await;
+
+        // The upstream closes with a code: the client gets it.
+        let mut client = connect(addr, "/video").await;
+        client.send(Message::text("close-4003")).await.unwrap();
+        assert_eq!(close_of(&mut client).await, (4003, "bye".to_owned()));
+
+        // The upstream drops TCP without a close frame: 1014.
+        let mut client = RawClient::connect(addr, "/video").await;
+        client.send(0x1, b"drop").await;
+        assert_eq!(client.close_of().await, (1014, "upstream closed".to_owned()));
+
+        // The client closes with a code: the upstream gets it.
+        while upstream.seen.try_recv().is_ok() {}
+        let mut client = connect(addr, "/video").await;
+        while !matches!(upstream.next_seen().await, Seen::Handshake { .. }) {}
+        client.close(Some(CloseFrame { code: CloseCode::from(4001), reason: "done".into() })).await.unwrap();
+        match upstream.next_seen().await {
+            Seen::Closed(frame) => assert_eq!(frame, Some((4001, "done".to_owned()))),
+            other => panic!("expected the client's close, got {other:?}"),
+        }
+        // The client's closing handshake completes, and its slot is released.
+        let end = tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = client.next().await {} }).await;
+        assert!(end.is_ok(), "the proxy never finished the client's close");
+        wait_for("every slot to be released", || proxy.status().routes[0].connections_open == 0).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn host_pattern_selects_the_route() {
+    bounded(async {
+        let upstream = Upstream::start("sub", None).await;
+        let config = ProxyRouteConfig { host: Some("*.example.com".into()), ..route("/h", &[upstream.url("/")]) };
+        let proxy = Proxy::new(vec![config]).unwrap();
+        let addr = serve(&proxy).await;
+
+        let mut request = format!("ws://{addr}/h").into_client_request().unwrap();
+        request.headers_mut().insert("host", HeaderValue::from_static("a.example.com:8080"));
+        let (mut client, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        assert_eq!(ask(&mut client, "who").await, "sub");
+
+        for host in ["example.org", "example.com"] {
+            let (status, body) = refused(addr, "/h", host).await;
+            assert_eq!(status, 404, "{host}");
+            assert_eq!(body["type"], "error");
+            assert_eq!(body["data"]["code"], "NOT_FOUND");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_both_sides() {
+    bounded(async {
+        let mut upstream = Upstream::start("a", None).await;
+        let proxy = Proxy::new(vec![route("/video", &[upstream.url("/")])]).unwrap();
+        let addr = serve(&proxy).await;
+        let mut client = connect(addr, "/video").await;
+        assert_eq!(ask(&mut client, "who").await, "a");
+        assert!(matches!(upstream.next_seen().await, Seen::Handshake { .. }));
+
+        let (finished, close) = tokio::join!(proxy.shutdown(WAIT), close_of(&mut client));
+        assert!(finished, "sessions outlived the grace period");
+        assert_eq!(close, (1001, "proxy shutting down".to_owned()));
+        match upstream.next_seen().await {
+            Seen::Closed(frame) => assert_eq!(frame, Some((1001, "proxy shutting down".to_owned()))),
+            other => panic!("expected a close, got {other:?}"),
+        }
+        let (status, body) = refused(addr, "/video", &addr.to_string()).await;
+        assert_eq!((status, &body["data"]["code"]), (503, &serde_json::json!("UNAVAILABLE")));
+    })
+    .await;
+}
+
+/// A route in the host's own configuration: relayed beside the host's
+/// endpoints and API, reported in `/api/status`.
+#[tokio::test]
+async fn through_the_host() {
+    bounded(async {
+        let upstream = Upstream::start("video-1", None).await;
+        let upstream_url = upstream.url("/");
+        let host = switchyard_tests::Host::start_with(&["echo"], |config| config.proxy = vec![route("/video", &[upstream_url])]).await;
+        let mut client = connect(host.addr(), "/video").await;
+        assert_eq!(ask(&mut client, "who").await, "video-1");
+        assert_eq!(ask(&mut client, "hello through the host").await, "hello through the host");
+        // The host's own endpoints still answer beside the proxy.
+        let mut native = host.connect().await;
+        assert_eq!(native.call("echo", serde_json::json!({"message": "m"})).await["data"], "Echo: m");
+        let status: serde_json::Value = reqwest::get(host.http("/api/status")).await.unwrap().json().await.unwrap();
+        let route = &status["proxy"]["routes"][0];
+        assert_eq!((route["path"].as_str(), route["connections_open"].as_u64()), (Some("/video"), Some(1)), "{status}");
+        drop(client);
+        host.shutdown().await;
+    })
+    .await;
+}
