@@ -52,7 +52,7 @@ pub struct ListenerConfig {
 }
 
 /// API keys, what each may do, and what callers without a key may do.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub keys: Vec<ApiKeyConfig>,
@@ -107,12 +107,6 @@ pub struct ScopeConfig {
 impl Default for ScopeConfig {
     fn default() -> Self {
         ScopeConfig { types: vec!["*".into()], topics: vec!["*".into()] }
-    }
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig { keys: Vec::new(), anonymous: ScopeConfig::default(), require_key_for_api: false, allowed_origins: Vec::new() }
     }
 }
 

@@ -128,7 +128,7 @@ impl<T: Clone> RouteTable<T> {
                 table.owners.push((claim, owner.clone()));
             }
         }
-        table.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        table.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         Ok(table)
     }
 }
@@ -221,9 +221,12 @@ mod tests {
         assert_eq!(t.owner_of("video.stop"), Some("video"));
     }
 
+    /// Owners with their claims, and the error building them gives.
+    type ConflictCase<'a> = (&'a [(&'a str, &'a [&'a str])], Option<&'a str>);
+
     #[test]
     fn conflicts_and_reserved_names() {
-        let cases: &[(&[(&str, &[&str])], Option<&str>)] = &[
+        let cases: &[ConflictCase] = &[
             (&[("a", &["x"]), ("b", &["x"])], Some("claim x of b conflicts with a")),
             (&[("a", &["x.*"]), ("b", &["x.*"])], Some("claim x.* of b conflicts with a")),
             (&[("a", &["x.*"]), ("b", &["x.y"])], None),

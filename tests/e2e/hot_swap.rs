@@ -42,14 +42,14 @@ async fn swapping_under_load_fails_nothing_and_keeps_state() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let reply = if i % 2 == 0 {
+                let reply = if i.is_multiple_of(2) {
                     client.call("video_command", json!({"action": "status"})).await
                 } else {
                     client.call("echo", json!({"message": format!("{n}-{i}")})).await
                 };
                 sent.fetch_add(1, Ordering::Relaxed);
                 let ok = reply["type"] == "reply"
-                    && (i % 2 == 0 && reply["data"]["video_path"] == "/videos/swap.mp4"
+                    && (i.is_multiple_of(2) && reply["data"]["video_path"] == "/videos/swap.mp4"
                         || i % 2 == 1 && reply["data"] == format!("Echo: {n}-{i}"));
                 if !ok {
                     failures.push(reply);

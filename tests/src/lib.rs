@@ -104,8 +104,7 @@ pub fn shared_cache() -> PathBuf {
 
 /// Defaults for a test host: port 0, fast debounce, shared compile cache.
 pub fn test_config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut config = Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..Config::default() };
     config.plugins.dir = dir.to_path_buf();
     config.plugins.cache_dir = Some(shared_cache());
     config.plugins.debounce_ms = 50;
@@ -300,13 +299,9 @@ impl Client {
         if let Some(event) = self.events.pop_front() {
             return event;
         }
-        loop {
-            let frame = self.recv_frame().await;
-            if is_event(&frame) {
-                return frame;
-            }
-            panic!("expected an event, got {frame}");
-        }
+        let frame = self.recv_frame().await;
+        assert!(is_event(&frame), "expected an event, got {frame}");
+        frame
     }
 
     /// The next event on `topic`, skipping others.
