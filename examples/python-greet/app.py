@@ -1,4 +1,4 @@
-"""`python-greet`: answers `greet` with a greeting in the asked language.
+"""`greet` (in Python): answers `greet` with a greeting in the asked language.
 
 {"name": "Ada", "language": "fr"} -> {"greeting": "Bonjour, Ada !", "count": 1}
 where `count` is how many times this name has been greeted (kept in the host's kv store).
@@ -22,7 +22,7 @@ GREETINGS = {
 class Handler(exports.Handler):
     def manifest(self) -> PluginManifest:
         return PluginManifest(
-            name="python-greet",
+            name="greet",
             version="0.1.0",
             description="Greets a name in a few languages (Python)",
             claims=["greet"],

@@ -146,3 +146,59 @@ async fn the_console_lists_sends_and_broadcasts_with_an_admin_key() {
     assert!(stdout.contains("Echo: hi"), "request prints the reply: {stdout}");
     host.shutdown().await;
 }
+
+/// With `--log-format json`: each message's span (id, type, plugin, code,
+/// latency) at debug level, and the periodic one-line summary.
+#[tokio::test]
+async fn json_logs_carry_message_spans_and_the_periodic_summary() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(guest("echo"), plugins.join("echo.wasm")).unwrap();
+    let config = dir.path().join("switchyard.toml");
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n[observability]\nsummary_interval_ms = 300\n",
+        dir.path().join("cache")
+    );
+    std::fs::write(&config, toml).unwrap();
+    let mut child = switchyard()
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config)
+        .env("SWITCHYARD_LOG", "info,switchyard::dispatch=debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let record: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        if record["fields"]["message"] == "listening" {
+            break record["fields"]["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let mut client = Client::connect(&format!("ws://{addr}/ws")).await;
+    client.request(json!({"type": "echo", "id": "span-1", "data": {"message": "m"}})).await;
+
+    let reader = tokio::task::spawn_blocking(move || {
+        let (mut span, mut summary) = (None, None);
+        for line in lines {
+            let record: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            match record["fields"]["message"].as_str() {
+                Some("answered") => span = Some(record["span"].clone()),
+                Some("summary") => summary = Some(record["fields"].clone()),
+                _ => {}
+            }
+            if span.is_some() && summary.is_some() {
+                break;
+            }
+        }
+        (span.unwrap(), summary.unwrap())
+    });
+    let (span, summary) = tokio::time::timeout(std::time::Duration::from_secs(20), reader).await.expect("both lines in time").unwrap();
+    assert_eq!((span["name"].as_str(), span["id"].as_str(), span["type"].as_str()), (Some("message"), Some("span-1"), Some("echo")), "{span}");
+    assert_eq!((span["plugin"].as_str(), span["code"].as_str()), (Some("echo"), Some("OK")), "{span}");
+    assert!(span["latency_us"].is_u64(), "{span}");
+    assert!(summary["connections"].is_u64() && summary["messages_per_second"].is_string(), "{summary}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

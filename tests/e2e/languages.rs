@@ -1,10 +1,12 @@
 //! Plugins in other languages, built from source with their own tools by
 //! the examples' `build.sh` scripts and served by a real host: Python
-//! (componentize-py), JavaScript (jco) and Zig.
+//! (componentize-py), JavaScript (jco) and Zig; and a live swap between
+//! the Python `greet` and a Rust one under load, sharing key-value state.
 
 use serde_json::json;
-use std::sync::atomic::Ordering;
-use switchyard_tests::{example, Client, Host};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use switchyard_tests::{example, guest, status_for, watch_status, Client, Host};
 
 async fn host_with(name: &str, file: &str) -> Host {
     let component = example(name);
@@ -25,7 +27,7 @@ async fn python_greets_counts_in_kv_and_raises_failures() {
     let mut client = host.connect().await;
     let reply = client.call("greet", json!({"name": "Ada", "language": "fr"})).await;
     assert_eq!(reply["data"], json!({"greeting": "Bonjour, Ada !", "count": 1}), "{reply}");
-    assert_eq!(reply["meta"]["plugin"], "python-greet");
+    assert_eq!(reply["meta"]["plugin"], "greet");
     let reply = client.call("greet", json!({"name": "Ada"})).await;
     assert_eq!(reply["data"], json!({"greeting": "Hello, Ada!", "count": 2}));
     let reply = client.call("greet", json!({"name": "Ada", "language": "tlh"})).await;
@@ -87,5 +89,52 @@ async fn zig_sums_numbers() {
     let reply = client.call("sum", json!({"numbers": [1, 2.5, 3]})).await;
     assert_eq!(reply["data"], json!({"sum": 6.5, "count": 3}), "{reply}");
     assert_eq!(client.call("sum", json!({"numbers": "x"})).await["data"]["code"], "INVALID_DATA");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn python_and_rust_replace_each_other_live_under_load_sharing_kv() {
+    let python = example("python-greet");
+    let rust = guest("greet-rust");
+    let host = host_with("python-greet", "greet.wasm").await;
+    let mut watcher = host.connect().await;
+    watch_status(&mut watcher).await;
+
+    // Four clients greet their own name without pause; each count must be
+    // one more than the last, whichever language answered.
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..4)
+        .map(|n| {
+            let (url, stop) = (host.url(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut client = Client::connect(&url).await;
+                let (mut count, mut versions) = (0u64, std::collections::BTreeSet::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let reply = client.call("greet", json!({"name": format!("client-{n}"), "language": "it"})).await;
+                    assert_eq!(reply["type"], "reply", "no request fails during the swaps: {reply}");
+                    count += 1;
+                    assert_eq!(reply["data"]["count"], count, "the count lives in the shared kv: {reply}");
+                    versions.insert(reply["meta"]["plugin_version"].as_str().unwrap().to_owned());
+                }
+                (count, versions)
+            })
+        })
+        .collect();
+
+    for _ in 0..2 {
+        for (component, version) in [(&rust, "2.0.0"), (&python, "0.1.0")] {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            host.install_path(component, "greet.wasm");
+            let event = status_for(&mut watcher, "greet.wasm").await;
+            assert_eq!((event["event"].as_str(), event["version"].as_str()), (Some("plugin_swapped"), Some(version)), "{event}");
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let (count, versions) = task.await.unwrap();
+        assert!(count > 0);
+        assert_eq!(versions.into_iter().collect::<Vec<_>>(), ["0.1.0", "2.0.0"], "each client was served by both languages");
+    }
     host.shutdown().await;
 }

@@ -199,7 +199,7 @@ fn plugin_info(gateway: &Gateway, plugin: &PluginVersion) -> Value {
 }
 
 async fn status(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
-    authenticate(&gateway, &headers, Access::Api)?;
+    let principal = authenticate(&gateway, &headers, Access::Api)?;
     let connections = gateway.hub.connections();
     let mut endpoints: Vec<Value> = gateway
         .endpoints
@@ -227,7 +227,8 @@ async fn status(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
         "load_failures": gateway.registry.load_failure_count(),
         "messages": messages,
         "errors": errors,
-        "keys": gateway.keyring.keys(),
+        // Key names and revocations, for administrators only.
+        "keys": principal.scopes.admin.then(|| gateway.keyring.keys()),
     }))
     .into_response())
 }
