@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod registry;
 pub mod router;
 pub mod runtime;
+pub mod scaffold;
 pub mod security;
 pub mod server;
 pub mod services;

@@ -1,4 +1,5 @@
-//! The `switchyard` binary: `serve` the host, `plugin inspect` a component,
+//! The `switchyard` binary: `serve` the host, `plugin inspect`, `new` and
+//! `build` plugins,
 //! `send` one request to a running host, or open a `console` on it.
 
 use anyhow::Context;
@@ -74,6 +75,25 @@ enum Command {
 enum PluginCommand {
     /// Print a component's manifest, or why it is not a valid plugin.
     Inspect { file: PathBuf },
+    /// Write a new plugin project that builds as generated.
+    New {
+        /// Plugin name: a-z, 0-9 and -.
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: switchyard::scaffold::Lang,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build a plugin project and move the component into the plugin folder.
+    Build {
+        /// The project (default: the current folder).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The plugin folder.
+        #[arg(long, default_value = "plugins/dist", env = "SWITCHYARD_PLUGINS")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +110,17 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { config, listen, plugins } => serve(config, listen, plugins).await,
             Command::Plugin { command: PluginCommand::Inspect { file } } => inspect(file).await,
+            Command::Plugin { command: PluginCommand::New { name, lang, dir } } => {
+                let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+                switchyard::scaffold::new_project(&dir, &name, lang)?;
+                println!("created {} ({lang:?}); build it with: switchyard plugin build {}", dir.display(), dir.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Plugin { command: PluginCommand::Build { dir, out } } => {
+                let built = switchyard::scaffold::build(&dir, &out).await?;
+                println!("built {}", built.display());
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Send { url, r#type, data, timeout, key } => send(&with_key(&url, key), &r#type, data.as_deref(), timeout).await,
             Command::Console { url, key } => switchyard_client::cli::console(&with_key(&url, key)).await.map(|()| ExitCode::SUCCESS),
         }
