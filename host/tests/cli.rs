@@ -11,6 +11,18 @@ fn switchyard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
 }
 
+/// A config file in `dir` serving `echo` from `dir/plugins` on port 0,
+/// followed by `extra` TOML.
+fn echo_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(guest("echo"), plugins.join("echo.wasm")).unwrap();
+    let config = dir.join("switchyard.toml");
+    let toml = format!("listen = \"127.0.0.1:0\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n{extra}", dir.join("cache"));
+    std::fs::write(&config, toml).unwrap();
+    config
+}
+
 #[test]
 fn inspect_prints_the_manifest_of_a_plugin() {
     let output = switchyard().args(["plugin", "inspect"]).arg(guest("calculator")).output().unwrap();
@@ -42,15 +54,7 @@ fn inspect_says_exactly_why_a_file_is_not_a_plugin() {
 #[tokio::test]
 async fn serve_reads_its_config_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    std::fs::copy(guest("echo"), plugins.join("echo.wasm")).unwrap();
-    let config = dir.path().join("switchyard.toml");
-    std::fs::write(
-        &config,
-        format!("listen = \"127.0.0.1:0\"\n[plugins]\ndir = {:?}\ncache_dir = {:?}\n", plugins, dir.path().join("cache")),
-    )
-    .unwrap();
+    let config = echo_config(dir.path(), "");
     let mut child = switchyard()
         .args(["serve", "--config"])
         .arg(&config)
@@ -153,15 +157,7 @@ async fn the_console_lists_sends_and_broadcasts_with_an_admin_key() {
 async fn json_logs_carry_message_spans_and_the_periodic_summary() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    std::fs::copy(guest("echo"), plugins.join("echo.wasm")).unwrap();
-    let config = dir.path().join("switchyard.toml");
-    let toml = format!(
-        "listen = \"127.0.0.1:0\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n[observability]\nsummary_interval_ms = 300\n",
-        dir.path().join("cache")
-    );
-    std::fs::write(&config, toml).unwrap();
+    let config = echo_config(dir.path(), "[observability]\nsummary_interval_ms = 300\n");
     let mut child = switchyard()
         .args(["--log-format", "json", "serve", "--config"])
         .arg(&config)
@@ -201,63 +197,4 @@ async fn json_logs_carry_message_spans_and_the_periodic_summary() {
     assert!(summary["connections"].is_u64() && summary["messages_per_second"].is_string(), "{summary}");
     child.kill().unwrap();
     child.wait().unwrap();
-}
-
-/// `plugin new` then `plugin build` for each language, as generated: the
-/// component lands in the plugin folder, passes `inspect`, and serves.
-#[tokio::test]
-async fn plugin_new_writes_projects_that_build_and_serve_in_each_language() {
-    let root = switchyard_tests::workspace_root();
-    // The Python and JavaScript tools, as the examples install them.
-    switchyard_tests::example("python-greet");
-    switchyard_tests::example("js-text");
-    let toolchains = root.join("target/toolchains");
-    let componentize_py = toolchains.join("componentize-py-0.25.1/bin/componentize-py");
-    let jco = std::fs::read_dir(&toolchains)
-        .unwrap()
-        .map(|e| e.unwrap().path().join("node_modules/.bin/jco"))
-        .find(|p| p.exists())
-        .expect("jco installed by examples/js-text");
-
-    let work = tempfile::tempdir().unwrap();
-    let plugins = work.path().join("plugins");
-    for (name, lang) in [("hello-rs", "rust"), ("hello-py", "python"), ("hello-js", "js")] {
-        let project = work.path().join(name);
-        let mut new = switchyard();
-        new.args(["plugin", "new", name, "--lang", lang, "--dir"]).arg(&project);
-        let output = run(new).await;
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-
-        let mut build = switchyard();
-        build.args(["plugin", "build"]).arg(&project).arg("--out").arg(&plugins);
-        // Share compiled dependencies with the test kit's guest build.
-        build.env("CARGO_TARGET_DIR", root.join("target/guests"));
-        build.env("SWITCHYARD_COMPONENTIZE_PY", &componentize_py).env("SWITCHYARD_JCO", &jco);
-        let output = run(build).await;
-        assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
-        let component = plugins.join(format!("{name}.wasm"));
-        let leftovers: Vec<_> = std::fs::read_dir(&plugins).unwrap().map(|e| e.unwrap().file_name()).filter(|f| f.to_string_lossy().starts_with('.')).collect();
-        assert!(leftovers.is_empty(), "no staging files left: {leftovers:?}");
-
-        let mut inspect = switchyard();
-        inspect.args(["plugin", "inspect"]).arg(&component);
-        let manifest: Value = serde_json::from_slice(&run(inspect).await.stdout).unwrap();
-        assert_eq!((manifest["name"].as_str(), manifest["claims"][0].as_str()), (Some(name), Some(format!("{name}.*").as_str())));
-
-        let host = Host::start(&[]).await;
-        host.install_path(&component, &format!("{name}.wasm"));
-        let mut client = host.connect().await;
-        let started = std::time::Instant::now();
-        let reply = loop {
-            let reply = client.call(&format!("{name}.hello"), json!({"name": "Ada"})).await;
-            if reply["data"]["code"] != "UNKNOWN_TYPE" || started.elapsed() > std::time::Duration::from_secs(120) {
-                break reply;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        };
-        assert_eq!(reply["data"], json!({"greeting": "Hello, Ada!", "count": 1}), "{name}: {reply}");
-        let reply = client.call(&format!("{name}.nope"), json!({})).await;
-        assert_eq!(reply["data"]["code"], "UNKNOWN_ACTION", "{name}: {reply}");
-        host.shutdown().await;
-    }
 }

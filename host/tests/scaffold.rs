@@ -1,0 +1,75 @@
+//! `switchyard plugin new` and `plugin build`, in their own test binary:
+//! they run the language toolchains, which would starve the timing of the
+//! other CLI tests if they ran beside them.
+
+use serde_json::{json, Value};
+use std::process::Command;
+use switchyard_tests::Host;
+
+fn switchyard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+}
+
+/// Run the binary off the async runtime (the host under test runs on it).
+async fn run(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
+}
+
+/// `plugin new` then `plugin build` for each language, as generated: the
+/// component lands in the plugin folder, passes `inspect`, and serves.
+#[tokio::test]
+async fn plugin_new_writes_projects_that_build_and_serve_in_each_language() {
+    let root = switchyard_tests::workspace_root();
+    // The Python and JavaScript tools, as the examples install them.
+    switchyard_tests::example("python-greet");
+    switchyard_tests::example("js-text");
+    let toolchains = root.join("target/toolchains");
+    let componentize_py = toolchains.join("componentize-py-0.25.1/bin/componentize-py");
+    let jco = std::fs::read_dir(&toolchains)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("node_modules/.bin/jco"))
+        .find(|p| p.exists())
+        .expect("jco installed by examples/js-text");
+
+    let work = tempfile::tempdir().unwrap();
+    let plugins = work.path().join("plugins");
+    for (name, lang) in [("hello-rs", "rust"), ("hello-py", "python"), ("hello-js", "js")] {
+        let project = work.path().join(name);
+        let mut new = switchyard();
+        new.args(["plugin", "new", name, "--lang", lang, "--dir"]).arg(&project);
+        let output = run(new).await;
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+        let mut build = switchyard();
+        build.args(["plugin", "build"]).arg(&project).arg("--out").arg(&plugins);
+        // Share compiled dependencies with the test kit's guest build.
+        build.env("CARGO_TARGET_DIR", root.join("target/guests"));
+        build.env("SWITCHYARD_COMPONENTIZE_PY", &componentize_py).env("SWITCHYARD_JCO", &jco);
+        let output = run(build).await;
+        assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+        let component = plugins.join(format!("{name}.wasm"));
+        let leftovers: Vec<_> = std::fs::read_dir(&plugins).unwrap().map(|e| e.unwrap().file_name()).filter(|f| f.to_string_lossy().starts_with('.')).collect();
+        assert!(leftovers.is_empty(), "no staging files left: {leftovers:?}");
+
+        let mut inspect = switchyard();
+        inspect.args(["plugin", "inspect"]).arg(&component);
+        let manifest: Value = serde_json::from_slice(&run(inspect).await.stdout).unwrap();
+        assert_eq!((manifest["name"].as_str(), manifest["claims"][0].as_str()), (Some(name), Some(format!("{name}.*").as_str())));
+
+        let host = Host::start(&[]).await;
+        host.install_path(&component, &format!("{name}.wasm"));
+        let mut client = host.connect().await;
+        let started = std::time::Instant::now();
+        let reply = loop {
+            let reply = client.call(&format!("{name}.hello"), json!({"name": "Ada"})).await;
+            if reply["data"]["code"] != "UNKNOWN_TYPE" || started.elapsed() > std::time::Duration::from_secs(120) {
+                break reply;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert_eq!(reply["data"], json!({"greeting": "Hello, Ada!", "count": 1}), "{name}: {reply}");
+        let reply = client.call(&format!("{name}.nope"), json!({})).await;
+        assert_eq!(reply["data"]["code"], "UNKNOWN_ACTION", "{name}: {reply}");
+        host.shutdown().await;
+    }
+}
