@@ -5,58 +5,25 @@
 //! wasmtime call to the same plugin's `handle`, in the same run.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use switchyard::dispatch::{Caller, Dispatcher};
-use switchyard::envelope::{Origin, Transport};
-use switchyard::hub::{Hub, HubLimits};
-use switchyard::limits::{LiveLimits, Tunables};
-use switchyard::metrics::Metrics;
-use switchyard::registry::Registry;
-use switchyard::security::Keyring;
-use switchyard::workers::WorkerPool;
-use switchyard::Config;
-use switchyard::dialect::Profile;
+use std::time::Instant;
 use switchyard::runtime::world::v0_2::types;
-use switchyard::runtime::{PluginLimits, Runtime, Services};
-use switchyard::state::MemoryKv;
-use switchyard::system::HostSystem;
+use switchyard_tests::rig::Rig;
 
 const FRAME: &str = r#"{"type":"echo","id":"b1","data":{"message":"hello"}}"#;
 
 fn dispatch(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 64 }, Default::default()));
-    let services = Services {
-        events: hub.clone(),
-        kv: Arc::new(MemoryKv::default()),
-        rooms: hub.clone(),
-        system: Arc::new(HostSystem::default()),
-    };
-    let limits = PluginLimits { deadline: Duration::from_secs(2), memory_bytes: 64 << 20, max_instances: 4 };
-    let runtime =
-        Runtime::new(limits, Some(switchyard_tests::shared_cache()), HashMap::new(), HashMap::new(), services).unwrap();
-    let registry = Registry::new(runtime, hub.clone(), Default::default());
+    let rig = Rig::new(Some(switchyard_tests::shared_cache()));
     let echo = switchyard_tests::guest("echo");
-    rt.block_on(registry.load(&echo)).expect("echo loads");
+    rt.block_on(rig.registry.load(&echo)).expect("echo loads");
     // The whole path, rate-limit bucket and scope check included; the rate
     // is high enough never to refuse.
-    let mut tunables = Tunables::from_config(&Config::default());
-    (tunables.messages_per_second, tunables.message_burst) = (u32::MAX, u32::MAX);
-    let limits = Arc::new(LiveLimits::new(tunables, 16 << 20));
-    let workers = Arc::new(WorkerPool::new(&Default::default()).unwrap());
-    let dispatcher = Dispatcher::new(registry.routes(), workers, Arc::clone(&limits), Arc::new(Metrics::new()), hub);
-    let origin = Origin { connection_id: "bench".into(), client_id: None, transport: Transport::Ws, endpoint: "/ws".into() };
-    let profile = Profile::default();
-    let principal = Keyring::from_config(&Default::default()).unwrap().authenticate(None, None).unwrap();
-    let caller = Caller { origin, connection: None, principal: &principal };
-    let mut bucket = limits.message_bucket();
-    let reply = rt.block_on(dispatcher.answer(FRAME, &profile, &caller, || bucket.admit(&limits)));
+    let mut bucket = rig.bucket();
+    let reply = rt.block_on(rig.answer(FRAME, &mut bucket));
     assert!(reply[0].contains("Echo: hello"), "{reply:?}");
 
-    let plugin = registry.plugins().pop().unwrap();
+    let plugin = rig.registry.plugins().pop().unwrap();
     let mut bare = rt.block_on(plugin.bare_instance()).unwrap();
     let message = types::Message {
         id: "b1".into(),
@@ -83,7 +50,7 @@ fn dispatch(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    black_box(dispatcher.answer(black_box(FRAME), &profile, &caller, || bucket.admit(&limits)).await);
+                    black_box(rig.answer(black_box(FRAME), &mut bucket).await);
                 }
                 start.elapsed()
             })

@@ -373,3 +373,67 @@ pub async fn status_for(client: &mut Client, file: &str) -> Value {
         }
     }
 }
+
+/// An in-process dispatch path for benchmarks: a registry over its own
+/// runtime, and a dispatcher whose rate limit never refuses. No sockets.
+pub mod rig {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use switchyard::dialect::Profile;
+    use switchyard::dispatch::{Caller, Dispatcher};
+    use switchyard::envelope::{Origin, Transport};
+    use switchyard::hub::{Hub, HubLimits};
+    use switchyard::limits::{LiveLimits, MessageBucket, Tunables};
+    use switchyard::metrics::Metrics;
+    use switchyard::registry::Registry;
+    use switchyard::runtime::{PluginLimits, Runtime, Services};
+    use switchyard::security::{Keyring, Principal};
+    use switchyard::state::MemoryKv;
+    use switchyard::system::HostSystem;
+    use switchyard::workers::WorkerPool;
+    use switchyard::Config;
+
+    pub struct Rig {
+        pub registry: Registry,
+        pub dispatcher: Dispatcher,
+        limits: Arc<LiveLimits>,
+        principal: Arc<Principal>,
+    }
+
+    impl Rig {
+        /// A rig compiling into `cache_dir` (`None`: no compile cache).
+        pub fn new(cache_dir: Option<PathBuf>) -> Rig {
+            let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 64 }, Default::default()));
+            let services = Services {
+                events: hub.clone(),
+                kv: Arc::new(MemoryKv::default()),
+                rooms: hub.clone(),
+                system: Arc::new(HostSystem::default()),
+            };
+            let limits = PluginLimits { deadline: Duration::from_secs(30), memory_bytes: 256 << 20, max_instances: 4 };
+            let runtime = Runtime::new(limits, cache_dir, HashMap::new(), HashMap::new(), services).unwrap();
+            let registry = Registry::new(runtime, hub.clone(), Default::default());
+            let mut tunables = Tunables::from_config(&Config::default());
+            (tunables.messages_per_second, tunables.message_burst) = (u32::MAX, u32::MAX);
+            let limits = Arc::new(LiveLimits::new(tunables, 16 << 20));
+            let workers = Arc::new(WorkerPool::new(&Default::default()).unwrap());
+            let dispatcher = Dispatcher::new(registry.routes(), workers, Arc::clone(&limits), Arc::new(Metrics::new()), hub);
+            let principal = Keyring::from_config(&Default::default()).unwrap().authenticate(None, None).unwrap();
+            Rig { registry, dispatcher, limits, principal }
+        }
+
+        /// A connection's token bucket, as the WebSocket transport keeps one.
+        pub fn bucket(&self) -> MessageBucket {
+            self.limits.message_bucket()
+        }
+
+        /// The whole message path for one text frame; the reply frames.
+        pub async fn answer(&self, frame: &str, bucket: &mut MessageBucket) -> Vec<String> {
+            let origin = Origin { connection_id: "bench".into(), client_id: None, transport: Transport::Ws, endpoint: "/ws".into() };
+            let caller = Caller { origin, connection: None, principal: &self.principal };
+            self.dispatcher.answer(frame, &Profile::default(), &caller, || bucket.admit(&self.limits)).await
+        }
+    }
+}
