@@ -446,25 +446,24 @@ impl Hub {
     /// Queue one message for every connection (on `endpoint`, if given);
     /// returns how many it was queued for.
     pub fn broadcast_all(&self, message: &RawValue, endpoint: Option<&str>) -> usize {
+        self.offer_where(message, |c| endpoint.is_none_or(|e| c.endpoint == e))
+    }
+
+    /// Queue one message for every connection `to` picks; how many took it.
+    fn offer_where(&self, message: &RawValue, to: impl Fn(&Connection) -> bool) -> usize {
         let frame = Bytes::copy_from_slice(message.get().as_bytes());
-        self.read().values().filter(|c| endpoint.is_none_or(|e| c.endpoint == e)).filter(|c| c.offer(frame.clone())).count()
+        self.read().values().filter(|c| to(c)).filter(|c| c.offer(frame.clone())).count()
     }
 
     /// Queue one message for every connection but `except`.
     pub fn broadcast_except(&self, message: &RawValue, except: Option<&str>) -> usize {
-        let frame = Bytes::copy_from_slice(message.get().as_bytes());
-        self.read().values().filter(|c| Some(c.id.as_str()) != except).filter(|c| c.offer(frame.clone())).count()
+        self.offer_where(message, |c| Some(c.id.as_str()) != except)
     }
 
     /// Queue one message for the connections with client id `to`, or the
     /// connection with id `to`.
     pub fn send_to_client(&self, to: &str, message: &RawValue) -> usize {
-        let frame = Bytes::copy_from_slice(message.get().as_bytes());
-        self.read()
-            .values()
-            .filter(|c| c.id == to || c.client_id.as_deref() == Some(to))
-            .filter(|c| c.offer(frame.clone()))
-            .count()
+        self.offer_where(message, |c| c.id == to || c.client_id.as_deref() == Some(to))
     }
 
     /// Close every connection that authenticated with the key `name`.
