@@ -22,7 +22,7 @@ pub async fn inspect(path: &Path) -> Result<Value, InspectError> {
         .map_err(|e| InspectError { code: "INTERNAL_ERROR", message: format!("{e:#}") })?;
     let hash = crate::runtime::cache::content_hash(&bytes);
     let compiled = runtime.compile(bytes, hash).await?;
-    let version = runtime.prepare(compiled, path.to_path_buf()).await?;
+    let version = runtime.prepare(compiled).await?;
     Ok(describe(&version))
 }
 

@@ -115,6 +115,11 @@ impl Registry {
         self.swaps.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or(0)
     }
 
+    /// The version serving from `path`.
+    pub fn serving(&self, path: &Path) -> Option<Arc<PluginVersion>> {
+        self.lock().get(path).cloned()
+    }
+
     /// The file the plugin named `name` is served from.
     pub fn path_of(&self, name: &str) -> Option<PathBuf> {
         self.lock().iter().find(|(_, v)| v.name() == name).map(|(path, _)| path.clone())
@@ -147,40 +152,42 @@ impl Registry {
     }
 
     /// Validate an uploaded component, write it into `dir` (replacing the
-    /// file of the plugin with the same name, if any) and load it from
-    /// there, exactly as if it had been copied in. Nothing is written when
-    /// it does not validate.
+    /// file of the plugin with the same name, if any) and serve it from
+    /// there, as if it had been copied in: the watcher then finds the file's
+    /// content already serving. Nothing lands in the folder unless it
+    /// validates; bytes already serving are `Unchanged`.
     pub async fn install(&self, dir: &Path, bytes: Vec<u8>) -> Result<(PathBuf, Loaded), RegistryError> {
+        let hash = crate::runtime::cache::content_hash(&bytes);
+        if let Some(path) = self.lock().iter().find(|(_, v)| v.hash == hash).map(|(path, _)| path.clone()) {
+            return Ok((path, Loaded::Unchanged));
+        }
         let upload = dir.join("(upload)");
-        let checked = self.check_upload(&upload, &bytes).await;
-        let path = match checked {
-            Ok(path) => path,
+        // Hidden, so the watcher ignores it until it is renamed into place.
+        let staging = dir.join(format!(".{hash}.upload"));
+        let result = self.install_staged(dir, &upload, &staging, bytes, &hash).await;
+        match &result {
+            Ok((path, loaded)) => self.report_loaded(path, loaded),
             Err(error) => {
-                self.failed_load(&upload, &error);
-                return Err(error);
+                let _ = tokio::fs::remove_file(&staging).await;
+                self.failed_load(&upload, error);
             }
-        };
-        let staging = path.with_file_name(format!(".{}.upload", path.file_name().map_or_else(Default::default, |n| n.to_string_lossy())));
-        let write = |source| RegistryError::Write { path: path.clone(), source };
-        tokio::fs::write(&staging, &bytes).await.map_err(write)?;
-        tokio::fs::rename(&staging, &path).await.map_err(write)?;
-        let loaded = self.load(&path).await?;
-        Ok((path, loaded))
+        }
+        result
     }
 
-    /// Compile and instantiate an upload and check its claims against the
-    /// other plugins; the path it will be served from.
-    async fn check_upload(&self, upload: &Path, bytes: &[u8]) -> Result<PathBuf, RegistryError> {
-        let load_err = |source| RegistryError::Load { path: upload.into(), source };
-        let hash = crate::runtime::cache::content_hash(bytes);
-        let compiled = self.runtime.compile(bytes.to_vec(), hash).await.map_err(load_err)?;
-        let candidate = self.runtime.prepare(compiled, upload.to_path_buf()).await.map_err(load_err)?;
-        let dir = upload.parent().unwrap_or(Path::new("."));
-        let path = self.path_of(candidate.name()).unwrap_or_else(|| dir.join(format!("{}.wasm", candidate.name())));
-        let mut next = self.lock().clone();
-        next.insert(path.clone(), candidate);
-        build_routes(&next).map_err(|e| load_err(e.into()))?;
-        Ok(path)
+    async fn install_staged(&self, dir: &Path, upload: &Path, staging: &Path, bytes: Vec<u8>, hash: &str) -> Result<(PathBuf, Loaded), RegistryError> {
+        let write = |source| RegistryError::Write { path: staging.to_path_buf(), source };
+        tokio::fs::write(staging, &bytes).await.map_err(write)?;
+        let version = self.validate(upload, bytes, hash).await?;
+        let path = self.path_of(version.name()).unwrap_or_else(|| dir.join(format!("{}.wasm", version.name())));
+        // Check the claims before the file lands; `commit` checks again under the lock.
+        self.next_slots(&self.lock(), &path, &version)?;
+        tokio::fs::rename(staging, &path).await.map_err(write)?;
+        let loaded = self.commit(&path, version).inspect_err(|_| {
+            self.failed().insert(path.clone(), hash.to_owned());
+        })?;
+        self.failed().remove(&path);
+        Ok((path, loaded))
     }
 
     /// Stop serving the plugin named `name` and delete its file.
@@ -196,12 +203,18 @@ impl Registry {
     async fn load_file(&self, path: &Path, force: bool) -> Result<Loaded, RegistryError> {
         let result = self.try_load(path, force).await;
         match &result {
-            Ok(Loaded::New(new)) => self.report("plugin_loaded", path, Some(new), None, None),
-            Ok(Loaded::Swapped { old, new }) => self.report("plugin_swapped", path, Some(new), Some(old), None),
-            Ok(Loaded::Unchanged) => {}
+            Ok(loaded) => self.report_loaded(path, loaded),
             Err(error) => self.failed_load(path, error),
         }
         result
+    }
+
+    fn report_loaded(&self, path: &Path, loaded: &Loaded) {
+        match loaded {
+            Loaded::New(new) => self.report("plugin_loaded", path, Some(new), None, None),
+            Loaded::Swapped { old, new } => self.report("plugin_swapped", path, Some(new), Some(old), None),
+            Loaded::Unchanged => {}
+        }
     }
 
     fn failed_load(&self, path: &Path, error: &RegistryError) {
@@ -228,18 +241,41 @@ impl Registry {
     }
 
     async fn load_new(&self, path: &Path, bytes: Vec<u8>, hash: &str) -> Result<Loaded, RegistryError> {
+        let version = self.validate(path, bytes, hash).await?;
+        self.commit(path, version)
+    }
+
+    /// Compile (off-thread, through the cache), instantiate once and read the
+    /// manifest; errors name `path`.
+    async fn validate(&self, path: &Path, bytes: Vec<u8>, hash: &str) -> Result<Arc<PluginVersion>, RegistryError> {
         let load_err = |source| RegistryError::Load { path: path.into(), source };
         let compiled = self.runtime.compile(bytes, hash.to_owned()).await.map_err(load_err)?;
         tracing::debug!(path = %path.display(), cache = ?compiled.cache, "compiled");
-        let version = self.runtime.prepare(compiled, path.to_path_buf()).await.map_err(load_err)?;
+        self.runtime.prepare(compiled).await.map_err(load_err)
+    }
 
-        let mut slots = self.lock();
+    /// The slots with `version` served from `path`, and their route table,
+    /// if its name and claims fit beside every other plugin's.
+    fn next_slots(
+        &self,
+        slots: &BTreeMap<PathBuf, Arc<PluginVersion>>,
+        path: &Path,
+        version: &Arc<PluginVersion>,
+    ) -> Result<(BTreeMap<PathBuf, Arc<PluginVersion>>, Routes), RegistryError> {
         if let Some((other, _)) = slots.iter().find(|(p, v)| p.as_path() != path && v.name() == version.name()) {
             return Err(RegistryError::DuplicateName { path: path.into(), name: version.name().into(), other: other.clone() });
         }
         let mut next = slots.clone();
-        let old = next.insert(path.to_path_buf(), Arc::clone(&version));
-        let table = build_routes(&next).map_err(|e| load_err(e.into()))?;
+        next.insert(path.to_path_buf(), Arc::clone(version));
+        let table = build_routes(&next).map_err(|e| RegistryError::Load { path: path.into(), source: e.into() })?;
+        Ok((next, table))
+    }
+
+    /// Serve a validated version from `path`: swap the route table.
+    fn commit(&self, path: &Path, version: Arc<PluginVersion>) -> Result<Loaded, RegistryError> {
+        let mut slots = self.lock();
+        let (next, table) = self.next_slots(&slots, path, &version)?;
+        let old = slots.get(path).cloned();
         self.routes.store(Arc::new(table));
         *slots = next;
         drop(slots);

@@ -215,8 +215,8 @@ impl Runtime {
 
     /// Instantiate once, read and check the manifest, and return a version
     /// ready to serve (not yet routed to).
-    pub async fn prepare(self: &Arc<Self>, compiled: Compiled, source: PathBuf) -> Result<Arc<PluginVersion>, LoadError> {
-        PluginVersion::prepare(Arc::clone(self), compiled, source).await
+    pub async fn prepare(self: &Arc<Self>, compiled: Compiled) -> Result<Arc<PluginVersion>, LoadError> {
+        PluginVersion::prepare(Arc::clone(self), compiled).await
     }
 
     /// A store for plugin `identity`, with its grant and settings, if any.

@@ -13,7 +13,6 @@ use crate::envelope::{Envelope, ErrorCode, Failure, Origin};
 use crate::router::Claim;
 use crossbeam_queue::ArrayQueue;
 use serde_json::value::RawValue;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -125,7 +124,6 @@ pub struct PluginVersion {
     pub contract: &'static str,
     /// sha256 of the component's bytes.
     pub hash: String,
-    pub source: PathBuf,
     pub loaded_at: SystemTime,
     /// Whether the code was compiled for this load or taken from the cache.
     pub compiled: CacheOutcome,
@@ -144,7 +142,7 @@ impl std::fmt::Debug for PluginVersion {
 }
 
 impl PluginVersion {
-    pub(super) async fn prepare(runtime: Arc<Runtime>, compiled: Compiled, source: PathBuf) -> Result<Arc<Self>, LoadError> {
+    pub(super) async fn prepare(runtime: Arc<Runtime>, compiled: Compiled) -> Result<Arc<Self>, LoadError> {
         let pre = runtime.linker.instantiate_pre(&compiled.component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let exports = match v0_2::handler::GuestIndices::new(&pre) {
             Ok(handler) => Contract::V0_2 { handler, lifecycle: v0_2::lifecycle::GuestIndices::new(&pre).ok() },
@@ -178,7 +176,6 @@ impl PluginVersion {
                 Contract::V0_2 { .. } => "0.2.0",
             },
             hash: compiled.hash,
-            source,
             loaded_at: SystemTime::now(),
             compiled: compiled.cache,
             stats: PluginStats::default(),

@@ -18,17 +18,17 @@
 //! `admin` key; the others follow `auth.require_key_for_api`.
 
 use super::{ApiError, Gateway};
-use crate::dialect::{self, Profile};
+use crate::dialect::{self, Profile, ReplyTo};
 use crate::dispatch::Caller;
-use crate::envelope::{ErrorCode, Failure, Origin, Transport};
+use crate::envelope::{ErrorCode, Failure, Origin, Outcome, Transport};
 use crate::hub::close;
 use crate::registry::{Loaded, RegistryError, STATUS_TOPIC};
 use crate::runtime::PluginVersion;
 use crate::security::{self, Principal};
 use crate::services::{EventSink, Rooms};
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -102,9 +102,8 @@ fn json_body(bytes: &[u8]) -> Result<Box<RawValue>, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError(Failure::new(ErrorCode::InvalidJson, format!("the body is not JSON: {e}"))))
 }
 
-/// Route one message from HTTP as a WebSocket frame would be; the status
-/// follows the outcome, the body is the reply in the request's format.
-async fn route_message(gateway: &Gateway, remote: SocketAddr, headers: &HeaderMap, text: &str, endpoint: &str) -> Result<(StatusCode, Response), ApiError> {
+/// Route one message from HTTP as a WebSocket frame would be.
+async fn route(gateway: &Gateway, remote: SocketAddr, headers: &HeaderMap, text: &str, endpoint: &str) -> Result<(ReplyTo, Outcome), ApiError> {
     let principal = authenticate(gateway, headers, Access::Api)?;
     let who = principal.key.clone().unwrap_or_else(|| remote.ip().to_string());
     let caller = Caller {
@@ -118,24 +117,25 @@ async fn route_message(gateway: &Gateway, remote: SocketAddr, headers: &HeaderMa
         principal: &principal,
     };
     let admit = || gateway.limits.admit_http_message(&who);
-    let (reply_to, outcome) = gateway.dispatcher.handle(text, &Profile::default(), &caller, admit).await;
-    let status = outcome.as_ref().err().map_or(StatusCode::OK, |f| super::status_of(&f.code));
-    let mut response = match &outcome {
-        Ok(_) => ([(axum::http::header::CONTENT_TYPE, "application/json")], dialect::encode(&reply_to, &outcome)).into_response(),
-        Err(failure) => ApiError(failure.clone()).into_response(),
-    };
-    if outcome.is_err() {
-        // Keep the request's id and format in the body of an error, too.
-        *response.body_mut() = Body::from(dialect::encode(&reply_to, &outcome));
+    Ok(gateway.dispatcher.handle(text, &Profile::default(), &caller, admit).await)
+}
+
+/// The answer in the request's own format, with the status of its outcome
+/// (and an error's headers).
+fn answered(reply_to: &ReplyTo, outcome: &Outcome) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], dialect::encode(reply_to, outcome)).into_response();
+    if let Err(failure) = outcome {
+        *response.status_mut() = super::status_of(&failure.code);
+        super::error_headers(failure, response.headers_mut());
     }
-    *response.status_mut() = status;
-    Ok((status, response))
+    response
 }
 
 async fn message(State(gateway): Shared, ConnectInfo(remote): ConnectInfo<SocketAddr>, headers: HeaderMap, request: Request) -> ApiResult {
     let bytes = body(request, gateway.max_body_bytes).await?;
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError(Failure::new(ErrorCode::InvalidJson, "the body is not UTF-8")))?;
-    Ok(route_message(&gateway, remote, &headers, text, "/api/v1/messages").await?.1)
+    let (reply_to, outcome) = route(&gateway, remote, &headers, text, "/api/v1/messages").await?;
+    Ok(answered(&reply_to, &outcome))
 }
 
 /// `GET /api/control?action=play&video_path=...`, or the same fields as a
@@ -170,13 +170,11 @@ async fn control(
         fields.insert("action".into(), default.into());
     }
     let text = json!({ "type": CONTROL_TYPE, "data": fields }).to_string();
-    let (status, response) = route_message(&gateway, remote, &headers, &text, "/api/control").await?;
-    if status != StatusCode::OK {
-        return Ok(response);
-    }
-    // The old proxy answered with the result itself, not an envelope.
-    let reply: Value = serde_json::from_slice(&axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default()).unwrap_or_default();
-    Ok(Json(reply["data"].clone()).into_response())
+    Ok(match route(&gateway, remote, &headers, &text, "/api/control").await? {
+        // The old proxy answered with the result itself, not an envelope.
+        (_, Ok(reply)) => ([(header::CONTENT_TYPE, "application/json")], reply.data.get().to_owned()).into_response(),
+        (reply_to, outcome) => answered(&reply_to, &outcome),
+    })
 }
 
 fn plugin_info(gateway: &Gateway, plugin: &PluginVersion) -> Value {
@@ -187,7 +185,7 @@ fn plugin_info(gateway: &Gateway, plugin: &PluginVersion) -> Value {
         "version": plugin.version(),
         "description": plugin.description,
         "contract": plugin.contract,
-        "file": plugin.source.file_name().map(|f| f.to_string_lossy()),
+        "file": gateway.registry.path_of(plugin.name()).and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned())),
         "hash": plugin.hash,
         "loaded_at": humantime::format_rfc3339_seconds(plugin.loaded_at).to_string(),
         "claims": plugin.claims.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -250,26 +248,24 @@ fn registry_error(error: RegistryError) -> ApiError {
     ApiError(Failure::from_plugin(code.to_owned(), error.to_string()))
 }
 
-fn loaded(gateway: &Gateway, status: StatusCode, loaded: &Loaded) -> Response {
-    let (event, plugin) = match loaded {
-        Loaded::New(new) => ("plugin_loaded", Some(new)),
-        Loaded::Swapped { new, .. } => ("plugin_swapped", Some(new)),
-        Loaded::Unchanged => ("unchanged", None),
+/// A load's outcome: its event and the version now serving from `path`.
+fn loaded(gateway: &Gateway, status: StatusCode, path: &std::path::Path, loaded: &Loaded) -> Response {
+    let event = match loaded {
+        Loaded::New(_) => "plugin_loaded",
+        Loaded::Swapped { .. } => "plugin_swapped",
+        Loaded::Unchanged => "unchanged",
     };
-    (status, Json(json!({ "event": event, "plugin": plugin.map(|p| plugin_info(gateway, p)) }))).into_response()
+    let plugin = gateway.registry.serving(path).map(|p| plugin_info(gateway, &p));
+    (status, Json(json!({ "event": event, "plugin": plugin }))).into_response()
 }
 
 /// Upload a component (the body is the `.wasm`).
 async fn upload(State(gateway): Shared, headers: HeaderMap, request: Request) -> ApiResult {
     authenticate(&gateway, &headers, Access::Admin)?;
     let bytes = body(request, gateway.max_upload_bytes).await?;
-    let (_, outcome) = gateway.registry.install(&gateway.plugin_dir, bytes.to_vec()).await.map_err(registry_error)?;
+    let (path, outcome) = gateway.registry.install(&gateway.plugin_dir, bytes.to_vec()).await.map_err(registry_error)?;
     let status = if matches!(outcome, Loaded::Unchanged) { StatusCode::OK } else { StatusCode::CREATED };
-    // An unchanged upload is what already serves: report that version.
-    if let (Loaded::Unchanged, Some(current)) = (&outcome, gateway.registry.plugins().into_iter().find(|p| p.hash == crate::runtime::cache::content_hash(&bytes))) {
-        return Ok((status, Json(json!({ "event": "unchanged", "plugin": plugin_info(&gateway, &current) }))).into_response());
-    }
-    Ok(loaded(&gateway, status, &outcome))
+    Ok(loaded(&gateway, status, &path, &outcome))
 }
 
 fn no_plugin(name: &str) -> ApiError {
@@ -280,7 +276,7 @@ async fn reload(State(gateway): Shared, Path(name): Path<String>, headers: Heade
     authenticate(&gateway, &headers, Access::Admin)?;
     let path = gateway.registry.path_of(&name).ok_or_else(|| no_plugin(&name))?;
     let outcome = gateway.registry.reload(&path).await.map_err(registry_error)?;
-    Ok(loaded(&gateway, StatusCode::OK, &outcome))
+    Ok(loaded(&gateway, StatusCode::OK, &path, &outcome))
 }
 
 async fn remove(State(gateway): Shared, Path(name): Path<String>, headers: HeaderMap) -> ApiResult {

@@ -208,13 +208,18 @@ impl IntoResponse for ApiError {
             data["retry_after"] = ms.into();
         }
         let mut response = (status, axum::Json(serde_json::json!({ "type": "error", "data": data }))).into_response();
-        let headers = response.headers_mut();
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        if let Some(ms) = failure.retry_after_ms {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1)));
-        }
+        error_headers(&failure, response.headers_mut());
         response
+    }
+}
+
+/// The headers an error response carries: `WWW-Authenticate` for a
+/// refused key, `Retry-After` (whole seconds) for a rate limit.
+pub fn error_headers(failure: &Failure, headers: &mut axum::http::HeaderMap) {
+    if status_of(&failure.code) == StatusCode::UNAUTHORIZED {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if let Some(ms) = failure.retry_after_ms {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1)));
     }
 }
