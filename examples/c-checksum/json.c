@@ -1,5 +1,6 @@
 #include "json.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,4 +144,28 @@ int json_get_string(const char *json, size_t len, const char *key, char **out, s
         if (sep == '}') return -2;
         if (sep != ',') return -1;
     }
+}
+
+int json_quote(const char *s, size_t len, char **out, size_t *out_len) {
+    char *buf = malloc(len * 6 + 3); // every byte as \u00XX at worst
+    if (!buf) return -1;
+    size_t n = 0;
+    buf[n++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        const char *simple = ch ? strchr("\"\\\b\f\n\r\t", ch) : NULL;
+        if (simple) {
+            buf[n++] = '\\';
+            buf[n++] = "\"\\bfnrt"[simple - "\"\\\b\f\n\r\t"];
+        } else if (ch < 0x20) {
+            n += (size_t)sprintf(buf + n, "\\u%04x", ch);
+        } else {
+            buf[n++] = (char)ch;
+        }
+    }
+    buf[n++] = '"';
+    buf[n] = 0;
+    *out = buf;
+    *out_len = n;
+    return 0;
 }

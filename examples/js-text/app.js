@@ -1,7 +1,7 @@
 // `js-text`: answers `text.upper`, `text.reverse` and `text.count` for {"text": str},
 // keeping a running total of processed characters in the host's kv store.
-import kv from "switchyard:plugin/kv@0.1.0";
-import log from "switchyard:plugin/log@0.1.0";
+import kv from "switchyard:plugin/kv@0.2.0";
+import log from "switchyard:plugin/log@0.2.0";
 
 // A WIT `result` error is thrown: the thrown object is the `failure` record.
 class Failure {

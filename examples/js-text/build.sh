@@ -30,7 +30,7 @@ mkdir -p "$(dirname "$out")"
 # --backend-qjs-disable-async: the default QuickJS runtime uses component-model
 # async builtins (`task.cancel`), which the Switchyard host does not enable.
 "$prefix/node_modules/.bin/jco" componentize "$here/app.js" \
-    --wit "$root/wit/v0.1.0" --world-name plugin \
+    --wit "$root/wit/v0.2.0" --world-name plugin \
     --backend quickjs --backend-qjs-disable-async \
     -o "$tmp" >&2
 mv "$tmp" "$out"

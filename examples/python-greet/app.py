@@ -26,6 +26,7 @@ class Handler(exports.Handler):
             version="0.1.0",
             description="Greets a name in a few languages (Python)",
             claims=["greet"],
+            tick_interval_ms=None,  # no lifecycle ticks
         )
 
     def handle(self, msg: Message) -> str:

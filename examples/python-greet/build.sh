@@ -25,7 +25,7 @@ cp "$here/app.py" "$src/"
 mkdir -p "$(dirname "$out")"
 # Bindings (module `wit_world`, plus `componentize_py_types`) are generated
 # from the WIT on the fly; `app` is the module holding the `Handler` class.
-"$venv/bin/componentize-py" --quiet -d "$root/wit/v0.1.0" -w plugin \
+"$venv/bin/componentize-py" --quiet -d "$root/wit/v0.2.0" -w plugin \
     componentize -p "$src" -o "$tmp" app
 mv "$tmp" "$out"
 echo "built $out ($(stat -c %s "$out") bytes)" >&2

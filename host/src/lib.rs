@@ -9,6 +9,7 @@
 //! [`security`] (keys, scopes, origins) and [`limits`] (what may change while
 //! serving, token buckets) gate the way in; [`metrics`] counts what passes.
 
+pub mod componentize;
 pub mod config;
 pub mod dialect;
 pub mod dispatch;

@@ -1,16 +1,26 @@
 //! `switchyard plugin new` and `switchyard plugin build`: plugin projects in
-//! Rust, Python and JavaScript that build as generated.
+//! Rust, Python, JavaScript, C, Zig and Go that build as generated.
 //!
-//! A project is a folder with a `switchyard-plugin.toml` (`name`, `lang`),
-//! its source, and, for the languages that generate bindings at build time,
-//! the WIT it binds against (`wit/`, the 0.1.0 contract the host keeps
-//! loading). `build` runs the language's own tool, checks the result the way
+//! A project is a folder with a `switchyard-plugin.toml` (`name`, `lang`)
+//! and its source; Python and JavaScript projects also carry the WIT they
+//! bind against (`wit/`, the `switchyard:plugin@0.2.0` contract). `build`
+//! runs the language's own compiler, checks the result the way
 //! `plugin inspect` does, and moves it into the plugin folder by an atomic
 //! rename, so a watching host swaps it in.
 //!
-//! Tools: `cargo` with the `wasm32-wasip2` target; `componentize-py`
-//! (or `$SWITCHYARD_COMPONENTIZE_PY`); `jco` (or `$SWITCHYARD_JCO`).
+//! C, Zig and Go compile to a core WebAssembly module (WASI preview 1, reactor)
+//! in the project's `build/` folder; the host binary itself writes the C
+//! bindings there and encodes the module as a component ([`componentize`]),
+//! so none of these needs `wit-bindgen` or `wasm-tools` installed.
+//!
+//! Tools, each overridable by an environment variable: `cargo` with the
+//! `wasm32-wasip2` target; `componentize-py` (`$SWITCHYARD_COMPONENTIZE_PY`);
+//! `jco` (`$SWITCHYARD_JCO`); `clang` with wasi-libc (`$SWITCHYARD_CLANG`);
+//! `zig` (`$SWITCHYARD_ZIG`); `go` >= 1.24 (`$SWITCHYARD_GO`).
+//!
+//! [`componentize`]: crate::componentize
 
+use crate::componentize;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -23,6 +33,9 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    C,
+    Zig,
+    Go,
 }
 
 /// `switchyard-plugin.toml`.
@@ -34,7 +47,6 @@ struct Project {
 }
 
 const PROJECT_FILE: &str = "switchyard-plugin.toml";
-const WIT: &str = include_str!("../../wit/v0.1.0/plugin.wit");
 const NAME: &str = "__NAME__";
 
 const RUST_CARGO: &str = r#"[package]
@@ -106,7 +118,9 @@ from wit_world.imports.types import Failure, Message, PluginManifest
 
 class Handler(exports.Handler):
     def manifest(self) -> PluginManifest:
-        return PluginManifest(name="__NAME__", version="0.1.0", description="", claims=["__NAME__.*"])
+        return PluginManifest(
+            name="__NAME__", version="0.1.0", description="", claims=["__NAME__.*"], tick_interval_ms=None
+        )
 
     def handle(self, msg: Message) -> str:
         if msg.type != "__NAME__.hello":
@@ -124,7 +138,7 @@ const JS_APP: &str = r#"// `__NAME__`: a Switchyard plugin.
 // `__NAME__.hello` {"name": "Ada"} -> {"greeting": "Hello, Ada!", "count": 1},
 // where `count` is kept in the host's key-value store across swaps.
 // Throwing {code, message} answers the client with that code.
-import kv from "switchyard:plugin/kv@0.1.0";
+import kv from "switchyard:plugin/kv@0.2.0";
 
 export const handler = {
   manifest() {
@@ -147,6 +161,196 @@ export const handler = {
 };
 "#;
 
+const C_MAIN: &str = r#"// `__NAME__`: a Switchyard plugin.
+//
+// `__NAME__.hello` {"name": "Ada"} -> {"greeting": "Hello, Ada!", "count": 1},
+// where `count` is kept in the host's key-value store across swaps.
+// Returning false with `*err` filled answers the client with that code; a
+// trap (abort(), an out-of-bounds access) becomes the failure PLUGIN_FAILED.
+//
+// `plugin.h` and `plugin.c` (the bindings) are written into build/ by
+// `switchyard plugin build`, which compiles every .c file of this folder.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "plugin.h"
+
+// Every string handed back to the host is malloc'd: the generated
+// post-return functions free them once the host has copied them.
+static bool fail(exports_switchyard_plugin_handler_failure_t *err, const char *code, const char *message) {
+    plugin_string_dup(&err->code, code);
+    plugin_string_dup(&err->message, message);
+    return false;
+}
+
+void exports_switchyard_plugin_handler_manifest(exports_switchyard_plugin_handler_plugin_manifest_t *ret) {
+    plugin_string_dup(&ret->name, "__NAME__");
+    plugin_string_dup(&ret->version, "0.1.0");
+    plugin_string_dup(&ret->description, "");
+    ret->claims.len = 1;
+    ret->claims.ptr = malloc(sizeof(plugin_string_t));
+    plugin_string_dup(&ret->claims.ptr[0], "__NAME__.*");
+    ret->tick_interval_ms.is_some = false;
+}
+
+// The number stored under `count`, plus one.
+static long next_count(plugin_string_t *key) {
+    plugin_string_t stored;
+    if (!switchyard_plugin_kv_get(key, &stored)) return 1;
+    char text[24] = {0};
+    memcpy(text, stored.ptr, stored.len < sizeof text - 1 ? stored.len : sizeof text - 1);
+    plugin_string_free(&stored);
+    return strtol(text, NULL, 10) + 1;
+}
+
+bool exports_switchyard_plugin_handler_handle(exports_switchyard_plugin_handler_message_t *msg, plugin_string_t *ret,
+                                              exports_switchyard_plugin_handler_failure_t *err) {
+    const char *hello = "__NAME__.hello";
+    bool known = msg->type.len == strlen(hello) && memcmp(msg->type.ptr, hello, msg->type.len) == 0;
+    char *name = NULL;
+    size_t name_len = 0;
+    int found = known ? json_get_string((const char *)msg->data.ptr, msg->data.len, "name", &name, &name_len) : 0;
+    exports_switchyard_plugin_handler_message_free(msg); // the message's strings are ours to free
+    if (!known) return fail(err, "UNKNOWN_ACTION", "the only action is __NAME__.hello");
+    if (found != 0) return fail(err, "INVALID_DATA", "expected {\"name\": \"...\"}");
+
+    plugin_string_t key, value;
+    plugin_string_set(&key, "count");
+    long count = next_count(&key);
+    char number[24];
+    snprintf(number, sizeof number, "%ld", count);
+    plugin_string_set(&value, number);
+    switchyard_plugin_kv_failure_t kv_err;
+    if (!switchyard_plugin_kv_set(&key, &value, &kv_err)) {
+        free(name);
+        *err = kv_err; // the host's failure, passed on as it is
+        return false;
+    }
+
+    // "Hello, " name "!", byte for byte (a name may hold any character).
+    size_t greeting_len = name_len + 8, quoted_len;
+    char *greeting = malloc(greeting_len), *quoted;
+    if (!greeting) abort();
+    memcpy(greeting, "Hello, ", 7);
+    memcpy(greeting + 7, name, name_len);
+    greeting[greeting_len - 1] = '!';
+    free(name);
+    if (json_quote(greeting, greeting_len, &quoted, &quoted_len)) abort();
+    free(greeting);
+    size_t size = quoted_len + 48;
+    char *reply = malloc(size);
+    snprintf(reply, size, "{\"greeting\":%s,\"count\":%ld}", quoted, count);
+    free(quoted);
+    ret->ptr = (uint8_t *)reply;
+    ret->len = strlen(reply);
+    return true;
+}
+"#;
+
+const ZIG_MAIN: &str = r#"//! `__NAME__`: a Switchyard plugin.
+//!
+//! `__NAME__.hello` {"name": "Ada"} -> {"greeting": "Hello, Ada!", "count": 1},
+//! where `count` is kept in the host's key-value store across swaps.
+//! Returning false with `err` filled answers the client with that code; a
+//! panic (a trap) becomes the failure PLUGIN_FAILED.
+//!
+//! `switchyard plugin build` writes the module `switchyard` (sdk/zig) and the
+//! C bindings it wraps into build/.
+const std = @import("std");
+const sy = @import("switchyard");
+
+export fn exports_switchyard_plugin_handler_manifest(ret: *sy.Manifest) void {
+    sy.manifest(ret, .{ .name = "__NAME__", .version = "0.1.0", .claims = &.{"__NAME__.*"} });
+}
+
+export fn exports_switchyard_plugin_handler_handle(msg: *sy.Message, ret: *sy.String, err: *sy.Failure) bool {
+    defer sy.freeMessage(msg);
+    if (!std.mem.eql(u8, sy.bytes(msg.type), "__NAME__.hello"))
+        return sy.fail(err, "UNKNOWN_ACTION", "the only action is __NAME__.hello");
+
+    var arena = std.heap.ArenaAllocator.init(std.heap.c_allocator);
+    defer arena.deinit();
+    const scratch = arena.allocator();
+    const Hello = struct { name: []const u8 };
+    const hello = std.json.parseFromSliceLeaky(Hello, scratch, sy.bytes(msg.data), .{ .ignore_unknown_fields = true }) catch
+        return sy.fail(err, "INVALID_DATA", "expected {\"name\": \"...\"}");
+
+    var count: u64 = 1;
+    if (sy.kv.get(scratch, "count") catch @panic("out of memory")) |stored|
+        count += std.fmt.parseInt(u64, stored, 10) catch 0;
+    const text = std.fmt.allocPrint(scratch, "{d}", .{count}) catch @panic("out of memory");
+    if (!sy.kv.set("count", text, err)) return false; // the host's failure, passed on
+
+    const greeting = std.fmt.allocPrint(scratch, "Hello, {s}!", .{hello.name}) catch @panic("out of memory");
+    const reply = std.json.Stringify.valueAlloc(scratch, .{ .greeting = greeting, .count = count }, .{}) catch @panic("out of memory");
+    ret.* = sy.string(reply);
+    return true;
+}
+"#;
+
+/// The Zig module `switchyard`, written into a Zig project's `build/`.
+const ZIG_SDK: &str = include_str!("../../sdk/zig/switchyard.zig");
+
+/// A small JSON reader and writer for C plugins (`examples/c-checksum`).
+const C_JSON: &str = include_str!("../../examples/c-checksum/json.c");
+const C_JSON_H: &str = include_str!("../../examples/c-checksum/json.h");
+
+const GO_MOD: &str = r#"module __NAME__
+
+go 1.24
+
+require switchyard.dev/plugin v0.0.0
+
+replace switchyard.dev/plugin => __SDK__
+"#;
+
+const GO_MAIN: &str = r#"// `__NAME__`: a Switchyard plugin.
+//
+// `__NAME__.hello` {"name": "Ada"} -> {"greeting": "Hello, Ada!", "count": 1},
+// where `count` is kept in the host's key-value store across swaps.
+// Returning a *plugin.Failure answers the client with its code; a panic
+// becomes the failure PLUGIN_PANIC.
+package main
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"switchyard.dev/plugin"
+)
+
+func init() {
+	plugin.Register(plugin.Manifest{Name: "__NAME__", Version: "0.1.0", Claims: []string{"__NAME__.*"}}, handle)
+}
+
+// main is never called: the module is a reactor, and init registers the plugin.
+func main() {}
+
+func handle(msg plugin.Message) (string, *plugin.Failure) {
+	if msg.Type != "__NAME__.hello" {
+		return "", plugin.Fail("UNKNOWN_ACTION", "no action %q", msg.Type)
+	}
+	var in struct {
+		Name *string `json:"name"`
+	}
+	if err := json.Unmarshal([]byte(msg.Data), &in); err != nil || in.Name == nil {
+		return "", plugin.Fail("INVALID_DATA", `expected {"name": "..."}`)
+	}
+	count := 1
+	if v, ok := plugin.KV.Get("count"); ok {
+		n, _ := strconv.Atoi(v)
+		count = n + 1
+	}
+	if err := plugin.KV.Set("count", strconv.Itoa(count)); err != nil {
+		return "", plugin.Fail("KV_FAILED", "%v", err)
+	}
+	reply, _ := json.Marshal(map[string]any{"greeting": "Hello, " + *in.Name + "!", "count": count})
+	return string(reply), nil
+}
+"#;
+
 /// Write a new project for plugin `name` in `dir` (which must not exist).
 pub fn new_project(dir: &Path, name: &str, lang: Lang) -> anyhow::Result<()> {
     let valid = !name.is_empty()
@@ -163,21 +367,38 @@ pub fn new_project(dir: &Path, name: &str, lang: Lang) -> anyhow::Result<()> {
     write(PROJECT_FILE, &toml::to_string(&Project { name: name.to_owned(), lang })?)?;
     match lang {
         Lang::Rust => {
-            let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-            let sdk = sdk.canonicalize().unwrap_or(sdk);
-            write("Cargo.toml", &RUST_CARGO.replace("__SDK__", &sdk.to_string_lossy()))?;
+            write("Cargo.toml", &RUST_CARGO.replace("__SDK__", &repo_path("sdk")))?;
             write("src/lib.rs", RUST_LIB)?;
         }
         Lang::Python => {
             write("app.py", PYTHON_APP)?;
-            write("wit/plugin.wit", WIT)?;
+            write("wit/plugin.wit", componentize::WIT)?;
         }
         Lang::Js => {
             write("app.js", JS_APP)?;
-            write("wit/plugin.wit", WIT)?;
+            write("wit/plugin.wit", componentize::WIT)?;
+        }
+        Lang::C => {
+            write("main.c", C_MAIN)?;
+            write("json.c", C_JSON)?;
+            write("json.h", C_JSON_H)?;
+        }
+        Lang::Zig => write("main.zig", ZIG_MAIN)?,
+        Lang::Go => {
+            write("go.mod", &GO_MOD.replace("__SDK__", &repo_path("sdk/go")))?;
+            write("main.go", GO_MAIN)?;
         }
     }
+    if matches!(lang, Lang::C | Lang::Zig | Lang::Go) {
+        write(".gitignore", "/build/\n")?;
+    }
     Ok(())
+}
+
+/// A folder of this source tree (the SDKs), as an absolute path.
+fn repo_path(path: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    path.canonicalize().unwrap_or(path).to_string_lossy().into_owned()
 }
 
 /// Build the project in `dir` and move the component into `out_dir` as
@@ -200,23 +421,71 @@ pub async fn build(dir: &Path, out_dir: &Path) -> anyhow::Result<PathBuf> {
             std::fs::copy(&built, &staging).with_context(|| format!("cargo built no {}", built.display()))?;
         }
         Lang::Python => {
-            let tool = std::env::var("SWITCHYARD_COMPONENTIZE_PY").unwrap_or_else(|_| "componentize-py".into());
-            run(Command::new(tool)
+            run(Command::new(tool("SWITCHYARD_COMPONENTIZE_PY", "componentize-py"))
                 .current_dir(&dir)
                 .args(["--quiet", "-d", "wit", "-w", "plugin", "componentize", "-p", ".", "-o"])
                 .arg(&staging)
                 .arg("app"))?;
         }
         Lang::Js => {
-            let tool = std::env::var("SWITCHYARD_JCO").unwrap_or_else(|_| "jco".into());
             // QuickJS without component-model async, which the host does not enable.
-            run(Command::new(tool)
+            run(Command::new(tool("SWITCHYARD_JCO", "jco"))
                 .arg("componentize")
                 .arg(dir.join("app.js"))
                 .arg("--wit")
                 .arg(dir.join("wit"))
                 .args(["--world-name", "plugin", "--backend", "quickjs", "--backend-qjs-disable-async", "-o"])
                 .arg(&staging))?;
+        }
+        Lang::C | Lang::Zig | Lang::Go => {
+            let build = dir.join("build");
+            std::fs::create_dir_all(&build).with_context(|| format!("cannot create {}", build.display()))?;
+            let core = build.join("core.wasm");
+            let component = match project.lang {
+                Lang::C => {
+                    componentize::c_bindings(&build)?;
+                    let mut sources = vec![build.join("plugin.c")];
+                    for entry in std::fs::read_dir(&dir)? {
+                        let path = entry?.path();
+                        if path.extension().is_some_and(|e| e == "c") {
+                            sources.push(path);
+                        }
+                    }
+                    sources.sort();
+                    run(Command::new(tool("SWITCHYARD_CLANG", "clang"))
+                        .args(["--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall", "-Wextra", "-I"])
+                        .arg(&build)
+                        .args(&sources)
+                        .arg("-o")
+                        .arg(&core))?;
+                    componentize::component(&read(&core)?)?
+                }
+                Lang::Zig => {
+                    componentize::c_bindings(&build)?;
+                    let sdk = build.join("switchyard.zig");
+                    std::fs::write(&sdk, ZIG_SDK).with_context(|| format!("cannot write {}", sdk.display()))?;
+                    // Module `main` (main.zig) depends on module `switchyard`,
+                    // which imports the C header and carries the C glue.
+                    run(Command::new(tool("SWITCHYARD_ZIG", "zig"))
+                        .current_dir(&dir)
+                        .args(["build-exe", "-target", "wasm32-wasi", "-mexec-model=reactor", "-fno-entry", "-rdynamic"])
+                        .args(["-lc", "-O", "ReleaseSmall", "--cache-dir", "build/zig-cache", "-femit-bin=build/core.wasm"])
+                        .args(["--dep", "switchyard", "-Mmain=main.zig"])
+                        .args(["-I", "build", "build/plugin.c", "-Mswitchyard=build/switchyard.zig"]))?;
+                    componentize::component(&read(&core)?)?
+                }
+                _ => {
+                    // A reactor (`_initialize` runs Go's start-up and `init`s);
+                    // the SDK reserves the WASI adapter's memory.
+                    run(Command::new(tool("SWITCHYARD_GO", "go"))
+                        .current_dir(&dir)
+                        .env("GOOS", "wasip1")
+                        .env("GOARCH", "wasm")
+                        .args(["build", "-buildmode=c-shared", "-trimpath", "-o", "build/core.wasm", "."]))?;
+                    componentize::component(&componentize::with_adapter_memory(&read(&core)?)?)?
+                }
+            };
+            std::fs::write(&staging, component).with_context(|| format!("cannot write {}", staging.display()))?;
         }
     }
     if let Err(e) = crate::inspect::inspect(&staging).await {
@@ -226,6 +495,15 @@ pub async fn build(dir: &Path, out_dir: &Path) -> anyhow::Result<PathBuf> {
     let out = out_dir.join(format!("{}.wasm", project.name));
     std::fs::rename(&staging, &out).with_context(|| format!("cannot move the component to {}", out.display()))?;
     Ok(out)
+}
+
+/// The program named by the environment variable `var`, else `default`.
+fn tool(var: &str, default: &str) -> std::ffi::OsString {
+    std::env::var_os(var).unwrap_or_else(|| default.into())
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {

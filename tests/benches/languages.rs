@@ -4,7 +4,7 @@
 //! as the baseline: the first load (compile, instantiate, manifest) with an
 //! empty compile cache, the load after a restart (compile cache hit), a
 //! fresh instantiation, and a warm call through the whole dispatch path.
-//! The Python, JavaScript and Zig examples are built by their `build.sh`.
+//! The other languages' examples are built by their `build.sh`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,6 +29,8 @@ fn main() {
         Subject { language: "Python (greet)", component: switchyard_tests::example("python-greet"), frame: r#"{"type":"greet","data":{"name":"Ada","language":"fr"}}"#, calls: 500 },
         Subject { language: "JavaScript (text)", component: switchyard_tests::example("js-text"), frame: r#"{"type":"text.upper","data":{"text":"hello"}}"#, calls: 1000 },
         Subject { language: "Zig (sum)", component: switchyard_tests::example("zig-sum"), frame: r#"{"type":"sum","data":{"numbers":[1,2.5,3]}}"#, calls: 2000 },
+        Subject { language: "C (checksum)", component: switchyard_tests::example("c-checksum"), frame: r#"{"type":"checksum","data":{"text":"hello"}}"#, calls: 2000 },
+        Subject { language: "Go (words.count)", component: switchyard_tests::example("go-wordcount"), frame: r#"{"type":"words.count","data":{"text":"the cat and the hat"}}"#, calls: 1000 },
     ];
     println!("| language | size | first load (compile) | load after restart (cache hit) | instantiate | warm call (dispatch path) |");
     println!("|---|---|---|---|---|---|");

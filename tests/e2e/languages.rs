@@ -1,6 +1,7 @@
 //! Plugins in other languages, built from source with their own tools by
 //! the examples' `build.sh` scripts and served by a real host: Python
-//! (componentize-py), JavaScript (jco) and Zig; and a live swap between
+//! (componentize-py), JavaScript (jco), C, Zig and Go (their compilers, run
+//! by `switchyard plugin build`); and a live swap between
 //! the Python `greet` and a Rust one under load, sharing key-value state.
 
 use serde_json::json;
@@ -83,12 +84,45 @@ async fn javascript_transforms_text_and_keeps_a_total_in_kv() {
 }
 
 #[tokio::test]
-async fn zig_sums_numbers() {
+async fn zig_sums_numbers_and_returns_failures() {
     let host = host_with("zig-sum", "sum.wasm").await;
     let mut client = host.connect().await;
     let reply = client.call("sum", json!({"numbers": [1, 2.5, 3]})).await;
     assert_eq!(reply["data"], json!({"sum": 6.5, "count": 3}), "{reply}");
     assert_eq!(client.call("sum", json!({"numbers": "x"})).await["data"]["code"], "INVALID_DATA");
+    assert_eq!(client.call("sum", json!({"numbers": [1e308, 1e308]})).await["data"]["code"], "OUT_OF_RANGE");
+    assert_eq!(client.call("sum", json!({"numbers": []})).await["data"], json!({"sum": 0, "count": 0}));
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn c_computes_crc32_and_returns_failures() {
+    let host = host_with("c-checksum", "checksum.wasm").await;
+    let mut client = host.connect().await;
+    let reply = client.call("checksum", json!({"text": "hello"})).await;
+    assert_eq!(reply["data"], json!({"crc32": 907060870u32, "hex": "3610a686", "bytes": 5}), "{reply}");
+    // JSON escapes are decoded before hashing: "é" is two UTF-8 bytes.
+    let reply = client.call("checksum", json!({"text": "\u{e9}\n"})).await;
+    assert_eq!(reply["data"]["bytes"], 3, "{reply}");
+    for bad in [json!("text"), json!({"txt": "x"}), json!({"text": 5})] {
+        let reply = client.call("checksum", bad.clone()).await;
+        assert_eq!(reply["data"]["code"], "INVALID_DATA", "{bad}: {reply}");
+    }
+    // The instance survived its error returns.
+    assert_eq!(client.call("checksum", json!({"text": ""})).await["data"]["crc32"], 0);
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn go_counts_words_keeps_a_total_in_kv_and_returns_failures() {
+    let host = host_with("go-wordcount", "words.wasm").await;
+    let mut client = host.connect().await;
+    let reply = client.call("words.count", json!({"text": "The cat and the hat, and the bat."})).await;
+    let expected = json!({"words": 8, "unique": 5, "top": [["the", 3], ["and", 2], ["bat", 1]], "total": 8});
+    assert_eq!(reply["data"], expected, "{reply}");
+    assert_eq!(client.call("words.count", json!({"text": "one two"})).await["data"]["total"], 10);
+    assert_eq!(client.call("words.count", json!({"txt": "x"})).await["data"]["code"], "INVALID_DATA");
+    assert_eq!(client.call("words.count", json!({"text": ""})).await["data"]["total"], 10);
     host.shutdown().await;
 }
 

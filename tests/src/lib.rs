@@ -60,7 +60,8 @@ pub fn guest(name: &str) -> PathBuf {
 
 /// Build `examples/<name>` with its own `build.sh` (which installs its
 /// language's toolchain under `target/toolchains/` on first use), once per
-/// process; the path of the component.
+/// process; the path of the component. Those that run `switchyard plugin
+/// build` get this build's binary as `$SWITCHYARD`.
 pub fn example(name: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
@@ -69,10 +70,15 @@ pub fn example(name: &str) -> PathBuf {
     }
     let root = workspace_root();
     let out = root.join("target").join("examples").join(format!("{name}.wasm"));
-    let output = Command::new("bash")
-        .arg(root.join("examples").join(name).join("build.sh"))
-        .arg(&out)
-        .current_dir(&root)
+    let mut build = Command::new("bash");
+    build.arg(root.join("examples").join(name).join("build.sh")).arg(&out).current_dir(&root);
+    // `plugin build` from the binary of this build (target/<profile>/, the
+    // parent of the test binary's deps/), when there is one.
+    let binary = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.join("switchyard")));
+    if let Some(binary) = binary.filter(|b| b.is_file()) {
+        build.env("SWITCHYARD", binary);
+    }
+    let output = build
         .output()
         .expect("run the example's build.sh");
     assert!(output.status.success(), "building example {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));

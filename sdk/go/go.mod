@@ -1,0 +1,3 @@
+module switchyard.dev/plugin
+
+go 1.24
