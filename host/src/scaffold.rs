@@ -408,6 +408,8 @@ pub async fn build(dir: &Path, out_dir: &Path) -> anyhow::Result<PathBuf> {
     let text = std::fs::read_to_string(&manifest).with_context(|| format!("no {PROJECT_FILE} in {}", dir.display()))?;
     let project: Project = toml::from_str(&text).with_context(|| format!("invalid {}", manifest.display()))?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    // Absolute: the tools run in the project's folder.
+    let out_dir = &out_dir.canonicalize()?;
     let staging = out_dir.join(format!(".{}.wasm.build", project.name));
     let dir = dir.canonicalize()?;
     match project.lang {
@@ -437,55 +439,50 @@ pub async fn build(dir: &Path, out_dir: &Path) -> anyhow::Result<PathBuf> {
                 .args(["--world-name", "plugin", "--backend", "quickjs", "--backend-qjs-disable-async", "-o"])
                 .arg(&staging))?;
         }
-        Lang::C | Lang::Zig | Lang::Go => {
+        // C, Zig and Go: a core module in build/, encoded here.
+        Lang::C => {
+            let build = bindings(&dir)?;
+            let mut sources = vec![build.join("plugin.c")];
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path.extension().is_some_and(|e| e == "c") {
+                    sources.push(path);
+                }
+            }
+            sources.sort();
+            run(Command::new(tool("SWITCHYARD_CLANG", "clang"))
+                .args(["--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall", "-Wextra", "-I"])
+                .arg(&build)
+                .args(&sources)
+                .arg("-o")
+                .arg(build.join(CORE)))?;
+            write(&staging, &componentize::component(&read(&build.join(CORE))?)?)?;
+        }
+        Lang::Zig => {
+            let build = bindings(&dir)?;
+            write(&build.join("switchyard.zig"), ZIG_SDK.as_bytes())?;
+            // Module `main` (main.zig) depends on module `switchyard`,
+            // which imports the C header and carries the C glue.
+            run(Command::new(tool("SWITCHYARD_ZIG", "zig"))
+                .current_dir(&dir)
+                .args(["build-exe", "-target", "wasm32-wasi", "-mexec-model=reactor", "-fno-entry", "-rdynamic"])
+                .args(["-lc", "-O", "ReleaseSmall", "--cache-dir", "build/zig-cache", "-femit-bin=build/core.wasm"])
+                .args(["--dep", "switchyard", "-Mmain=main.zig"])
+                .args(["-I", "build", "build/plugin.c", "-Mswitchyard=build/switchyard.zig"]))?;
+            write(&staging, &componentize::component(&read(&build.join(CORE))?)?)?;
+        }
+        Lang::Go => {
+            // A reactor (`_initialize` runs Go's start-up and `init`s);
+            // the SDK reserves the WASI adapter's memory.
             let build = dir.join("build");
             std::fs::create_dir_all(&build).with_context(|| format!("cannot create {}", build.display()))?;
-            let core = build.join("core.wasm");
-            let component = match project.lang {
-                Lang::C => {
-                    componentize::c_bindings(&build)?;
-                    let mut sources = vec![build.join("plugin.c")];
-                    for entry in std::fs::read_dir(&dir)? {
-                        let path = entry?.path();
-                        if path.extension().is_some_and(|e| e == "c") {
-                            sources.push(path);
-                        }
-                    }
-                    sources.sort();
-                    run(Command::new(tool("SWITCHYARD_CLANG", "clang"))
-                        .args(["--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall", "-Wextra", "-I"])
-                        .arg(&build)
-                        .args(&sources)
-                        .arg("-o")
-                        .arg(&core))?;
-                    componentize::component(&read(&core)?)?
-                }
-                Lang::Zig => {
-                    componentize::c_bindings(&build)?;
-                    let sdk = build.join("switchyard.zig");
-                    std::fs::write(&sdk, ZIG_SDK).with_context(|| format!("cannot write {}", sdk.display()))?;
-                    // Module `main` (main.zig) depends on module `switchyard`,
-                    // which imports the C header and carries the C glue.
-                    run(Command::new(tool("SWITCHYARD_ZIG", "zig"))
-                        .current_dir(&dir)
-                        .args(["build-exe", "-target", "wasm32-wasi", "-mexec-model=reactor", "-fno-entry", "-rdynamic"])
-                        .args(["-lc", "-O", "ReleaseSmall", "--cache-dir", "build/zig-cache", "-femit-bin=build/core.wasm"])
-                        .args(["--dep", "switchyard", "-Mmain=main.zig"])
-                        .args(["-I", "build", "build/plugin.c", "-Mswitchyard=build/switchyard.zig"]))?;
-                    componentize::component(&read(&core)?)?
-                }
-                _ => {
-                    // A reactor (`_initialize` runs Go's start-up and `init`s);
-                    // the SDK reserves the WASI adapter's memory.
-                    run(Command::new(tool("SWITCHYARD_GO", "go"))
-                        .current_dir(&dir)
-                        .env("GOOS", "wasip1")
-                        .env("GOARCH", "wasm")
-                        .args(["build", "-buildmode=c-shared", "-trimpath", "-o", "build/core.wasm", "."]))?;
-                    componentize::component(&componentize::with_adapter_memory(&read(&core)?)?)?
-                }
-            };
-            std::fs::write(&staging, component).with_context(|| format!("cannot write {}", staging.display()))?;
+            run(Command::new(tool("SWITCHYARD_GO", "go"))
+                .current_dir(&dir)
+                .env("GOOS", "wasip1")
+                .env("GOARCH", "wasm")
+                .args(["build", "-buildmode=c-shared", "-trimpath", "-o", "build/core.wasm", "."]))?;
+            let core = read(&build.join(CORE))?;
+            write(&staging, &componentize::component(&componentize::with_adapter_memory(&core)?)?)?;
         }
     }
     if let Err(e) = crate::inspect::inspect(&staging).await {
@@ -495,6 +492,20 @@ pub async fn build(dir: &Path, out_dir: &Path) -> anyhow::Result<PathBuf> {
     let out = out_dir.join(format!("{}.wasm", project.name));
     std::fs::rename(&staging, &out).with_context(|| format!("cannot move the component to {}", out.display()))?;
     Ok(out)
+}
+
+/// The core module a C, Zig or Go build leaves in `build/`.
+const CORE: &str = "core.wasm";
+
+/// `dir`/build, with the C bindings written into it.
+fn bindings(dir: &Path) -> anyhow::Result<PathBuf> {
+    let build = dir.join("build");
+    componentize::c_bindings(&build)?;
+    Ok(build)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The program named by the environment variable `var`, else `default`.

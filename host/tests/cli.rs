@@ -151,17 +151,17 @@ async fn the_console_lists_sends_and_broadcasts_with_an_admin_key() {
     host.shutdown().await;
 }
 
-/// With `--log-format json`: each message's span (id, type, plugin, code,
-/// latency) at debug level, and the periodic one-line summary.
-#[tokio::test]
-async fn json_logs_carry_message_spans_and_the_periodic_summary() {
+/// `serve --config CONFIG` with JSON logs filtered by `filter`: the process,
+/// the address it listens on, and the rest of its log.
+fn serve_with_json_log(
+    config: &std::path::Path,
+    filter: &str,
+) -> (std::process::Child, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
     use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let config = echo_config(dir.path(), "[observability]\nsummary_interval_ms = 300\n");
     let mut child = switchyard()
         .args(["--log-format", "json", "serve", "--config"])
-        .arg(&config)
-        .env("SWITCHYARD_LOG", "info,switchyard::dispatch=debug")
+        .arg(config)
+        .env("SWITCHYARD_LOG", filter)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -172,6 +172,16 @@ async fn json_logs_carry_message_spans_and_the_periodic_summary() {
             break record["fields"]["addr"].as_str().unwrap().to_owned();
         }
     };
+    (child, addr, lines)
+}
+
+/// With `--log-format json`: each message's span (id, type, plugin, code,
+/// latency) at debug level, and the periodic one-line summary.
+#[tokio::test]
+async fn json_logs_carry_message_spans_and_the_periodic_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = echo_config(dir.path(), "[observability]\nsummary_interval_ms = 300\n");
+    let (mut child, addr, lines) = serve_with_json_log(&config, "info,switchyard::dispatch=debug");
     let mut client = Client::connect(&format!("ws://{addr}/ws")).await;
     client.request(json!({"type": "echo", "id": "span-1", "data": {"message": "m"}})).await;
 
@@ -197,4 +207,38 @@ async fn json_logs_carry_message_spans_and_the_periodic_summary() {
     assert!(summary["connections"].is_u64() && summary["messages_per_second"].is_string(), "{summary}");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// What a guest prints reaches the host's log as lines tagged with the
+/// plugin's name: here the message of a Rust panic, which traps.
+#[tokio::test]
+async fn a_guest_panic_message_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = echo_config(dir.path(), "");
+    std::fs::copy(guest("misbehave"), dir.path().join("plugins/misbehave.wasm")).unwrap();
+    let (mut child, addr, lines) = serve_with_json_log(&config, "info");
+    let mut client = Client::connect(&format!("ws://{addr}/ws")).await;
+    let panicked = client.call("misbehave.panic", json!({})).await;
+
+    let reader = tokio::task::spawn_blocking(move || {
+        for line in lines {
+            let record: Value = serde_json::from_str(&line.ok()?).ok()?;
+            let message = record["fields"]["message"].as_str().unwrap_or_default();
+            if record["target"] == "switchyard::guest" && message.contains("misbehave.panic was asked to panic") {
+                return Some(record);
+            }
+        }
+        None
+    });
+    let record = tokio::time::timeout(std::time::Duration::from_secs(20), reader).await;
+    // The host lives on: the same connection is answered.
+    let after = client.call("echo", json!({"message": "after"})).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(panicked["data"]["code"], "PLUGIN_FAILED", "{panicked}");
+    let record = record.expect("the line in time").unwrap().expect("the panic message in the log");
+    assert_eq!((record["level"].as_str(), record["fields"]["plugin"].as_str()), (Some("WARN"), Some("misbehave")), "{record}");
+    assert_eq!(record["fields"]["stream"], "stderr", "{record}");
+    assert_eq!(after["data"], "Echo: after");
 }

@@ -52,8 +52,9 @@ async fn plugin_new_writes_projects_that_build_and_serve_in_each_language() {
         let output = run(new).await;
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
+        // Relative paths, as typed in a shell: the tools run in the project.
         let mut build = switchyard();
-        build.args(["plugin", "build"]).arg(&project).arg("--out").arg(&plugins);
+        build.current_dir(work.path()).args(["plugin", "build", name, "--out", "plugins"]);
         // Share compiled dependencies with the test kit's guest build.
         build.env("CARGO_TARGET_DIR", root.join("target/guests"));
         build.env("SWITCHYARD_COMPONENTIZE_PY", &componentize_py).env("SWITCHYARD_JCO", &jco);

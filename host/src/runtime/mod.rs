@@ -5,12 +5,14 @@
 //! a concurrency cap, and every fault becomes a [`Failure`] with a stable
 //! code; a trapped instance is discarded, never reused. Plugins see only
 //! the WIT capabilities and a WASI with no files, network or environment
-//! unless their [`Grant`] says so. Nothing here knows about sockets.
+//! unless their [`Grant`] says so; what they print goes to the host's log
+//! ([`output`]). Nothing here knows about sockets.
 //!
 //! [`Failure`]: crate::envelope::Failure
 
 pub mod cache;
 mod capabilities;
+mod output;
 mod plugin;
 pub mod world;
 
@@ -18,6 +20,7 @@ pub use plugin::{BareInstance, PluginStats, PluginVersion};
 
 use crate::router::{Claim, RouteError};
 use crate::services::{EventSink, KvStore, Rooms, SystemFigures};
+use arc_swap::ArcSwap;
 use cache::{CacheOutcome, CompileCache};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -134,9 +137,20 @@ pub struct PluginState {
     /// When the current call must end.
     deadline: Instant,
     identity: Arc<PluginIdentity>,
+    /// The name the guest's output is logged under.
+    output_name: Arc<ArcSwap<String>>,
     services: Services,
     settings: Option<Arc<HashMap<String, String>>>,
     system_granted: bool,
+}
+
+impl PluginState {
+    /// Name the store's plugin: a loading instance learns its name from
+    /// its own manifest.
+    fn set_identity(&mut self, identity: Arc<PluginIdentity>) {
+        self.output_name.store(Arc::new(identity.name.clone()));
+        self.identity = identity;
+    }
 }
 
 impl WasiView for PluginState {
@@ -223,6 +237,9 @@ impl Runtime {
     fn new_store(&self, identity: Arc<PluginIdentity>) -> anyhow::Result<Store<PluginState>> {
         let grant = self.grants.get(&identity.name);
         let mut wasi = WasiCtxBuilder::new();
+        let output_name = Arc::new(ArcSwap::from_pointee(identity.name.clone()));
+        wasi.stdout(output::GuestOutput::stdout(Arc::clone(&output_name)));
+        wasi.stderr(output::GuestOutput::stderr(Arc::clone(&output_name)));
         if let Some(grant) = grant {
             for dir in &grant.dirs {
                 let perms = if dir.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
@@ -246,6 +263,7 @@ impl Runtime {
             settings: self.settings.get(&identity.name).cloned(),
             system_granted: grant.is_some_and(|g| g.system),
             identity,
+            output_name,
             services: self.services.clone(),
         };
         let mut store = Store::new(&self.engine, state);

@@ -189,7 +189,7 @@ impl PluginVersion {
         // The loading instance had no grants or settings; keep it warm only if none are due.
         let runtime = &version.runtime;
         if !runtime.grants.contains_key(version.name()) && !runtime.settings.contains_key(version.name()) {
-            instance.store.data_mut().identity = identity;
+            instance.store.data_mut().set_identity(identity);
             let _ = version.idle.push(instance);
         }
         Ok(Arc::new(version))
