@@ -11,8 +11,9 @@
 //	func main() {} // never called in a reactor, but package main needs one
 //
 // There is no generated code: abi.go speaks the canonical ABI by hand.
-// Build with GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared, then
-// wrap the core module into a component (see README.md).
+// `switchyard plugin build` builds a project (GOOS=wasip1 GOARCH=wasm
+// go build -buildmode=c-shared) and wraps the core module into a
+// component (see README.md).
 package plugin
 
 import "fmt"
