@@ -8,6 +8,8 @@
 //! [`watcher`] replace plugins by atomic swaps of the route table.
 //! [`security`] (keys, scopes, origins) and [`limits`] (what may change while
 //! serving, token buckets) gate the way in; [`metrics`] counts what passes.
+//! Off that path, for plugin authors: [`scaffold`] (`plugin new`, `plugin
+//! build`) and [`componentize`] (C bindings, core module → component).
 
 pub mod componentize;
 pub mod config;
