@@ -6,7 +6,7 @@
 //! code; a trapped instance is discarded, never reused. Plugins see only
 //! the WIT capabilities and a WASI with no files, network or environment
 //! unless their [`Grant`] says so; what they print goes to the host's log
-//! ([`output`]). Nothing here knows about sockets.
+//! (`output`). Nothing here knows about sockets.
 //!
 //! [`Failure`]: crate::envelope::Failure
 
