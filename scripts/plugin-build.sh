@@ -13,10 +13,10 @@ if [ -n "${SWITCHYARD:-}" ]; then
 else
     switchyard=(cargo run --quiet --release --manifest-path "$root/Cargo.toml" -p switchyard --bin switchyard --)
 fi
-name=$(sed -n 's/^name *= *"\(.*\)"$/\1/p' "$project/switchyard-plugin.toml")
 mkdir -p "$(dirname "$out")"
 staging=$(mktemp -d "$(dirname "$out")/.build.XXXXXX")
 trap 'rm -rf "$staging"' EXIT
-"${switchyard[@]}" plugin build "$project" --out "$staging" >&2
-mv "$staging/$name.wasm" "$out"
+# `plugin build` says where it put the component: "built PATH".
+built=$("${switchyard[@]}" plugin build "$project" --out "$staging" | sed -n 's/^built //p')
+mv "$built" "$out"
 echo "built $out ($(stat -c %s "$out") bytes)" >&2

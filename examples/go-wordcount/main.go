@@ -6,7 +6,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,12 +70,5 @@ func addTotal(n int) (int, *plugin.Failure) {
 		total, _ = strconv.Atoi(v)
 	}
 	total += n
-	if err := plugin.KV.Set("total", strconv.Itoa(total)); err != nil {
-		var f *plugin.Failure
-		if errors.As(err, &f) {
-			return 0, f
-		}
-		return 0, plugin.Fail("KV_FAILED", "%v", err)
-	}
-	return total, nil
+	return total, plugin.FailureOf(plugin.KV.Set("total", strconv.Itoa(total)), "KV_FAILED")
 }

@@ -344,7 +344,7 @@ func handle(msg plugin.Message) (string, *plugin.Failure) {
 		count = n + 1
 	}
 	if err := plugin.KV.Set("count", strconv.Itoa(count)); err != nil {
-		return "", plugin.Fail("KV_FAILED", "%v", err)
+		return "", plugin.FailureOf(err, "KV_FAILED") // the host's failure, passed on
 	}
 	reply, _ := json.Marshal(map[string]any{"greeting": "Hello, " + *in.Name + "!", "count": count})
 	return string(reply), nil

@@ -16,7 +16,10 @@
 // component (see README.md).
 package plugin
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Manifest says what a plugin is and which message types it claims.
 type Manifest struct {
@@ -57,6 +60,19 @@ func (f *Failure) Error() string { return f.Code + ": " + f.Message }
 // Fail builds a Failure with a formatted message.
 func Fail(code, format string, args ...any) *Failure {
 	return &Failure{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// FailureOf is the failure err holds (what KV.Set and Publish return is
+// the host's failure), else a failure with code and err's text; nil for nil.
+func FailureOf(err error, code string) *Failure {
+	if err == nil {
+		return nil
+	}
+	var f *Failure
+	if errors.As(err, &f) {
+		return f
+	}
+	return Fail(code, "%v", err)
 }
 
 // Handler handles one message: the reply's `data` as JSON text, or a failure.
