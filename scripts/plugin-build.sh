@@ -11,7 +11,7 @@ out=$(realpath -m -- "$2")
 if [ -n "${SWITCHYARD:-}" ]; then
     switchyard=("$SWITCHYARD")
 else
-    switchyard=(cargo run --quiet --release --manifest-path "$root/Cargo.toml" -p switchyard --bin switchyard --)
+    switchyard=(cargo run --quiet --release --manifest-path "$root/Cargo.toml" -p switchyard-cli --bin switchyard --)
 fi
 mkdir -p "$(dirname "$out")"
 staging=$(mktemp -d "$(dirname "$out")/.build.XXXXXX")

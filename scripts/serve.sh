@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-plugins.sh plugins/dist
-exec cargo run --release -p switchyard -- serve --plugins plugins/dist "$@"
+exec cargo run --release -p switchyard-cli -- serve --plugins plugins/dist "$@"

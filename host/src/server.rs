@@ -1,17 +1,22 @@
 //! Assembles a running host from a [`Config`]: hub, key-value state,
-//! runtime, registry, watcher and the listener, and shuts it all down in
+//! runtime, registry, watcher and the listeners, and shuts it all down in
 //! order. Used by `switchyard serve` and by the tests alike.
+//!
+//! Every task it starts is spawned through one [`Tasks`], so shutdown is
+//! one signal and one wait.
 
 use crate::config::{ms, Config};
-use crate::dispatch::Dispatcher;
+use crate::routing::dispatch::Dispatcher;
+use crate::routing::target::WorkerRules;
 use crate::hub::{Hub, HubLimits};
-use crate::limits::{LiveLimits, Tunables};
-use crate::metrics::Metrics;
-use crate::registry::Registry;
-use crate::runtime::{PluginLimits, Runtime, Services};
-use crate::security::Keyring;
-use crate::state::{KvQuota, MemoryKv};
-use crate::system::HostSystem;
+use crate::lifecycle::Tasks;
+use crate::admission::limits::{LiveLimits, Tunables};
+use crate::observability::metrics::Metrics;
+use crate::plugins::registry::Registry;
+use crate::plugins::runtime::{PluginLimits, Runtime, Services};
+use crate::admission::security::Keyring;
+use crate::store::memory::{KvQuota, MemoryKv};
+use crate::observability::system::HostSystem;
 use crate::transport::listener::Listener;
 use crate::transport::proxy::Proxy;
 use crate::transport::tls::Certificates;
@@ -22,29 +27,29 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub struct Server {
     addr: SocketAddr,
     /// The `[[listeners]]`' addresses, in configuration order.
     extra_addrs: Vec<SocketAddr>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
+    tasks: Tasks,
     grace: Duration,
-    serve: JoinHandle<()>,
-    watcher: Option<JoinHandle<()>>,
     registry: Arc<Registry>,
     hub: Arc<Hub>,
     gateway: Arc<Gateway>,
 }
+
+/// How often host system figures are sampled for the `system` capability.
+const SYSTEM_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 impl Server {
     /// Load the plugin folder, start watching it, and listen. Returns once
     /// the host is serving.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         config.validate()?;
+        let proxy = if config.proxy.is_empty() { None } else { Some(Proxy::new(config.proxy.clone())?) };
+        let tasks = Tasks::new();
         let keyring = Arc::new(Keyring::from_config(&config.auth)?);
         let certificates = config.tls.as_ref().map(Certificates::load).transpose()?;
         let metrics = Arc::new(Metrics::new());
@@ -57,26 +62,26 @@ impl Server {
             memory_bytes: p.memory_mib << 20,
             max_instances: p.max_instances,
         };
-        let services = Services { events: hub.clone(), kv, rooms: hub.clone(), system: Arc::new(HostSystem::default()) };
+        let system = Arc::new(HostSystem::default());
+        if p.grants.values().any(|grant| grant.system) {
+            let system = Arc::clone(&system);
+            tasks.spawn(|stop| system.sample_every(SYSTEM_SAMPLE_EVERY, stop));
+        }
+        let services = Services { events: hub.clone(), kv, rooms: hub.clone(), system };
         let settings = p.settings_text().into_iter().map(|(name, values)| (name, Arc::new(values))).collect();
         let runtime = Runtime::new(plugin_limits, p.cache_dir.clone(), p.grants.clone(), settings, services)?;
-        let registry = Arc::new(Registry::new(runtime, hub.clone(), metrics.plugins.clone()));
+        let worker_rules = Arc::new(WorkerRules::from_config(&config.workers).context("workers.types")?);
+        let registry = Arc::new(Registry::new(runtime, hub.clone(), metrics.plugins.clone(), worker_rules, tasks.clone()));
 
         std::fs::create_dir_all(&p.dir).with_context(|| format!("cannot create plugin folder {}", p.dir.display()))?;
         let loaded = registry.load_dir(&p.dir).await.with_context(|| format!("cannot read plugin folder {}", p.dir.display()))?;
         tracing::info!(dir = %p.dir.display(), loaded, "plugin folder loaded");
-
-        let shutdown = CancellationToken::new();
-        let watcher = if p.watch {
-            let task = crate::watcher::watch(&p.dir, ms(p.debounce_ms), Arc::clone(&registry), shutdown.clone())
+        if p.watch {
+            crate::plugins::watcher::watch(&p.dir, ms(p.debounce_ms), Arc::clone(&registry), &tasks)
                 .with_context(|| format!("cannot watch plugin folder {}", p.dir.display()))?;
-            Some(task)
-        } else {
-            None
-        };
+        }
 
         let workers = Arc::new(WorkerPool::new(&config.workers)?);
-        let proxy = if config.proxy.is_empty() { None } else { Some(Proxy::new(config.proxy.clone())?) };
         let tcp = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let mut extra = Vec::new();
         for listener in &config.listeners {
@@ -84,7 +89,6 @@ impl Server {
             extra.push((bound, Endpoint::from(listener)));
         }
         let addr = tcp.local_addr()?;
-        let tracker = TaskTracker::new();
         let gateway = Arc::new(Gateway {
             dispatcher: Dispatcher::new(registry.routes(), Arc::clone(&workers), Arc::clone(&limits), Arc::clone(&metrics), Arc::clone(&hub)),
             endpoints: config.endpoints.iter().map(|e| (e.path.clone(), Endpoint::from(e))).collect(),
@@ -108,39 +112,39 @@ impl Server {
             serve_metrics: config.observability.metrics,
             started: Instant::now(),
             ready: AtomicBool::new(true),
-            shutdown: shutdown.clone(),
-            tracker: tracker.clone(),
+            tasks: tasks.clone(),
         });
         if let Some(proxy) = &proxy {
-            tokio::spawn(Arc::clone(proxy).run_health_checks(shutdown.clone()));
+            let proxy = Arc::clone(proxy);
+            tasks.spawn(|stop| proxy.run_health_checks(stop));
         }
         if let Some(certificates) = &certificates {
-            tokio::spawn(Arc::clone(certificates).watch(shutdown.clone()));
+            let certificates = Arc::clone(certificates);
+            tasks.spawn(|stop| certificates.watch(stop));
         }
-        tokio::spawn(housekeeping(Arc::clone(&gateway), ms(config.observability.summary_interval_ms), shutdown.clone()));
-        let listener = Listener {
+        let summary_every = ms(config.observability.summary_interval_ms);
+        tasks.spawn(|stop| housekeeping(Arc::clone(&gateway), summary_every, stop));
+        let grace = ms(config.websocket.shutdown_grace_ms);
+        let listener = |tcp, app| Listener {
             tcp,
-            app: transport::routes(Arc::clone(&gateway)),
+            app,
             tls: certificates.clone(),
             handshake_timeout: ms(config.limits.handshake_timeout_ms),
+            max_http_connections: config.limits.max_http_connections,
+            tasks: tasks.clone(),
         };
-        let grace = ms(config.websocket.shutdown_grace_ms);
         let mut extra_addrs = Vec::new();
         for (tcp, endpoint) in extra {
             extra_addrs.push(tcp.local_addr()?);
             tracing::info!(addr = %tcp.local_addr()?, role = ?endpoint.role, "listening");
-            let listener = Listener {
-                tcp,
-                app: transport::ws::listener_routes(Arc::clone(&gateway), endpoint),
-                tls: certificates.clone(),
-                handshake_timeout: ms(config.limits.handshake_timeout_ms),
-            };
-            tracker.spawn(listener.serve(shutdown.clone(), grace));
+            let listener = listener(tcp, transport::ws::listener_routes(Arc::clone(&gateway), endpoint));
+            tasks.spawn(|stop| listener.serve(stop, grace));
         }
-        let serve = tokio::spawn(listener.serve(shutdown.clone(), grace));
+        let main = listener(tcp, transport::routes(Arc::clone(&gateway)));
+        tasks.spawn(|stop| main.serve(stop, grace));
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, "listening");
-        Ok(Server { addr, extra_addrs, shutdown, tracker, grace, serve, watcher, registry, hub, gateway })
+        Ok(Server { addr, extra_addrs, tasks, grace, registry, hub, gateway })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -161,26 +165,20 @@ impl Server {
     }
 
     /// Stop accepting, let in-flight requests finish (up to the grace
-    /// period), close every connection with 1001, and stop the watcher.
+    /// period), close every connection with 1001, and stop every task.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
         self.gateway.ready.store(false, Ordering::Relaxed);
-        self.shutdown.cancel();
-        self.registry.stop_all_ticks();
+        self.tasks.shutdown_signal().cancel();
         if let Some(proxy) = &self.gateway.proxy {
             if !proxy.shutdown(self.grace).await {
                 tracing::warn!("proxied sessions still open after the {:?} grace period", self.grace);
             }
         }
-        self.tracker.close();
-        if tokio::time::timeout(self.grace, self.tracker.wait()).await.is_err() {
-            tracing::warn!("connections still open after the {:?} grace period", self.grace);
-        }
-        if tokio::time::timeout(self.grace * 2, self.serve).await.is_err() {
-            tracing::warn!("listener did not stop within the grace period");
-        }
-        if let Some(watcher) = self.watcher {
-            let _ = watcher.await;
+        // The listeners give open HTTP exchanges one grace period of their
+        // own; connections close within another.
+        if !self.tasks.shut_down(self.grace * 2).await {
+            tracing::warn!("connections or tasks still running after the {:?} grace period", self.grace);
         }
     }
 }

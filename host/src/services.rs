@@ -4,7 +4,7 @@
 //! The runtime implements the WIT capabilities on top of these traits and
 //! never sees the hub, the transports or the storage behind them.
 
-use crate::envelope::Failure;
+use crate::wire::Failure;
 use serde_json::value::RawValue;
 
 /// Delivers messages to connected clients.

@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::time::Instant;
-use switchyard::runtime::world::v0_2::types;
+use switchyard::plugins::runtime::world::v0_2::types;
 use switchyard_tests::rig::Rig;
 
 const FRAME: &str = r#"{"type":"echo","id":"b1","data":{"message":"hello"}}"#;

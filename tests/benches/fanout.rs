@@ -1,4 +1,4 @@
-//! Run with: cargo build --release -p switchyard && cargo bench -p switchyard-tests --bench fanout
+//! Run with: cargo build --release -p switchyard-cli && cargo bench -p switchyard-tests --bench fanout
 //!
 //! One publish → N subscribers on loopback: the time from sending the
 //! publishing request until the last subscriber has the event, for N = 1
@@ -20,7 +20,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let root = switchyard_tests::workspace_root();
     let binary = root.join("target/release/switchyard");
-    assert!(binary.is_file(), "build the host first: cargo build --release -p switchyard");
+    assert!(binary.is_file(), "build the host first: cargo build --release -p switchyard-cli");
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();

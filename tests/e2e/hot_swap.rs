@@ -162,7 +162,7 @@ async fn a_file_written_in_place_in_two_halves_is_never_half_loaded() {
 
 #[tokio::test]
 async fn a_restart_loads_from_the_compile_cache_without_recompiling() {
-    use switchyard::runtime::cache::CacheOutcome;
+    use switchyard::plugins::runtime::cache::CacheOutcome;
     let cache = tempfile::tempdir().unwrap();
     let compiled = |host: &Host| host.server().registry().plugins().iter().map(|p| p.compiled).collect::<Vec<_>>();
     let first = Host::start_with(&["clock", "echo"], |c| c.plugins.cache_dir = Some(cache.path().into())).await;

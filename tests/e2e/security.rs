@@ -266,6 +266,46 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
     host.shutdown().await;
 }
 
+/// A plain `GET /healthz` on `stream`; the response's status line.
+async fn healthz(stream: &mut tokio::net::TcpStream) -> String {
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn past_max_http_connections_new_sockets_wait_their_turn() {
+    let host = Host::start_with(&["echo"], |config| config.limits.max_http_connections = 2).await;
+    // Two clients hold the two places with unfinished request heads.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut holder = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+        holder.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        holders.push(holder);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A third connects (the kernel's backlog takes it) but is not served...
+    let mut waiting = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+    let served = tokio::time::timeout(Duration::from_millis(700), healthz(&mut waiting)).await;
+    assert!(served.is_err(), "served past the cap: {served:?}");
+    // ...until a place frees.
+    drop(holders.pop());
+    let mut waiting = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), healthz(&mut waiting)).await.expect("served once a place frees");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // An upgraded WebSocket gives its place back: two of them leave room for HTTP.
+    let mut sockets = Vec::new();
+    drop(holders);
+    for _ in 0..2 {
+        sockets.push(host.connect().await);
+    }
+    let mut after = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), healthz(&mut after)).await.expect("WebSockets hold no HTTP place");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    host.shutdown().await;
+}
+
 fn certificate() -> (String, String) {
     let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     (issued.cert.pem(), issued.signing_key.serialize_pem())

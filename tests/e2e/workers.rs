@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 use switchyard::config::{EndpointConfig, EndpointRole, ListenerConfig};
-use switchyard::workers::{Serve, Strategy, TypeRule};
+use switchyard::config::workers::{Serve, Strategy, TypeRule};
 use switchyard::Config;
 use switchyard_client::{RunningWorker, Worker, WorkerConfig};
 use switchyard_tests::{Client, Host, PATIENCE};

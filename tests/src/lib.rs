@@ -39,6 +39,7 @@ pub fn guest_dir() -> &'static Path {
             .args(["build", "--release", "--target", "wasm32-wasip2", "--workspace"])
             .args(["--exclude", "switchyard", "--exclude", "switchyard-tests"])
             .args(["--exclude", "switchyard-client", "--exclude", "client-demo"])
+            .args(["--exclude", "switchyard-cli", "--exclude", "switchyard-plugin-tools"])
             .env("CARGO_TARGET_DIR", &target)
             .output()
             .expect("run cargo to build the guest plugins");
@@ -387,17 +388,17 @@ pub mod rig {
     use std::path::PathBuf;
     use std::sync::Arc;
     use std::time::Duration;
-    use switchyard::dialect::Profile;
-    use switchyard::dispatch::{Caller, Dispatcher};
-    use switchyard::envelope::{Origin, Transport};
+    use switchyard::admission::limits::{LiveLimits, MessageBucket, Tunables};
+    use switchyard::admission::security::{Keyring, Principal};
     use switchyard::hub::{Hub, HubLimits};
-    use switchyard::limits::{LiveLimits, MessageBucket, Tunables};
-    use switchyard::metrics::Metrics;
-    use switchyard::registry::Registry;
-    use switchyard::runtime::{PluginLimits, Runtime, Services};
-    use switchyard::security::{Keyring, Principal};
-    use switchyard::state::MemoryKv;
-    use switchyard::system::HostSystem;
+    use switchyard::observability::metrics::Metrics;
+    use switchyard::observability::system::HostSystem;
+    use switchyard::plugins::registry::Registry;
+    use switchyard::plugins::runtime::{PluginLimits, Runtime, Services};
+    use switchyard::routing::dispatch::{Caller, Dispatcher};
+    use switchyard::store::memory::MemoryKv;
+    use switchyard::wire::dialect::Profile;
+    use switchyard::wire::{Origin, Transport};
     use switchyard::workers::WorkerPool;
     use switchyard::Config;
 
@@ -420,7 +421,7 @@ pub mod rig {
             };
             let limits = PluginLimits { deadline: Duration::from_secs(30), memory_bytes: 256 << 20, max_instances: 4 };
             let runtime = Runtime::new(limits, cache_dir, HashMap::new(), HashMap::new(), services).unwrap();
-            let registry = Registry::new(runtime, hub.clone(), Default::default());
+            let registry = Registry::new(runtime, hub.clone(), Default::default(), Default::default(), Default::default());
             let mut tunables = Tunables::from_config(&Config::default());
             (tunables.messages_per_second, tunables.message_burst) = (u32::MAX, u32::MAX);
             let limits = Arc::new(LiveLimits::new(tunables, 16 << 20));

@@ -18,13 +18,13 @@
 //! `admin` key; the others follow `auth.require_key_for_api`.
 
 use super::{ApiError, Gateway};
-use crate::dialect::{self, Profile, ReplyTo};
-use crate::dispatch::Caller;
-use crate::envelope::{ErrorCode, Failure, Origin, Outcome, Transport};
-use crate::hub::close;
-use crate::registry::{Loaded, RegistryError, STATUS_TOPIC};
-use crate::runtime::PluginVersion;
-use crate::security::{self, Principal};
+use crate::wire::dialect::{self, Profile, ReplyTo};
+use crate::routing::dispatch::Caller;
+use crate::wire::{control, ErrorCode, Failure, Origin, Outcome, Transport};
+use crate::wire::close;
+use crate::plugins::registry::{Loaded, RegistryError, STATUS_TOPIC};
+use crate::plugins::runtime::PluginVersion;
+use crate::admission::security::{self, Principal};
 use crate::services::{EventSink, Rooms};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -33,13 +33,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::value::{to_raw_value, RawValue};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// The message type `/api/control` sends, and the topic of config changes.
-pub const CONTROL_TYPE: &str = "video_command";
+/// The topic of config changes.
 pub const CONFIG_TOPIC: &str = "config";
 
 type Shared = State<Arc<Gateway>>;
@@ -95,11 +94,11 @@ fn client_id(headers: &HeaderMap) -> Option<String> {
 async fn body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(request.into_body(), limit)
         .await
-        .map_err(|_| ApiError(Failure::new(ErrorCode::PayloadTooLarge, format!("request body over the {limit}-byte limit"))))
+        .map_err(|_| ApiError::from(Failure::new(ErrorCode::PayloadTooLarge, format!("request body over the {limit}-byte limit"))))
 }
 
 fn json_body(bytes: &[u8]) -> Result<Box<RawValue>, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError(Failure::new(ErrorCode::InvalidJson, format!("the body is not JSON: {e}"))))
+    serde_json::from_slice(bytes).map_err(|e| ApiError::from(Failure::new(ErrorCode::InvalidJson, format!("the body is not JSON: {e}"))))
 }
 
 /// Route one message from HTTP as a WebSocket frame would be.
@@ -133,15 +132,13 @@ fn answered(reply_to: &ReplyTo, outcome: &Outcome) -> Response {
 
 async fn message(State(gateway): Shared, ConnectInfo(remote): ConnectInfo<SocketAddr>, headers: HeaderMap, request: Request) -> ApiResult {
     let bytes = body(request, gateway.max_body_bytes).await?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError(Failure::new(ErrorCode::InvalidJson, "the body is not UTF-8")))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::from(Failure::new(ErrorCode::InvalidJson, "the body is not UTF-8")))?;
     let (reply_to, outcome) = route(&gateway, remote, &headers, text, "/api/v1/messages").await?;
     Ok(answered(&reply_to, &outcome))
 }
 
-/// `GET /api/control?action=play&video_path=...`, or the same fields as a
-/// JSON body on POST, PUT or DELETE (the query, if any, fills in fields
-/// the body lacks). DELETE without an action stops; GET without one asks
-/// for the status. The reply is the plugin's data.
+/// `/api/control`, verbatim (see [`control`]). The reply is the plugin's
+/// data itself.
 async fn control(
     State(gateway): Shared,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -150,28 +147,15 @@ async fn control(
     headers: HeaderMap,
     request: Request,
 ) -> ApiResult {
-    let bytes = body(request, gateway.max_body_bytes).await?;
-    let mut fields: Map<String, Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Map::new()
-    } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError(Failure::new(ErrorCode::InvalidJson, format!("the body must be a JSON object: {e}"))))?
+    let method = match method {
+        Method::GET => control::Method::Get,
+        Method::POST => control::Method::Post,
+        Method::PUT => control::Method::Put,
+        _ => control::Method::Delete,
     };
-    for (name, value) in query {
-        // `position=12.5` is a number, `video_path=/a.mp4` a string.
-        let value = serde_json::from_str::<Value>(&value).ok().filter(|v| v.is_number() || v.is_boolean()).unwrap_or(Value::String(value));
-        fields.entry(name).or_insert(value);
-    }
-    if !fields.contains_key("action") {
-        let default = if method == Method::DELETE { "stop" } else if method == Method::GET { "status" } else { "" };
-        if default.is_empty() {
-            return Err(ApiError(Failure::new(ErrorCode::InvalidMessage, "an action is required: {\"action\":\"play\",...}")));
-        }
-        fields.insert("action".into(), default.into());
-    }
-    let text = json!({ "type": CONTROL_TYPE, "data": fields }).to_string();
+    let bytes = body(request, gateway.max_body_bytes).await?;
+    let text = control::message(method, query, &bytes)?;
     Ok(match route(&gateway, remote, &headers, &text, "/api/control").await? {
-        // The old proxy answered with the result itself, not an envelope.
         (_, Ok(reply)) => ([(header::CONTENT_TYPE, "application/json")], reply.data.get().to_owned()).into_response(),
         (reply_to, outcome) => answered(&reply_to, &outcome),
     })
@@ -244,8 +228,7 @@ async fn plugins(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
 }
 
 fn registry_error(error: RegistryError) -> ApiError {
-    let code = error.code();
-    ApiError(Failure::from_plugin(code.to_owned(), error.to_string()))
+    ApiError::from(Failure::new(error.code(), error.to_string()))
 }
 
 /// A load's outcome: its event and the version now serving from `path`.
@@ -269,7 +252,7 @@ async fn upload(State(gateway): Shared, headers: HeaderMap, request: Request) ->
 }
 
 fn no_plugin(name: &str) -> ApiError {
-    ApiError(Failure::new(ErrorCode::NotFound, format!("no plugin named {name:?}")))
+    ApiError::from(Failure::new(ErrorCode::NotFound, format!("no plugin named {name:?}")))
 }
 
 async fn reload(State(gateway): Shared, Path(name): Path<String>, headers: HeaderMap) -> ApiResult {
@@ -346,7 +329,7 @@ async fn send_to_room(State(gateway): Shared, Path(room): Path<String>, headers:
     authenticate(&gateway, &headers, Access::Admin)?;
     let message = json_body(&body(request, gateway.max_body_bytes).await?)?;
     if !gateway.hub.room_sizes().iter().any(|(name, _)| *name == room) {
-        return Err(ApiError(Failure::new(ErrorCode::NotFound, format!("no room {room:?} has members"))));
+        return Err(ApiError::from(Failure::new(ErrorCode::NotFound, format!("no room {room:?} has members"))));
     }
     Ok(delivered(gateway.hub.broadcast(&room, &message, None)? as usize))
 }
@@ -355,7 +338,7 @@ async fn send_to_room(State(gateway): Shared, Path(room): Path<String>, headers:
 async fn revoke(State(gateway): Shared, Path(name): Path<String>, headers: HeaderMap) -> ApiResult {
     authenticate(&gateway, &headers, Access::Admin)?;
     if !gateway.keyring.revoke(&name) {
-        return Err(ApiError(Failure::new(ErrorCode::NotFound, format!("no key named {name:?}"))));
+        return Err(ApiError::from(Failure::new(ErrorCode::NotFound, format!("no key named {name:?}"))));
     }
     let closed = gateway.hub.evict_key(&name, close::AUTHENTICATION_FAILED, "API key revoked");
     Ok(Json(json!({ "revoked": name, "connections_closed": closed })).into_response())

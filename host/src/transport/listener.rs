@@ -3,11 +3,17 @@
 //!
 //! Each connection gets the handshake timeout for its TLS handshake and its
 //! first request head (hyper's header-read timeout), so a client that
-//! connects and says nothing cannot hold a socket. On shutdown the loop
+//! connects and says nothing cannot hold a socket. At most
+//! `limits.max_http_connections` TCP connections are served before their
+//! upgrade at once: the loop takes a permit before it accepts, so past the
+//! cap new connections wait in the kernel's backlog instead of each holding
+//! a task and a file. An upgraded WebSocket gives its permit back (it is
+//! counted by the hub's connection limit instead). On shutdown the loop
 //! stops accepting and open HTTP connections finish their requests;
 //! upgraded WebSockets are tracked and closed by their own tasks.
 
 use super::tls::Certificates;
+use crate::lifecycle::Tasks;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::Router;
@@ -21,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -29,6 +36,10 @@ pub struct Listener {
     pub app: Router,
     pub tls: Option<Arc<Certificates>>,
     pub handshake_timeout: Duration,
+    /// TCP connections served at once before their upgrade, if any.
+    pub max_http_connections: usize,
+    /// Where connection tasks are tracked.
+    pub tasks: Tasks,
 }
 
 impl Listener {
@@ -38,7 +49,15 @@ impl Listener {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(self.handshake_timeout);
         let builder = Arc::new(builder);
+        let permits = Arc::new(Semaphore::new(self.max_http_connections.max(1)));
         loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
             let (tcp, remote) = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = self.tcp.accept() => match accepted {
@@ -58,7 +77,8 @@ impl Listener {
             match &self.tls {
                 None => {
                     let handshake_timeout = self.handshake_timeout;
-                    tokio::spawn(async move {
+                    tokio::spawn(self.tasks.track(async move {
+                        let _permit = permit;
                         // hyper's header-read timeout starts once it reads;
                         // a client that never sends a byte is ours to drop.
                         let mut first = [0u8; 1];
@@ -67,18 +87,19 @@ impl Listener {
                             return;
                         }
                         serve_connection(builder, tcp, remote, app, watcher).await
-                    });
+                    }));
                 }
                 Some(certificates) => {
                     let acceptor = certificates.acceptor();
                     let handshake_timeout = self.handshake_timeout;
-                    tokio::spawn(async move {
+                    tokio::spawn(self.tasks.track(async move {
+                        let _permit = permit;
                         match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                             Ok(Ok(tls)) => serve_connection(builder, tls, remote, app, watcher).await,
                             Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
                             Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
                         }
-                    });
+                    }));
                 }
             }
         }

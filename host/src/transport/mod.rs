@@ -18,14 +18,15 @@ pub mod worker;
 pub mod ws;
 
 use crate::config::{EndpointConfig, EndpointFormat, EndpointRole, ListenerConfig};
-use crate::dialect::Profile;
-use crate::dispatch::Dispatcher;
-use crate::envelope::{ErrorCode, Failure};
+use crate::wire::dialect::Profile;
+use crate::routing::dispatch::Dispatcher;
+use crate::wire::{codes, frames, ErrorCode, Failure};
 use crate::hub::Hub;
-use crate::limits::LiveLimits;
-use crate::metrics::Metrics;
-use crate::registry::Registry;
-use crate::security::Keyring;
+use crate::lifecycle::Tasks;
+use crate::admission::limits::LiveLimits;
+use crate::observability::metrics::Metrics;
+use crate::plugins::registry::Registry;
+use crate::admission::security::Keyring;
 use crate::workers::WorkerPool;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,8 +37,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// Per-connection timers and the hard frame limit. (The limits that can
 /// change while serving are in [`LiveLimits`].)
@@ -114,10 +113,8 @@ pub struct Gateway {
     pub started: Instant,
     /// Set once the plugin folder is loaded; cleared on shutdown.
     pub ready: AtomicBool,
-    /// Cancelled when the host begins to shut down.
-    pub shutdown: CancellationToken,
-    /// Connection tasks, awaited on shutdown.
-    pub tracker: TaskTracker,
+    /// Connection tasks, tracked; their shutdown signal.
+    pub tasks: Tasks,
 }
 
 /// The listener's routes.
@@ -134,9 +131,9 @@ pub fn routes(gateway: Arc<Gateway>) -> Router {
     }
     let proxy = gateway.proxy.as_ref().map(|proxy| proxy.router());
     let app = router
-        .fallback(|| async { ApiError(Failure::new(ErrorCode::NotFound, "no such route")) })
+        .fallback(|| async { ApiError::from(Failure::new(ErrorCode::NotFound, "no such route")) })
         .method_not_allowed_fallback(|| async {
-            ApiError::with_status(StatusCode::METHOD_NOT_ALLOWED, Failure::new(ErrorCode::InvalidMessage, "method not allowed on this route"))
+            ApiError::from(Failure::new(ErrorCode::MethodNotAllowed, "method not allowed on this route"))
         })
         .with_state(gateway);
     match proxy {
@@ -146,7 +143,7 @@ pub fn routes(gateway: Arc<Gateway>) -> Router {
 }
 
 async fn readyz(axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>) -> Response {
-    let ready = gateway.ready.load(Ordering::Relaxed) && !gateway.shutdown.is_cancelled();
+    let ready = gateway.ready.load(Ordering::Relaxed) && !gateway.tasks.is_shutting_down();
     let body = axum::Json(serde_json::json!({ "ready": ready, "plugins": gateway.registry.plugins().len() }));
     if ready {
         body.into_response()
@@ -160,55 +157,37 @@ async fn metrics(axum::extract::State(gateway): axum::extract::State<Arc<Gateway
     ([(header::CONTENT_TYPE, content_type)], gateway.metrics.render()).into_response()
 }
 
-/// A failure as an HTTP response: the WebSocket protocol's error body
-/// (`{"type":"error","data":{"code","message"}}`) with a fitting status.
+/// A failure as an HTTP response: the shared error body
+/// ([`frames::error_body`]) with the code's HTTP status, or the one given.
 #[derive(Debug)]
-pub struct ApiError(pub Failure);
+pub struct ApiError {
+    pub failure: Failure,
+    /// Overrides the code's own status (a proxy passes an upstream's on).
+    pub status: Option<StatusCode>,
+}
 
 impl ApiError {
-    fn with_status(status: StatusCode, failure: Failure) -> Response {
-        let mut response = ApiError(failure).into_response();
-        *response.status_mut() = status;
-        response
+    pub fn with_status(status: StatusCode, failure: Failure) -> ApiError {
+        ApiError { failure, status: Some(status) }
     }
 }
 
 impl From<Failure> for ApiError {
     fn from(failure: Failure) -> Self {
-        ApiError(failure)
+        ApiError { failure, status: None }
     }
 }
 
-/// The HTTP status for an error code.
+/// The HTTP status for an error code on the wire.
 pub fn status_of(code: &str) -> StatusCode {
-    match code {
-        "AUTHENTICATION_FAILED" => StatusCode::UNAUTHORIZED,
-        "FORBIDDEN" => StatusCode::FORBIDDEN,
-        "RATE_LIMIT_EXCEEDED" => StatusCode::TOO_MANY_REQUESTS,
-        "NOT_FOUND" | "UNKNOWN_TYPE" | "CONNECTION_NOT_FOUND" | "DEVICE_NOT_FOUND" => StatusCode::NOT_FOUND,
-        "INVALID_JSON" | "INVALID_MESSAGE" => StatusCode::BAD_REQUEST,
-        "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
-        "PLUGIN_TIMEOUT" => StatusCode::GATEWAY_TIMEOUT,
-        "PLUGIN_FAILED" => StatusCode::BAD_GATEWAY,
-        "TOO_MANY_CONNECTIONS" | "UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
-        "CLAIM_CONFLICT" => StatusCode::CONFLICT,
-        "INTERNAL_ERROR" | "PLUGIN_WRITE_FAILED" => StatusCode::INTERNAL_SERVER_ERROR,
-        // Plugin codes and plugin load codes: the request was understood
-        // and refused.
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    }
+    StatusCode::from_u16(codes::http_status_of(code)).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let failure = self.0;
-        let status = status_of(&failure.code);
-        let mut data = serde_json::json!({ "code": failure.code, "message": failure.message });
-        if let Some(ms) = failure.retry_after_ms {
-            data["retry_after"] = ms.into();
-        }
-        let mut response = (status, axum::Json(serde_json::json!({ "type": "error", "data": data }))).into_response();
-        error_headers(&failure, response.headers_mut());
+        let status = self.status.unwrap_or_else(|| status_of(&self.failure.code));
+        let mut response = (status, [(header::CONTENT_TYPE, "application/json")], frames::error_body(&self.failure)).into_response();
+        error_headers(&self.failure, response.headers_mut());
         response
     }
 }
@@ -216,7 +195,7 @@ impl IntoResponse for ApiError {
 /// The headers an error response carries: `WWW-Authenticate` for a
 /// refused key, `Retry-After` (whole seconds) for a rate limit.
 pub fn error_headers(failure: &Failure, headers: &mut axum::http::HeaderMap) {
-    if status_of(&failure.code) == StatusCode::UNAUTHORIZED {
+    if failure.is(ErrorCode::AuthenticationFailed) {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     if let Some(ms) = failure.retry_after_ms {

@@ -9,22 +9,19 @@
 //! A worker may only register types its key's scope allows.
 
 use super::Gateway;
-use crate::envelope::{self, ErrorCode, Failure};
-use crate::security::Principal;
-use crate::workers::{Registration, Worker};
+use crate::admission::security::Principal;
+use crate::wire::close::{self, GOING_AWAY, NORMAL, POLICY};
+use crate::wire::worker::{self as protocol, Registration, WorkerFrame};
+use crate::wire::{frames, ErrorCode, Failure};
+use crate::workers::Worker;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Requests queued for one worker beyond those it is running.
 const OUTBOX: usize = 1024;
-
-/// Close codes: 1000 normal, 1001 shutting down, 1008 bad registration,
-/// 4000 missed heartbeats or replaced by a rejoin under the same id.
-const POLICY: u16 = 1008;
 
 pub async fn serve(gateway: Arc<Gateway>, mut socket: WebSocket, remote: SocketAddr, principal: Arc<Principal>) {
     let pool = Arc::clone(&gateway.workers);
@@ -40,8 +37,7 @@ pub async fn serve(gateway: Arc<Gateway>, mut socket: WebSocket, remote: SocketA
         Ok(worker) => worker,
         Err(failure) => return refuse(socket, &failure).await,
     };
-    let registered = json!({ "type": "registered", "data": { "worker_id": worker.id, "timestamp": envelope::now_rfc3339() } });
-    if socket.send(Message::Text(registered.to_string().into())).await.is_err() {
+    if socket.send(Message::Text(protocol::registered(&worker.id).into())).await.is_err() {
         pool.unregister(&worker);
         return;
     }
@@ -50,27 +46,26 @@ pub async fn serve(gateway: Arc<Gateway>, mut socket: WebSocket, remote: SocketA
     let (mut sink, mut stream) = socket.split();
     let (code, reason) = loop {
         tokio::select! {
-            _ = gateway.shutdown.cancelled() => break (1001, "server shutting down"),
-            _ = worker.gone.cancelled() => break (crate::hub::close::IDLE_TIMEOUT, "out of rotation: missed heartbeats or replaced"),
+            _ = gateway.tasks.shutdown_signal().cancelled() => break (GOING_AWAY, "server shutting down"),
+            _ = worker.gone.cancelled() => break (close::IDLE_TIMEOUT, "out of rotation: missed heartbeats or replaced"),
             frame = outbox.recv() => match frame {
-                Some(frame) => if sink.send(Message::Text(frame.into())).await.is_err() { break (1000, "") },
-                None => break (1000, ""),
+                Some(frame) => if sink.send(Message::Text(frame.into())).await.is_err() { break (NORMAL, "") },
+                None => break (NORMAL, ""),
             },
             _ = heartbeat.tick() => {
                 pool.sweep();
-                let ping = json!({ "type": "ping", "timestamp": envelope::unix_millis() as f64 / 1000.0 }).to_string();
-                if sink.send(Message::Ping(Default::default())).await.is_err() || sink.send(Message::Text(ping.into())).await.is_err() {
-                    break (1000, "");
+                if sink.send(Message::Ping(Default::default())).await.is_err() || sink.send(Message::Text(protocol::ping().into())).await.is_err() {
+                    break (NORMAL, "");
                 }
             },
             message = stream.next() => match message {
                 Some(Ok(Message::Text(text))) => {
                     worker.seen();
                     if let Some(reply) = on_frame(&worker, text.as_str()) {
-                        if sink.send(Message::Text(reply.into())).await.is_err() { break (1000, "") }
+                        if sink.send(Message::Text(reply.into())).await.is_err() { break (NORMAL, "") }
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break (1000, ""),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break (NORMAL, ""),
                 Some(Ok(_)) => worker.seen(),
             },
         }
@@ -82,55 +77,28 @@ pub async fn serve(gateway: Arc<Gateway>, mut socket: WebSocket, remote: SocketA
 
 /// The `register` frame, within the handshake timeout.
 async fn first_frame(gateway: &Gateway, socket: &mut WebSocket) -> Result<Registration, Failure> {
-    let invalid = |why: String| Failure::new(ErrorCode::InvalidMessage, why);
-    let first = tokio::time::timeout(gateway.handshake_timeout, socket.recv()).await;
-    let text = match first {
-        Ok(Some(Ok(Message::Text(text)))) => text,
-        Ok(_) => return Err(invalid("expected a register frame".into())),
-        Err(_) => return Err(invalid("no register frame within the handshake timeout".into())),
-    };
-    let frame: Value = serde_json::from_str(text.as_str()).map_err(|e| Failure::new(ErrorCode::InvalidJson, e.to_string()))?;
-    if frame["type"] != "register" {
-        return Err(invalid(format!("the first frame must be {{\"type\":\"register\",...}}, not type {}", frame["type"])));
+    let invalid = |why: &str| Failure::new(ErrorCode::InvalidMessage, why);
+    match tokio::time::timeout(gateway.handshake_timeout, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => protocol::registration(text.as_str()),
+        Ok(_) => Err(invalid("expected a register frame")),
+        Err(_) => Err(invalid("no register frame within the handshake timeout")),
     }
-    serde_json::from_value(frame["data"].clone())
-        .map_err(|e| invalid(format!("register data must be {{\"worker_id\",\"types\":[...],\"weight\",\"concurrency\"}}: {e}")))
 }
 
 /// Handle one frame from a registered worker; an answer to send back, if any.
 fn on_frame(worker: &Worker, text: &str) -> Option<String> {
-    let frame: Value = match serde_json::from_str(text) {
-        Ok(frame) => frame,
-        Err(e) => {
-            tracing::warn!(worker = %worker.id, "worker sent invalid JSON: {e}");
-            return None;
-        }
-    };
-    match frame["type"].as_str() {
-        Some("response") => {
-            let msg_id = match &frame["msg_id"] {
-                Value::String(id) => id.clone(),
-                Value::Number(n) => n.to_string(),
-                _ => {
-                    tracing::warn!(worker = %worker.id, "response without msg_id");
-                    return None;
-                }
-            };
-            worker.answer(&msg_id, frame);
-            None
-        }
-        Some("ping") => Some(json!({ "type": "pong", "timestamp": envelope::unix_millis() as f64 / 1000.0 }).to_string()),
-        Some("heartbeat" | "pong") => None,
-        other => {
-            tracing::debug!(worker = %worker.id, r#type = ?other, "ignoring a frame the worker protocol does not have");
-            None
-        }
+    match protocol::worker_frame(text) {
+        WorkerFrame::Response { msg_id, frame } => worker.answer(&msg_id, frame),
+        WorkerFrame::Uncorrelated => tracing::warn!(worker = %worker.id, "response without msg_id"),
+        WorkerFrame::Ping => return Some(protocol::pong()),
+        WorkerFrame::Alive => {}
+        WorkerFrame::Unknown(what) => tracing::debug!(worker = %worker.id, "ignoring a frame the worker protocol does not have: {what}"),
     }
+    None
 }
 
 async fn refuse(mut socket: WebSocket, failure: &Failure) {
     tracing::warn!("worker registration refused: {failure}");
-    let error = json!({ "type": "error", "data": { "code": failure.code, "message": failure.message } });
-    let _ = socket.send(Message::Text(error.to_string().into())).await;
+    let _ = socket.send(Message::Text(frames::error_body(failure).into())).await;
     let _ = socket.send(Message::Close(Some(CloseFrame { code: POLICY, reason: Utf8Bytes::from_static("registration refused") }))).await;
 }

@@ -11,12 +11,13 @@
 //! or key revoked, 4008 slow consumer.
 
 use super::{ApiError, Endpoint, Gateway};
-use crate::dialect::{self, Dialect, Profile, ReplyTo};
-use crate::dispatch::Caller;
-use crate::envelope::{self, ErrorCode, Failure, Origin, Transport};
+use crate::wire::dialect::{self, Profile};
+use crate::routing::dispatch::Caller;
+use crate::wire::close::{self, GOING_AWAY, NORMAL, TOO_BIG};
+use crate::wire::{frames, ErrorCode, Failure, Origin, Transport};
 use crate::config::EndpointRole;
-use crate::hub::{close, Connection, Outbox, Ticket};
-use crate::security::{self, Principal};
+use crate::hub::{Connection, Outbox, Ticket};
+use crate::admission::security::{self, Principal};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::routing::get;
@@ -31,11 +32,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite;
-
-/// The host is shutting down.
-const GOING_AWAY: u16 = 1001;
-const NORMAL: u16 = 1000;
-const TOO_BIG: u16 = 1009;
 
 /// Initial read and write buffer per connection.
 const BUFFER: usize = 8 * 1024;
@@ -67,18 +63,18 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if gateway.shutdown.is_cancelled() {
-        return ApiError(Failure::new(ErrorCode::Unavailable, "the host is shutting down")).into_response();
+    if gateway.tasks.is_shutting_down() {
+        return ApiError::from(Failure::new(ErrorCode::Unavailable, "the host is shutting down")).into_response();
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if !gateway.keyring.origin_allowed(header("origin"), header("host")) {
         gateway.metrics.refused("origin");
-        return ApiError(Failure::new(ErrorCode::Forbidden, "this Origin may not open WebSockets here")).into_response();
+        return ApiError::from(Failure::new(ErrorCode::Forbidden, "this Origin may not open WebSockets here")).into_response();
     }
     if let Err(wait) = gateway.limits.admit_connection(remote.ip()) {
         gateway.metrics.refused("rate");
         gateway.metrics.limited("connections");
-        return ApiError(Failure::rate_limited("connection", wait)).into_response();
+        return ApiError::from(Failure::rate_limited("connection", wait)).into_response();
     }
     let client_id = query
         .client_id
@@ -102,7 +98,7 @@ pub async fn upgrade(
         Ok(ticket) => ticket,
         Err(failure) => {
             gateway.metrics.refused(if client_id.is_some() { "client_limit" } else { "limit" });
-            return ApiError(failure).into_response();
+            return ApiError::from(failure).into_response();
         }
     };
     gateway.metrics.connections_accepted.inc();
@@ -112,17 +108,17 @@ pub async fn upgrade(
     let ws = ws.read_buffer_size(BUFFER).write_buffer_size(BUFFER).max_write_buffer_size(max.saturating_mul(2));
     if endpoint.role == EndpointRole::Workers {
         return ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
-            let tracker = gateway.tracker.clone();
-            tracker.track_future(async move {
+            let tasks = gateway.tasks.clone();
+            tasks.track(async move {
                 let _ticket = ticket;
                 super::worker::serve(gateway, socket, remote, principal).await
             })
         });
     }
     ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
-        let tracker = gateway.tracker.clone();
+        let tasks = gateway.tasks.clone();
         let peer = Peer { remote, client_id, principal, _ticket: ticket };
-        tracker.track_future(serve(gateway, endpoint, socket, peer))
+        tasks.track(serve(gateway, endpoint, socket, peer))
     })
 }
 
@@ -147,7 +143,7 @@ struct Peer {
 fn refuse(gateway: Arc<Gateway>, endpoint: Endpoint, ws: WebSocketUpgrade, failure: Failure) -> Response {
     gateway.metrics.refused("auth");
     ws.on_upgrade(move |mut socket| async move {
-        let frame = error_frame(&endpoint.profile, &failure);
+        let frame = dialect::unsolicited_error(&endpoint.profile, &failure);
         let _ = socket.send(Message::Text(frame.into())).await;
         let close = CloseFrame { code: close::AUTHENTICATION_FAILED, reason: Utf8Bytes::from_static("authentication failed") };
         let _ = socket.send(Message::Close(Some(close))).await;
@@ -166,16 +162,8 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, pee
         }
     }
     if endpoint.ack {
-        let ack = serde_json::json!({
-            "type": "connection",
-            "status": "connected",
-            "message": "Connected successfully",
-            "connection_id": connection.id,
-            "client_id": connection.client_id,
-            "endpoint": endpoint.path,
-            "server_time": envelope::now_rfc3339(),
-        });
-        connection.deliver(Bytes::from(ack.to_string()), gateway.ws.send_timeout).await;
+        let ack = frames::connection_ack(&connection.id, connection.client_id.as_deref(), &endpoint.path);
+        connection.deliver(ack, gateway.ws.send_timeout).await;
     }
     let writer = tokio::spawn(write_loop(sink, outbox, Arc::clone(&connection), gateway.ws.heartbeat));
 
@@ -220,7 +208,7 @@ async fn read_loop(
     let mut bucket = gateway.limits.message_bucket();
     loop {
         let next = tokio::select! {
-            _ = gateway.shutdown.cancelled() => return (GOING_AWAY, "server shutting down".into()),
+            _ = gateway.tasks.shutdown_signal().cancelled() => return (GOING_AWAY, "server shutting down".into()),
             _ = connection.evicted() => return evicted(connection),
             next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
         };
@@ -236,7 +224,7 @@ async fn read_loop(
                 let admit = || bucket.admit(&gateway.limits);
                 gateway.dispatcher.answer(text.as_str(), &endpoint.profile, &caller, admit).await
             }
-            Message::Binary(_) => vec![error_frame(&endpoint.profile, &Failure::new(
+            Message::Binary(_) => vec![dialect::unsolicited_error(&endpoint.profile, &Failure::new(
                 ErrorCode::InvalidMessage,
                 "binary frames are not accepted: send JSON messages as text frames",
             ))],
@@ -263,17 +251,11 @@ async fn read_error(gateway: &Gateway, profile: &Profile, connection: &Connectio
     if too_big {
         let limit = gateway.ws.max_frame_bytes;
         let failure = Failure::new(ErrorCode::PayloadTooLarge, format!("frame over the {limit}-byte limit; closing"));
-        connection.deliver(Bytes::from(error_frame(profile, &failure)), gateway.ws.send_timeout).await;
+        connection.deliver(Bytes::from(dialect::unsolicited_error(profile, &failure)), gateway.ws.send_timeout).await;
         return (TOO_BIG, "message too big".into());
     }
     tracing::debug!(connection = %connection.id, "read failed: {source}");
     (NORMAL, String::new())
-}
-
-/// An error not tied to a request, in the endpoint's format.
-fn error_frame(profile: &Profile, failure: &Failure) -> String {
-    let dialect = if profile.raw { Dialect::Raw } else { Dialect::Canonical };
-    dialect::encode(&ReplyTo { dialect, id: None, kind: None }, &Err(failure.clone()))
 }
 
 /// Send queued frames and heartbeats until the connection is evicted, then

@@ -1,0 +1,244 @@
+//! The `switchyard` binary: `plugin inspect`, `serve` from a TOML config
+//! until SIGTERM, `send` and `console` against a running host.
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use switchyard::config::{ApiKeyConfig, ScopeConfig};
+use switchyard_tests::{guest, listening_address, Client, Host};
+
+fn switchyard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+}
+
+/// A config file in `dir` serving `echo` from `dir/plugins` on port 0,
+/// followed by `extra` TOML.
+fn echo_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(guest("echo"), plugins.join("echo.wasm")).unwrap();
+    let config = dir.join("switchyard.toml");
+    let toml = format!("listen = \"127.0.0.1:0\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n{extra}", dir.join("cache"));
+    std::fs::write(&config, toml).unwrap();
+    config
+}
+
+#[test]
+fn inspect_prints_the_manifest_of_a_plugin() {
+    let output = switchyard().args(["plugin", "inspect"]).arg(guest("calculator")).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let manifest: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(manifest["name"], "calculator");
+    assert_eq!(manifest["version"], "0.1.0");
+    assert_eq!(manifest["claims"], json!(["calculate"]));
+    assert_eq!(manifest["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn inspect_says_exactly_why_a_file_is_not_a_plugin() {
+    let garbage = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(garbage.path(), b"not wasm").unwrap();
+    let cases = [
+        (garbage.path().to_path_buf(), "PLUGIN_COMPILE_FAILED", "not a valid component"),
+        (guest("wrong_world"), "PLUGIN_INVALID", "switchyard:plugin/handler@0.1.0"),
+        (garbage.path().with_extension("missing"), "PLUGIN_READ_FAILED", "cannot read"),
+    ];
+    for (path, code, why) in cases {
+        let output = switchyard().args(["plugin", "inspect"]).arg(&path).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{}", path.display());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(code) && stderr.contains(why), "{}: {stderr}", path.display());
+    }
+}
+
+#[tokio::test]
+async fn serve_reads_its_config_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = echo_config(dir.path(), "");
+    let mut child = switchyard()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SWITCHYARD_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = listening_address(child.stderr.take().unwrap());
+    let mut client = Client::connect(&format!("ws://{addr}/ws")).await;
+    assert_eq!(client.call("echo", json!({"message": "cli"})).await["data"], "Echo: cli");
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
+}
+
+#[test]
+fn serve_rejects_a_bad_config_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[plugins]\ndeadline = 5\n").unwrap();
+    let output = switchyard().args(["serve", "--config"]).arg(&config).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown field") && stderr.contains("deadline"), "{stderr}");
+}
+
+/// Run the binary off the async runtime (the host under test runs on it).
+async fn run(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn send_prints_the_reply_and_its_exit_code_tells_the_outcome() {
+    let host = Host::start(&["calculator"]).await;
+    let mut ok = switchyard();
+    ok.args(["send", &host.url(), "calculate", r#"{"a":6,"b":3,"op":"/"}"#]);
+    let output = run(ok).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let reply: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((reply["type"].as_str(), reply["data"]["result"].as_f64()), (Some("reply"), Some(2.0)));
+
+    let mut error = switchyard();
+    error.args(["send", &host.url(), "calculate", r#"{"a":6,"b":0,"op":"/"}"#]);
+    let output = run(error).await;
+    assert_eq!(output.status.code(), Some(1), "an error reply");
+    let reply: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(reply["data"]["code"], "DIVISION_BY_ZERO");
+
+    let mut bad = switchyard();
+    bad.args(["send", &host.url(), "calculate", "{not json"]);
+    assert_eq!(run(bad).await.status.code(), Some(2), "bad JSON is refused before sending");
+    let addr = host.addr();
+    host.shutdown().await;
+    let mut nobody = switchyard();
+    nobody.args(["send", &format!("ws://{addr}/ws"), "calculate", "{}", "--timeout", "2"]);
+    assert_eq!(run(nobody).await.status.code(), Some(2), "no host, no reply");
+}
+
+#[tokio::test]
+async fn the_console_lists_sends_and_broadcasts_with_an_admin_key() {
+    const ADMIN: &str = "admin-key-0123456789abcdef";
+    let host = Host::start_with(&["echo"], |config| {
+        config.auth.keys = vec![ApiKeyConfig {
+            name: "ops".into(),
+            key: ADMIN.into(),
+            scopes: ScopeConfig::default(),
+            admin: true,
+            client_id: None,
+            revoked: false,
+        }];
+    })
+    .await;
+    let mut cam = Client::connect(&format!("{}?client_id=cam-7", host.url())).await;
+    let mut console = switchyard();
+    console.args(["console", &host.url(), "--key", ADMIN]).env("HOME", tempfile::tempdir().unwrap().path());
+    console.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = console.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "list\nsend cam-7 notice {{\"n\":1}}\nbroadcast hello all\nrequest echo {{\"message\":\"hi\"}}").unwrap();
+
+    let direct = cam.recv_frame().await;
+    assert_eq!((direct["type"].as_str(), direct["data"]["n"].as_u64()), (Some("notice"), Some(1)), "{direct}");
+    let broadcast = cam.recv_frame().await;
+    assert_eq!((broadcast["type"].as_str(), broadcast["data"]["message"].as_str()), (Some("broadcast"), Some("hello all")));
+    writeln!(stdin, "quit").unwrap();
+    drop(stdin);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("cam-7"), "list shows the connection: {stdout}");
+    assert!(stdout.contains("Echo: hi"), "request prints the reply: {stdout}");
+    host.shutdown().await;
+}
+
+/// `serve --config CONFIG` with JSON logs filtered by `filter`: the process,
+/// the address it listens on, and the rest of its log.
+fn serve_with_json_log(
+    config: &std::path::Path,
+    filter: &str,
+) -> (std::process::Child, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
+    use std::io::BufRead;
+    let mut child = switchyard()
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(config)
+        .env("SWITCHYARD_LOG", filter)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let record: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        if record["fields"]["message"] == "listening" {
+            break record["fields"]["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    (child, addr, lines)
+}
+
+/// With `--log-format json`: each message's span (id, type, plugin, code,
+/// latency) at debug level, and the periodic one-line summary.
+#[tokio::test]
+async fn json_logs_carry_message_spans_and_the_periodic_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = echo_config(dir.path(), "[observability]\nsummary_interval_ms = 300\n");
+    let (mut child, addr, lines) = serve_with_json_log(&config, "info,switchyard::routing::dispatch=debug");
+    let mut client = Client::connect(&format!("ws://{addr}/ws")).await;
+    client.request(json!({"type": "echo", "id": "span-1", "data": {"message": "m"}})).await;
+
+    let reader = tokio::task::spawn_blocking(move || {
+        let (mut span, mut summary) = (None, None);
+        for line in lines {
+            let record: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            match record["fields"]["message"].as_str() {
+                Some("answered") => span = Some(record["span"].clone()),
+                Some("summary") => summary = Some(record["fields"].clone()),
+                _ => {}
+            }
+            if span.is_some() && summary.is_some() {
+                break;
+            }
+        }
+        (span.unwrap(), summary.unwrap())
+    });
+    let (span, summary) = tokio::time::timeout(std::time::Duration::from_secs(20), reader).await.expect("both lines in time").unwrap();
+    assert_eq!((span["name"].as_str(), span["id"].as_str(), span["type"].as_str()), (Some("message"), Some("span-1"), Some("echo")), "{span}");
+    assert_eq!((span["plugin"].as_str(), span["code"].as_str()), (Some("echo"), Some("OK")), "{span}");
+    assert!(span["latency_us"].is_u64(), "{span}");
+    assert!(summary["connections"].is_u64() && summary["messages_per_second"].is_string(), "{summary}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// What a guest prints reaches the host's log as lines tagged with the
+/// plugin's name: here the message of a Rust panic, which traps.
+#[tokio::test]
+async fn a_guest_panic_message_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = echo_config(dir.path(), "");
+    std::fs::copy(guest("misbehave"), dir.path().join("plugins/misbehave.wasm")).unwrap();
+    let (mut child, addr, lines) = serve_with_json_log(&config, "info");
+    let mut client = Client::connect(&format!("ws://{addr}/ws")).await;
+    let panicked = client.call("misbehave.panic", json!({})).await;
+
+    let reader = tokio::task::spawn_blocking(move || {
+        for line in lines {
+            let record: Value = serde_json::from_str(&line.ok()?).ok()?;
+            let message = record["fields"]["message"].as_str().unwrap_or_default();
+            if record["target"] == "switchyard::guest" && message.contains("misbehave.panic was asked to panic") {
+                return Some(record);
+            }
+        }
+        None
+    });
+    let record = tokio::time::timeout(std::time::Duration::from_secs(20), reader).await;
+    // The host lives on: the same connection is answered.
+    let after = client.call("echo", json!({"message": "after"})).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(panicked["data"]["code"], "PLUGIN_FAILED", "{panicked}");
+    let record = record.expect("the line in time").unwrap().expect("the panic message in the log");
+    assert_eq!((record["level"].as_str(), record["fields"]["plugin"].as_str()), (Some("WARN"), Some("misbehave")), "{record}");
+    assert_eq!(record["fields"]["stream"], "stderr", "{record}");
+    assert_eq!(after["data"], "Echo: after");
+}

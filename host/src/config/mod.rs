@@ -1,0 +1,481 @@
+//! Host configuration: TOML, every field optional, sane defaults for
+//! production. `switchyard serve` flags and `SWITCHYARD_*` environment
+//! variables override the file (flag > environment > file > default).
+
+pub mod proxy;
+pub mod workers;
+
+use crate::plugins::runtime::Grant;
+use proxy::ProxyRouteConfig;
+use workers::WorkersConfig;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the one listener serving WebSocket and HTTP.
+    pub listen: SocketAddr,
+    pub plugins: PluginsConfig,
+    pub limits: LimitsConfig,
+    pub websocket: WebSocketConfig,
+    /// WebSocket endpoints. Setting any replaces the defaults: `/ws` (and
+    /// `/`), `/ws/performance`, `/ws/alerts`, `/ws/status` and `/rooms`.
+    pub endpoints: Vec<EndpointConfig>,
+    pub auth: AuthConfig,
+    /// Serve `https://` and `wss://` instead of plain HTTP.
+    pub tls: Option<TlsConfig>,
+    pub observability: ObservabilityConfig,
+    /// Remote workers: timeouts, strategies, and which types they serve.
+    pub workers: WorkersConfig,
+    /// More listeners, each serving one WebSocket endpoint on every path
+    /// (the action server's worker port 8765 and requester port 8766).
+    pub listeners: Vec<ListenerConfig>,
+    /// WebSocket reverse-proxy routes: a path (and optional Host pattern)
+    /// relayed to upstream `ws://` servers.
+    pub proxy: Vec<ProxyRouteConfig>,
+}
+
+/// An extra listener: one endpoint, any path, no HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub role: EndpointRole,
+    /// Send the `connection` acknowledgement (off: the action server's
+    /// requesters read the reply as the first frame).
+    #[serde(default)]
+    pub ack: bool,
+    #[serde(default)]
+    pub auth: bool,
+}
+
+/// API keys, what each may do, and what callers without a key may do.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub keys: Vec<ApiKeyConfig>,
+    /// Scopes of callers without a key, where an endpoint lets them in.
+    /// Never `admin`.
+    pub anonymous: ScopeConfig,
+    /// Require a key on the HTTP message, control and status routes too
+    /// (plugin, config and send routes always need an `admin` key).
+    pub require_key_for_api: bool,
+    /// Browser `Origin`s allowed to open WebSockets; `"*"` allows any. A
+    /// request without `Origin` (not a browser) or from the host's own
+    /// origin is always allowed.
+    pub allowed_origins: Vec<String>,
+}
+
+/// One API key. The key itself is never logged.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A name for logs, status and revocation.
+    pub name: String,
+    /// The secret presented as `Authorization: Bearer <key>`.
+    pub key: String,
+    #[serde(flatten)]
+    pub scopes: ScopeConfig,
+    /// Plugin and config management, and sending from HTTP.
+    #[serde(default)]
+    pub admin: bool,
+    /// If set, the key is only valid with this `X-Client-ID`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// A revoked key is rejected like a wrong one.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+impl std::fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyConfig").field("name", &self.name).field("key", &"<redacted>").field("admin", &self.admin).finish()
+    }
+}
+
+/// Message types and topics a caller may use: `*`, an exact name, or
+/// `prefix.*`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScopeConfig {
+    pub types: Vec<String>,
+    pub topics: Vec<String>,
+}
+
+impl Default for ScopeConfig {
+    fn default() -> Self {
+        ScopeConfig { types: vec!["*".into()], topics: vec!["*".into()] }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// How often the files are checked for changes; a changed pair is
+    /// loaded for new connections without a restart.
+    #[serde(default = "tls_reload_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn tls_reload_ms() -> u64 {
+    2_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObservabilityConfig {
+    /// Serve `/metrics` (Prometheus text format).
+    pub metrics: bool,
+    /// How often a one-line status summary is logged; 0 turns it off.
+    pub summary_interval_ms: u64,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        ObservabilityConfig { metrics: true, summary_interval_ms: 60_000 }
+    }
+}
+
+/// One WebSocket path and how it reads messages.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    pub path: String,
+    /// `envelope` (canonical and legacy formats) or `raw` (see docs/protocol.md).
+    #[serde(default)]
+    pub format: EndpointFormat,
+    /// Prefixed, with a dot, to every message type.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The type of messages that have none.
+    #[serde(default)]
+    pub default_type: Option<String>,
+    /// Topic patterns every connection is subscribed to on connect.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Send the `connection` acknowledgement on connect.
+    #[serde(default = "yes")]
+    pub ack: bool,
+    /// Require an API key to connect; without it, callers get the
+    /// `auth.anonymous` scopes (and a wrong key is still refused).
+    #[serde(default)]
+    pub auth: bool,
+    /// `clients` (send messages) or `workers` (serve them).
+    #[serde(default)]
+    pub role: EndpointRole,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointRole {
+    #[default]
+    Clients,
+    Workers,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointFormat {
+    #[default]
+    Envelope,
+    Raw,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl EndpointConfig {
+    fn envelope(path: &str, subscribe: &[&str]) -> Self {
+        EndpointConfig {
+            path: path.into(),
+            format: EndpointFormat::Envelope,
+            namespace: None,
+            default_type: None,
+            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+            ack: true,
+            auth: false,
+            role: EndpointRole::Clients,
+        }
+    }
+
+    /// The zero-config endpoints.
+    pub fn defaults() -> Vec<EndpointConfig> {
+        vec![
+            Self::envelope("/", &[]),
+            Self::envelope("/ws", &[]),
+            Self::envelope("/ws/performance", &["performance"]),
+            Self::envelope("/ws/alerts", &["alert", "alert.*"]),
+            Self::envelope("/ws/status", &["status"]),
+            EndpointConfig {
+                path: "/rooms".into(),
+                format: EndpointFormat::Raw,
+                namespace: Some("rooms".into()),
+                default_type: Some("identify".into()),
+                subscribe: Vec::new(),
+                ack: false,
+                auth: false,
+                role: EndpointRole::Clients,
+            },
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Folder of `*.wasm` components to serve and watch.
+    pub dir: PathBuf,
+    /// Compiled-code cache; `None` compiles on every start.
+    pub cache_dir: Option<PathBuf>,
+    /// Reload on file changes.
+    pub watch: bool,
+    pub debounce_ms: u64,
+    /// Per-call deadline; past it the call fails with `PLUGIN_TIMEOUT`.
+    pub deadline_ms: u64,
+    /// Linear memory cap per instance.
+    pub memory_mib: usize,
+    /// Warm instances, and so concurrent calls, per plugin version.
+    pub max_instances: usize,
+    pub kv_max_value_bytes: usize,
+    pub kv_max_keys: usize,
+    /// What each plugin (by manifest name) may reach beyond its capabilities.
+    /// By default `sysmon` is granted `system`.
+    pub grants: HashMap<String, Grant>,
+    /// Values each plugin (by manifest name) reads with `settings.get`.
+    pub settings: HashMap<String, HashMap<String, toml::Value>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest message answered; larger ones get `PAYLOAD_TOO_LARGE`.
+    pub max_message_bytes: usize,
+    /// Largest frame read at all; larger ones close the connection (1009).
+    pub max_frame_bytes: usize,
+    /// Frames queued per connection before it is a slow consumer.
+    pub outbox_frames: usize,
+    /// How long a reply may wait for room in a full outbox.
+    pub send_timeout_ms: u64,
+    /// Most simultaneous WebSocket connections; more are refused with 503.
+    pub max_connections: usize,
+    /// Most simultaneous connections with one client id.
+    pub max_connections_per_client: usize,
+    /// Most TCP connections served at once before they upgrade (HTTP
+    /// requests, handshakes in progress); past it, new ones wait in the
+    /// kernel's accept backlog.
+    pub max_http_connections: usize,
+    /// New connections per second from one source address (token bucket).
+    pub connections_per_second_per_ip: u32,
+    pub connection_burst_per_ip: u32,
+    /// Messages per second per connection (token bucket); more are answered
+    /// `RATE_LIMIT_EXCEEDED` with `retry_after`, and the connection stays.
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+    /// Time allowed for the TLS handshake and the HTTP request head.
+    pub handshake_timeout_ms: u64,
+    /// Largest HTTP request body, except plugin uploads.
+    pub max_body_bytes: usize,
+    /// Largest plugin upload (`POST /api/plugins`).
+    pub max_upload_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// How often the host pings each connection.
+    pub heartbeat_interval_ms: u64,
+    /// A connection silent (no frame, no pong) this long is closed (4000).
+    pub idle_timeout_ms: u64,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            plugins: PluginsConfig::default(),
+            limits: LimitsConfig::default(),
+            websocket: WebSocketConfig::default(),
+            endpoints: EndpointConfig::defaults(),
+            auth: AuthConfig::default(),
+            tls: None,
+            observability: ObservabilityConfig::default(),
+            workers: WorkersConfig::default(),
+            listeners: Vec::new(),
+            proxy: Vec::new(),
+        }
+    }
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: PathBuf::from("plugins/dist"),
+            cache_dir: Some(PathBuf::from(".switchyard/cache")),
+            watch: true,
+            debounce_ms: 200,
+            deadline_ms: 2_000,
+            memory_mib: 64,
+            max_instances: 16,
+            kv_max_value_bytes: 1 << 20,
+            kv_max_keys: 10_000,
+            grants: HashMap::from([("sysmon".to_owned(), Grant { system: true, ..Grant::default() })]),
+            settings: HashMap::new(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_bytes: 1 << 20,
+            max_frame_bytes: 16 << 20,
+            outbox_frames: 256,
+            send_timeout_ms: 10_000,
+            max_connections: 10_000,
+            max_connections_per_client: 100,
+            max_http_connections: 4_096,
+            connections_per_second_per_ip: 50,
+            connection_burst_per_ip: 100,
+            messages_per_second: 200,
+            message_burst: 400,
+            handshake_timeout_ms: 10_000,
+            max_body_bytes: 1 << 20,
+            max_upload_bytes: 128 << 20,
+        }
+    }
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig { heartbeat_interval_ms: 15_000, idle_timeout_ms: 45_000, shutdown_grace_ms: 10_000 }
+    }
+}
+
+impl Config {
+    /// Read a TOML file; unknown keys are errors, missing ones take defaults.
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Reject values that cannot work, with the reason.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let p = &self.plugins;
+        anyhow::ensure!(p.deadline_ms > 0, "plugins.deadline_ms must be positive");
+        anyhow::ensure!(p.memory_mib > 0, "plugins.memory_mib must be positive");
+        anyhow::ensure!(p.max_instances > 0, "plugins.max_instances must be positive");
+        let l = &self.limits;
+        anyhow::ensure!(l.max_message_bytes > 0, "limits.max_message_bytes must be positive");
+        anyhow::ensure!(l.max_frame_bytes >= l.max_message_bytes, "limits.max_frame_bytes must be at least limits.max_message_bytes");
+        anyhow::ensure!(l.outbox_frames > 0, "limits.outbox_frames must be positive");
+        anyhow::ensure!(l.max_connections_per_client > 0, "limits.max_connections_per_client must be positive");
+        anyhow::ensure!(l.max_http_connections > 0, "limits.max_http_connections must be positive");
+        anyhow::ensure!(l.handshake_timeout_ms > 0, "limits.handshake_timeout_ms must be positive");
+        anyhow::ensure!(l.max_body_bytes > 0 && l.max_upload_bytes > 0, "limits.max_body_bytes and max_upload_bytes must be positive");
+        anyhow::ensure!(
+            self.endpoints.iter().all(|e| !e.auth) || !self.auth.keys.is_empty(),
+            "an endpoint requires auth but auth.keys is empty"
+        );
+        let mut paths = std::collections::HashSet::new();
+        for endpoint in &self.endpoints {
+            anyhow::ensure!(endpoint.path.starts_with('/'), "endpoint path {:?} must start with /", endpoint.path);
+            anyhow::ensure!(paths.insert(endpoint.path.as_str()), "endpoint path {} is configured twice", endpoint.path);
+            for reserved in ["/healthz", "/readyz", "/metrics", "/api"] {
+                anyhow::ensure!(!endpoint.path.starts_with(reserved), "endpoint path {} is reserved", endpoint.path);
+            }
+        }
+        for listener in &self.listeners {
+            anyhow::ensure!(
+                listener.listen.port() == 0 || listener.listen != self.listen,
+                "listeners: {} is already the main listener",
+                listener.listen
+            );
+            anyhow::ensure!(!listener.auth || !self.auth.keys.is_empty(), "listener {} requires auth but auth.keys is empty", listener.listen);
+        }
+        for route in &self.proxy {
+            anyhow::ensure!(!paths.contains(route.path.as_str()), "proxy path {} is also an endpoint", route.path);
+            for reserved in ["/healthz", "/readyz", "/metrics", "/api"] {
+                anyhow::ensure!(!route.path.starts_with(reserved), "proxy path {} is reserved", route.path);
+            }
+        }
+        let w = &self.websocket;
+        anyhow::ensure!(w.heartbeat_interval_ms > 0, "websocket.heartbeat_interval_ms must be positive");
+        anyhow::ensure!(w.idle_timeout_ms > w.heartbeat_interval_ms, "websocket.idle_timeout_ms must exceed the heartbeat interval");
+        Ok(())
+    }
+}
+
+impl PluginsConfig {
+    /// Settings as the strings plugins read: TOML strings as they are,
+    /// other values in their TOML form.
+    pub fn settings_text(&self) -> HashMap<String, HashMap<String, String>> {
+        let text = |v: &toml::Value| match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        self.settings.iter().map(|(plugin, values)| (plugin.clone(), values.iter().map(|(k, v)| (k.clone(), text(v))).collect())).collect()
+    }
+}
+
+/// Milliseconds, for config fields.
+pub fn ms(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_toml_keeps_defaults_and_rejects_unknown_keys() {
+        let config = Config::from_toml(
+            r#"
+            listen = "0.0.0.0:9000"
+            [plugins]
+            deadline_ms = 500
+            [plugins.grants.video]
+            dirs = [{ host = "/srv/videos", guest = "/videos" }]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.plugins.deadline_ms, 500);
+        assert_eq!(config.plugins.memory_mib, 64);
+        assert!(config.plugins.grants["video"].dirs[0].read_only);
+        assert_eq!(config.endpoints.len(), 6, "default endpoints");
+        config.validate().unwrap();
+
+        let config = Config::from_toml(
+            r#"
+            [[endpoints]]
+            path = "/feed"
+            subscribe = ["alert.*"]
+            [plugins.settings.sysmon]
+            interval_ms = 500
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.endpoints.len(), 1);
+        assert!(config.endpoints[0].ack);
+        assert_eq!(config.plugins.settings_text()["sysmon"]["interval_ms"], "500");
+
+        let err = Config::from_toml("[plugins]\ndeadline = 5").unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,253 @@
+//! One connection as the rest of the host sees it: its identity and
+//! presence, its topic subscriptions with their filters, and its bounded
+//! outbox.
+//!
+//! Delivery never blocks the hub: a frame is queued now or the connection
+//! is evicted as a slow consumer ([`close::SLOW_CONSUMER`]).
+
+use crate::observability::metrics::HubMetrics;
+use crate::routing::router::Claim;
+use crate::services::Member;
+use crate::sync::lock;
+use crate::wire::{close, ErrorCode, Failure};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Most subscriptions one connection may hold.
+pub const MAX_SUBSCRIPTIONS: usize = 256;
+
+/// One connected client, as the rest of the host sees it.
+pub struct Connection {
+    pub id: String,
+    pub client_id: Option<String>,
+    pub remote: Option<SocketAddr>,
+    /// The endpoint path it connected to.
+    pub endpoint: String,
+    /// The name of the API key it authenticated with.
+    pub key: Option<String>,
+    pub connected_at: SystemTime,
+    outbox_drops: prometheus_client::metrics::counter::Counter,
+    pub(super) presence: Mutex<Presence>,
+    /// Plugins this connection has sent messages to, for their
+    /// `connection-closed` hook.
+    touched: Mutex<Vec<String>>,
+    outbox: mpsc::Sender<Bytes>,
+    evicted: CancellationToken,
+    eviction: OnceLock<(u16, String)>,
+    subscriptions: Mutex<Vec<Subscription>>,
+}
+
+/// Who is on a connection and where.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Presence {
+    pub(super) device_id: Option<String>,
+    pub(super) identity: Option<String>,
+    pub(super) room: Option<String>,
+}
+
+/// A topic pattern (exact or `prefix.*`) and its data filters.
+#[derive(Debug, Clone)]
+struct Subscription {
+    pattern: Claim,
+    filters: Arc<Filters>,
+}
+
+/// Field name to accepted values: an event passes if every named field of
+/// its data holds one of that field's values.
+pub type Filters = HashMap<String, Vec<Value>>;
+
+impl Connection {
+    pub(super) fn new(
+        client_id: Option<String>,
+        remote: Option<SocketAddr>,
+        endpoint: &str,
+        key: Option<String>,
+        metrics: &HubMetrics,
+        outbox: mpsc::Sender<Bytes>,
+    ) -> Connection {
+        Connection {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            client_id,
+            remote,
+            endpoint: endpoint.to_owned(),
+            key,
+            connected_at: SystemTime::now(),
+            outbox_drops: metrics.outbox_drops.clone(),
+            presence: Mutex::default(),
+            touched: Mutex::default(),
+            outbox,
+            evicted: CancellationToken::new(),
+            eviction: OnceLock::new(),
+            subscriptions: Mutex::default(),
+        }
+    }
+
+    /// Queue a frame, waiting at most `patience` for room; a client that
+    /// does not make room in time is evicted as a slow consumer.
+    pub async fn deliver(&self, frame: Bytes, patience: Duration) -> bool {
+        match tokio::time::timeout(patience, self.outbox.send(frame)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.outbox_drops.inc();
+                self.evict(close::SLOW_CONSUMER, "send queue full: the client is not reading");
+                false
+            }
+        }
+    }
+
+    /// Queue a frame now or evict the connection.
+    pub(super) fn offer(&self, frame: Bytes) -> bool {
+        match self.outbox.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.outbox_drops.inc();
+                self.evict(close::SLOW_CONSUMER, "send queue full: the client is not reading");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Close this connection with `code`; the first eviction wins.
+    pub fn evict(&self, code: u16, reason: &str) {
+        if self.eviction.set((code, reason.to_owned())).is_ok() {
+            tracing::info!(connection = %self.id, code, reason, "evicting connection");
+        }
+        self.evicted.cancel();
+    }
+
+    /// Resolves once the connection has been evicted.
+    pub async fn evicted(&self) {
+        self.evicted.cancelled().await
+    }
+
+    /// Why the connection was evicted, if it was.
+    pub fn eviction(&self) -> Option<(u16, &str)> {
+        self.eviction.get().map(|(code, reason)| (*code, reason.as_str()))
+    }
+
+    /// Add subscriptions; returns the patterns now held.
+    pub fn subscribe(&self, patterns: &[String], filters: Filters) -> Result<Vec<String>, Failure> {
+        let parsed = patterns
+            .iter()
+            .map(|p| Claim::parse(p).map_err(|e| Failure::new(ErrorCode::InvalidMessage, e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let filters = Arc::new(filters);
+        let mut subs = lock(&self.subscriptions);
+        for pattern in parsed {
+            subs.retain(|s| s.pattern != pattern);
+            subs.push(Subscription { pattern, filters: Arc::clone(&filters) });
+        }
+        if subs.len() > MAX_SUBSCRIPTIONS {
+            subs.truncate(MAX_SUBSCRIPTIONS);
+            return Err(Failure::new(
+                ErrorCode::InvalidMessage,
+                format!("a connection may hold at most {MAX_SUBSCRIPTIONS} subscriptions"),
+            ));
+        }
+        Ok(subs.iter().map(|s| s.pattern.to_string()).collect())
+    }
+
+    /// Drop subscriptions by pattern; returns the patterns still held.
+    pub fn unsubscribe(&self, patterns: &[String]) -> Vec<String> {
+        let mut subs = lock(&self.subscriptions);
+        subs.retain(|s| !patterns.iter().any(|p| *p == s.pattern.to_string()));
+        subs.iter().map(|s| s.pattern.to_string()).collect()
+    }
+
+    /// Note that this connection sends a message to `plugin`; true the first time.
+    pub fn touch(&self, plugin: &str) -> bool {
+        let mut touched = lock(&self.touched);
+        let first = !touched.iter().any(|p| p == plugin);
+        if first {
+            touched.push(plugin.to_owned());
+        }
+        first
+    }
+
+    /// The plugins this connection sent messages to.
+    pub fn touched(&self) -> Vec<String> {
+        lock(&self.touched).clone()
+    }
+
+    /// The topic patterns this connection is subscribed to.
+    pub fn subscriptions(&self) -> Vec<String> {
+        lock(&self.subscriptions).iter().map(|s| s.pattern.to_string()).collect()
+    }
+
+    /// What `GET /api/status` and the console's `list` show.
+    pub fn info(&self) -> ConnectionInfo {
+        let presence = lock(&self.presence).clone();
+        ConnectionInfo {
+            id: self.id.clone(),
+            client_id: self.client_id.clone(),
+            remote: self.remote.map(|r| r.to_string()),
+            endpoint: self.endpoint.clone(),
+            key: self.key.clone(),
+            connected_at: humantime::format_rfc3339_seconds(self.connected_at).to_string(),
+            room: presence.room,
+            device_id: presence.device_id,
+            subscriptions: self.subscriptions(),
+        }
+    }
+
+    pub(super) fn member(&self) -> Member {
+        let presence = lock(&self.presence);
+        Member { connection_id: self.id.clone(), device_id: presence.device_id.clone(), identity: presence.identity.clone() }
+    }
+
+    pub(super) fn wants(&self, topic: &str, data: &mut LazyData) -> bool {
+        let subs = lock(&self.subscriptions);
+        subs.iter().any(|s| s.pattern.matches(topic) && (s.filters.is_empty() || passes(&s.filters, data.get())))
+    }
+}
+
+/// An event's data, parsed only if some subscription filters on it.
+pub(super) struct LazyData<'a> {
+    raw: &'a RawValue,
+    parsed: Option<Map<String, Value>>,
+}
+
+impl<'a> LazyData<'a> {
+    pub(super) fn new(raw: &'a RawValue) -> Self {
+        LazyData { raw, parsed: None }
+    }
+}
+
+impl LazyData<'_> {
+    fn get(&mut self) -> &Map<String, Value> {
+        let raw = self.raw;
+        self.parsed.get_or_insert_with(|| serde_json::from_str(raw.get()).unwrap_or_default())
+    }
+}
+
+fn passes(filters: &Filters, data: &Map<String, Value>) -> bool {
+    filters.iter().all(|(field, allowed)| data.get(field).is_some_and(|v| allowed.contains(v)))
+}
+
+/// The outbox's receiving end, held by the connection's writer.
+pub type Outbox = mpsc::Receiver<Bytes>;
+
+/// A connection as the HTTP API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionInfo {
+    pub id: String,
+    pub client_id: Option<String>,
+    pub remote: Option<String>,
+    pub endpoint: String,
+    pub key: Option<String>,
+    pub connected_at: String,
+    pub room: Option<String>,
+    pub device_id: Option<String>,
+    pub subscriptions: Vec<String>,
+}
+

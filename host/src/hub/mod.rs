@@ -1,0 +1,401 @@
+//! Connections, rooms, device identities, topic subscriptions and fan-out.
+//!
+//! The hub owns every connection's bounded outbox. A publish serializes its
+//! event once and queues the same bytes for each matching connection;
+//! delivery is at-most-once. A connection whose outbox is full is a slow
+//! consumer: it is evicted (closed with [`crate::wire::close::SLOW_CONSUMER`]) rather
+//! than let the host's memory grow. Room joins and leaves are published on
+//! `presence.<room>`.
+
+mod connection;
+
+pub use connection::{Connection, ConnectionInfo, Filters, Outbox, MAX_SUBSCRIPTIONS};
+
+use crate::observability::metrics::HubMetrics;
+use crate::routing::router::Claim;
+use crate::services::{EventSink, Member, Rooms};
+use crate::sync::{lock, read, write};
+use crate::wire::{frames, ErrorCode, Failure};
+use bytes::Bytes;
+use connection::LazyData;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::mpsc;
+
+/// Sizes the hub enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    /// Frames queued per connection before it counts as a slow consumer.
+    pub outbox_frames: usize,
+}
+
+/// A place among the admitted connections, held for the connection's
+/// life; dropping it frees the place.
+pub struct Ticket {
+    admission: Arc<Admission>,
+    client_id: Option<String>,
+}
+
+#[derive(Default)]
+struct Admission {
+    counts: Mutex<AdmissionCounts>,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+#[derive(Default)]
+struct AdmissionCounts {
+    total: usize,
+    per_client: HashMap<String, usize>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.admission.counts);
+        counts.total -= 1;
+        if let Some(id) = &self.client_id {
+            if let Some(n) = counts.per_client.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.per_client.remove(id);
+                }
+            }
+        }
+        self.admission.gauge.set(counts.total as i64);
+    }
+}
+
+/// Every live connection, by id.
+pub struct Hub {
+    limits: HubLimits,
+    metrics: HubMetrics,
+    admission: Arc<Admission>,
+    connections: RwLock<HashMap<String, Arc<Connection>>>,
+    /// Room name to member connection ids, in join order.
+    rooms: RwLock<HashMap<String, Vec<String>>>,
+    /// Device id to the connection it is on.
+    devices: RwLock<HashMap<String, String>>,
+}
+
+/// The `data` of a `subscribe` request (the monitoring feed's format).
+#[derive(Debug, Deserialize)]
+pub struct SubscribeRequest {
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub filters: Filters,
+}
+
+impl Hub {
+    pub fn new(limits: HubLimits, metrics: HubMetrics) -> Self {
+        let admission = Arc::new(Admission { counts: Mutex::default(), gauge: metrics.connections.clone() });
+        Hub { limits, metrics, admission, connections: RwLock::default(), rooms: RwLock::default(), devices: RwLock::default() }
+    }
+
+    /// Reserve a place for one more connection, within `max` in all and
+    /// `max_per_client` for its client id. Check and reservation are one
+    /// step, so concurrent upgrades cannot overshoot.
+    pub fn admit(&self, client_id: Option<&str>, max: usize, max_per_client: usize) -> Result<Ticket, Failure> {
+        let mut counts = lock(&self.admission.counts);
+        if counts.total >= max {
+            return Err(Failure::new(ErrorCode::TooManyConnections, format!("the host holds its maximum of {max} connections")));
+        }
+        if let Some(id) = client_id {
+            let n = counts.per_client.entry(id.to_owned()).or_default();
+            if *n >= max_per_client {
+                return Err(Failure::new(
+                    ErrorCode::TooManyConnections,
+                    format!("client {id:?} already holds its maximum of {max_per_client} connections"),
+                ));
+            }
+            *n += 1;
+        }
+        counts.total += 1;
+        self.admission.gauge.set(counts.total as i64);
+        Ok(Ticket { admission: Arc::clone(&self.admission), client_id: client_id.map(str::to_owned) })
+    }
+
+    /// Register a new connection; the outbox is for its writer.
+    pub fn connect(
+        &self,
+        client_id: Option<String>,
+        remote: Option<SocketAddr>,
+        endpoint: &str,
+        key: Option<String>,
+    ) -> (Arc<Connection>, Outbox) {
+        let (tx, rx) = mpsc::channel(self.limits.outbox_frames.max(1));
+        let connection = Arc::new(Connection::new(client_id, remote, endpoint, key, &self.metrics, tx));
+        self.write().insert(connection.id.clone(), Arc::clone(&connection));
+        (connection, rx)
+    }
+
+    /// Forget a connection: it leaves its room and releases its device id.
+    pub fn disconnect(&self, id: &str) {
+        let Some(connection) = write(&self.connections).remove(id) else { return };
+        self.leave_room(&connection);
+        let device = lock(&connection.presence).device_id.take();
+        if let Some(device) = device {
+            let mut devices = write(&self.devices);
+            if devices.get(&device).is_some_and(|c| c == id) {
+                devices.remove(&device);
+            }
+        }
+    }
+
+    /// Room names and their sizes.
+    pub fn room_sizes(&self) -> Vec<(String, usize)> {
+        read(&self.rooms).iter().map(|(room, members)| (room.clone(), members.len())).collect()
+    }
+
+    fn leave_room(&self, connection: &Connection) {
+        let Some(room) = lock(&connection.presence).room.take() else { return };
+        let mut rooms = write(&self.rooms);
+        if let Some(members) = rooms.get_mut(&room) {
+            members.retain(|m| *m != connection.id);
+            if members.is_empty() {
+                rooms.remove(&room);
+            }
+        }
+        drop(rooms);
+        self.presence_event("leave", &room, &connection.member());
+    }
+
+    fn presence_event(&self, event: &str, room: &str, member: &Member) {
+        let data = frames::presence(event, room, &member.connection_id, member.device_id.as_deref(), member.identity.as_deref());
+        let _ = self.publish(&format!("presence.{room}"), &data, "hub");
+    }
+
+    pub fn connection(&self, id: &str) -> Option<Arc<Connection>> {
+        self.read().get(id).cloned()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Every live connection.
+    pub fn connections(&self) -> Vec<Arc<Connection>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Topic patterns held by any connection, and how many hold each.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for connection in self.read().values() {
+            for pattern in connection.subscriptions() {
+                *counts.entry(pattern).or_default() += 1;
+            }
+        }
+        let mut topics: Vec<_> = counts.into_iter().collect();
+        topics.sort();
+        topics
+    }
+
+    /// Queue one message for every connection (on `endpoint`, if given);
+    /// returns how many it was queued for.
+    pub fn broadcast_all(&self, message: &RawValue, endpoint: Option<&str>) -> usize {
+        self.offer_where(message, |c| endpoint.is_none_or(|e| c.endpoint == e))
+    }
+
+    /// Queue one message for every connection `to` picks; how many took it.
+    fn offer_where(&self, message: &RawValue, to: impl Fn(&Connection) -> bool) -> usize {
+        let frame = Bytes::copy_from_slice(message.get().as_bytes());
+        self.read().values().filter(|c| to(c)).filter(|c| c.offer(frame.clone())).count()
+    }
+
+    /// Queue one message for every connection but `except`.
+    pub fn broadcast_except(&self, message: &RawValue, except: Option<&str>) -> usize {
+        self.offer_where(message, |c| Some(c.id.as_str()) != except)
+    }
+
+    /// Queue one message for the connections with client id `to`, or the
+    /// connection with id `to`.
+    pub fn send_to_client(&self, to: &str, message: &RawValue) -> usize {
+        self.offer_where(message, |c| c.id == to || c.client_id.as_deref() == Some(to))
+    }
+
+    /// Close every connection that authenticated with the key `name`.
+    pub fn evict_key(&self, name: &str, code: u16, reason: &str) -> usize {
+        let connections = self.read();
+        let holders: Vec<_> = connections.values().filter(|c| c.key.as_deref() == Some(name)).collect();
+        for connection in &holders {
+            connection.evict(code, reason);
+        }
+        holders.len()
+    }
+
+    /// Evict every connection (on shutdown).
+    pub fn evict_all(&self, code: u16, reason: &str) {
+        for connection in self.read().values() {
+            connection.evict(code, reason);
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Connection>>> {
+        read(&self.connections)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Connection>>> {
+        write(&self.connections)
+    }
+
+    fn live(&self, connection_id: &str) -> Result<Arc<Connection>, Failure> {
+        self.connection(connection_id).ok_or_else(|| not_found(connection_id))
+    }
+}
+
+fn not_found(connection_id: &str) -> Failure {
+    Failure::new(ErrorCode::ConnectionNotFound, format!("no connection {connection_id}"))
+}
+
+/// Room names are topic segments: letters, digits, `_ - :`, at most 64.
+fn check_room(room: &str) -> Result<(), Failure> {
+    let ok = !room.is_empty() && room.len() <= 64 && room.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::new(ErrorCode::InvalidMessage, format!("invalid room name {room:?}: 1-64 of A-Z a-z 0-9 _ - :")))
+    }
+}
+
+impl Rooms for Hub {
+    fn join(&self, connection_id: &str, room: &str) -> Result<(), Failure> {
+        check_room(room)?;
+        let connection = self.live(connection_id)?;
+        if lock(&connection.presence).room.as_deref() == Some(room) {
+            return Ok(());
+        }
+        self.leave_room(&connection);
+        write(&self.rooms).entry(room.to_owned()).or_default().push(connection_id.to_owned());
+        lock(&connection.presence).room = Some(room.to_owned());
+        self.presence_event("join", room, &connection.member());
+        Ok(())
+    }
+
+    fn leave(&self, connection_id: &str) {
+        if let Some(connection) = self.connection(connection_id) {
+            self.leave_room(&connection);
+        }
+    }
+
+    fn room_of(&self, connection_id: &str) -> Option<String> {
+        self.connection(connection_id).and_then(|c| lock(&c.presence).room.clone())
+    }
+
+    fn members(&self, room: &str) -> Vec<Member> {
+        let ids = read(&self.rooms).get(room).cloned().unwrap_or_default();
+        ids.iter().filter_map(|id| self.connection(id)).map(|c| c.member()).collect()
+    }
+
+    fn broadcast(&self, room: &str, message: &RawValue, exclude: Option<&str>) -> Result<u32, Failure> {
+        let frame = Bytes::copy_from_slice(message.get().as_bytes());
+        let ids = read(&self.rooms).get(room).cloned().unwrap_or_default();
+        let mut queued = 0;
+        for connection in ids.iter().filter(|id| Some(id.as_str()) != exclude).filter_map(|id| self.connection(id)) {
+            queued += u32::from(connection.offer(frame.clone()));
+        }
+        Ok(queued)
+    }
+
+    fn set_identity(&self, connection_id: &str, device_id: &str, identity: Option<String>) -> Result<(), Failure> {
+        if device_id.is_empty() || device_id.len() > 128 {
+            return Err(Failure::new(ErrorCode::InvalidMessage, "a device id is 1-128 bytes"));
+        }
+        let connection = self.live(connection_id)?;
+        let previous = write(&self.devices).insert(device_id.to_owned(), connection_id.to_owned());
+        // A device that reconnected takes its id over from its old connection.
+        if let Some(old) = previous.filter(|old| old != connection_id).and_then(|old| self.connection(&old)) {
+            lock(&old.presence).device_id = None;
+        }
+        let mut presence = lock(&connection.presence);
+        if let Some(old_device) = presence.device_id.replace(device_id.to_owned()).filter(|d| d != device_id) {
+            write(&self.devices).remove(&old_device);
+        }
+        presence.identity = identity;
+        Ok(())
+    }
+
+    fn identity(&self, connection_id: &str) -> Option<Member> {
+        self.connection(connection_id).map(|c| c.member()).filter(|m| m.device_id.is_some())
+    }
+
+    fn send_to_device(&self, device_id: &str, message: &RawValue) -> Result<(), Failure> {
+        let connection_id = read(&self.devices).get(device_id).cloned().ok_or_else(|| {
+            Failure::new(ErrorCode::DeviceNotFound, format!("no connected device {device_id}"))
+        })?;
+        self.send(&connection_id, message)
+    }
+}
+
+impl EventSink for Hub {
+    fn publish(&self, topic: &str, data: &RawValue, source: &str) -> Result<usize, Failure> {
+        if Claim::parse(topic).ok().filter(|c| matches!(c, Claim::Exact(_))).is_none() {
+            return Err(Failure::new(ErrorCode::InvalidMessage, format!("invalid topic {topic:?}")));
+        }
+        let frame = frames::event(topic, data, source)?;
+        let mut lazy = LazyData::new(data);
+        let mut queued = 0;
+        for connection in self.read().values() {
+            if connection.wants(topic, &mut lazy) && connection.offer(frame.clone()) {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
+    fn send(&self, connection_id: &str, message: &RawValue) -> Result<(), Failure> {
+        let connection = self.live(connection_id)?;
+        if connection.offer(Bytes::copy_from_slice(message.get().as_bytes())) {
+            Ok(())
+        } else {
+            Err(Failure::new(ErrorCode::ConnectionNotFound, format!("connection {connection_id} is closing")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn raw(v: Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&v).unwrap()
+    }
+
+    #[tokio::test]
+    async fn patterns_and_filters_select_events() {
+        let hub = Hub::new(HubLimits { outbox_frames: 16 }, HubMetrics::default());
+        let (all_alerts, mut all_rx) = hub.connect(None, None, "/ws", None);
+        let (critical, mut crit_rx) = hub.connect(None, None, "/ws", None);
+        all_alerts.subscribe(&["alert.*".into()], Filters::new()).unwrap();
+        let filters: Filters = serde_json::from_value(json!({"level": ["critical"]})).unwrap();
+        critical.subscribe(&["alert.cpu".into()], filters).unwrap();
+
+        assert_eq!(hub.publish("alert.cpu", &raw(json!({"level": "warning"})), "t").unwrap(), 1);
+        assert_eq!(hub.publish("alert.cpu", &raw(json!({"level": "critical"})), "t").unwrap(), 2);
+        assert_eq!(hub.publish("performance", &raw(json!({})), "t").unwrap(), 0);
+
+        let first: Value = serde_json::from_slice(&all_rx.recv().await.unwrap()).unwrap();
+        assert_eq!(first["type"], "alert");
+        assert_eq!(first["meta"]["topic"], "alert.cpu");
+        assert_eq!(first["data"]["level"], "warning");
+        let only: Value = serde_json::from_slice(&crit_rx.recv().await.unwrap()).unwrap();
+        assert_eq!(only["data"]["level"], "critical");
+        assert!(crit_rx.try_recv().is_err());
+
+        assert!(all_alerts.unsubscribe(&["alert.*".into()]).is_empty());
+        assert_eq!(hub.publish("alert.cpu", &raw(json!({"level": "critical"})), "t").unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_evicts_the_slow_consumer() {
+        let hub = Hub::new(HubLimits { outbox_frames: 2 }, HubMetrics::default());
+        let (slow, _rx) = hub.connect(None, None, "/ws", None);
+        slow.subscribe(&["tick".into()], Filters::new()).unwrap();
+        for _ in 0..3 {
+            hub.publish("tick", &raw(json!(1)), "t").unwrap();
+        }
+        assert_eq!(slow.eviction().map(|(code, _)| code), Some(crate::wire::close::SLOW_CONSUMER));
+    }
+}

@@ -1,0 +1,312 @@
+//! The plugin runtime: one wasmtime engine, the compile cache, and per
+//! plugin version an `InstancePre` with a pool of warm instances.
+//!
+//! Every call runs under a deadline (epoch interruption), a memory cap and
+//! a concurrency cap, and every fault becomes a [`Failure`] with a stable
+//! code; a trapped instance is discarded, never reused. Plugins see only
+//! the WIT capabilities and a WASI with no files, network or environment
+//! unless their [`Grant`] says so; what they print goes to the host's log
+//! (`output`). Nothing here knows about sockets.
+//!
+//! [`Failure`]: crate::wire::Failure
+
+pub mod cache;
+mod capabilities;
+mod output;
+mod plugin;
+pub mod world;
+
+pub use plugin::{BareInstance, PluginStats, PluginVersion};
+
+use crate::routing::router::{Claim, RouteError};
+use crate::services::{EventSink, KvStore, Rooms, SystemFigures};
+use crate::wire::ErrorCode;
+use arc_swap::ArcSwap;
+use cache::{CacheOutcome, CompileCache};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// How often the epoch advances: the granularity of deadlines and of
+/// yielding a long-running call back to the async executor.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Limits every plugin call runs under.
+#[derive(Debug, Clone)]
+pub struct PluginLimits {
+    /// The initial deadline; [`Runtime::set_deadline`] changes it live.
+    pub deadline: Duration,
+    pub memory_bytes: usize,
+    /// Warm instances, and so concurrent calls, per plugin version.
+    pub max_instances: usize,
+}
+
+/// What a plugin may reach beyond the WIT capabilities, by plugin name.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Host folders to preopen.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables to pass, by name, from the host's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Outbound and inbound TCP/UDP to any address, and name lookups.
+    #[serde(default)]
+    pub network: bool,
+    /// The `system` capability: host cpu, memory, disk, network figures.
+    #[serde(default)]
+    pub system: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    pub host: PathBuf,
+    pub guest: String,
+    #[serde(default = "yes")]
+    pub read_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Why a component could not become a plugin version. Every variant keeps
+/// the previous version serving.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("not a valid component: {0}")]
+    Compile(String),
+    #[error("not a switchyard:plugin component (0.1.0 or 0.2.0): {0}")]
+    WrongWorld(String),
+    #[error("failed to instantiate: {0}")]
+    Instantiate(String),
+    #[error("manifest() failed: {0}")]
+    Manifest(String),
+    #[error("invalid manifest: {0}")]
+    InvalidManifest(String),
+    #[error(transparent)]
+    Claim(#[from] RouteError),
+}
+
+impl LoadError {
+    /// Stable code for status events and the API.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            LoadError::Compile(_) => ErrorCode::PluginCompileFailed,
+            LoadError::WrongWorld(_) | LoadError::InvalidManifest(_) | LoadError::Claim(RouteError::InvalidClaim { .. }) => {
+                ErrorCode::PluginInvalid
+            }
+            LoadError::Instantiate(_) | LoadError::Manifest(_) => ErrorCode::PluginInstantiateFailed,
+            LoadError::Claim(_) => ErrorCode::ClaimConflict,
+        }
+    }
+}
+
+/// The capabilities' view of the host.
+#[derive(Clone)]
+pub struct Services {
+    pub events: Arc<dyn EventSink>,
+    pub kv: Arc<dyn KvStore>,
+    pub rooms: Arc<dyn Rooms>,
+    pub system: Arc<dyn SystemFigures>,
+}
+
+/// Plugin settings (`[plugins.settings.<name>]`), by plugin name.
+pub type Settings = HashMap<String, Arc<HashMap<String, String>>>;
+
+/// Which plugin a store belongs to.
+#[derive(Debug)]
+pub struct PluginIdentity {
+    pub name: String,
+    pub version: String,
+}
+
+/// The data of every plugin `Store`.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// When the current call must end.
+    deadline: Instant,
+    identity: Arc<PluginIdentity>,
+    /// The name the guest's output is logged under.
+    output_name: Arc<ArcSwap<String>>,
+    services: Services,
+    settings: Option<Arc<HashMap<String, String>>>,
+    system_granted: bool,
+    /// The `log` capability's lines, limited like the guest's output.
+    log_budget: output::LineBudget,
+}
+
+impl PluginState {
+    /// Name the store's plugin: a loading instance learns its name from
+    /// its own manifest.
+    fn set_identity(&mut self, identity: Arc<PluginIdentity>) {
+        self.output_name.store(Arc::new(identity.name.clone()));
+        self.identity = identity;
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// A compiled, not yet validated component.
+pub struct Compiled {
+    pub component: Component,
+    pub hash: String,
+    pub cache: CacheOutcome,
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: CompileCache,
+    limits: PluginLimits,
+    /// The per-call deadline in milliseconds, adjustable while serving.
+    deadline_ms: AtomicU64,
+    grants: HashMap<String, Grant>,
+    settings: Settings,
+    services: Services,
+}
+
+impl Runtime {
+    pub fn new(
+        limits: PluginLimits,
+        cache_dir: Option<PathBuf>,
+        grants: HashMap<String, Grant>,
+        settings: Settings,
+        services: Services,
+    ) -> anyhow::Result<Arc<Runtime>> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        world::v0_1::Plugin::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        world::v0_2::PluginWithHooks::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        spawn_epoch_ticker(&engine);
+        let cache = CompileCache::new(&engine, cache_dir);
+        let deadline_ms = AtomicU64::new(limits.deadline.as_millis() as u64);
+        Ok(Arc::new(Runtime { engine, linker, cache, limits, deadline_ms, grants, settings, services }))
+    }
+
+    pub fn limits(&self) -> &PluginLimits {
+        &self.limits
+    }
+
+    /// The per-call deadline now.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms.load(Ordering::Relaxed))
+    }
+
+    /// Change the per-call deadline for calls that start from now on.
+    pub fn set_deadline(&self, deadline: Duration) {
+        self.deadline_ms.store(deadline.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Compile a component whose [`cache::content_hash`] is `hash` (or load
+    /// it from the compile cache) on a blocking thread, never on the async
+    /// workers.
+    pub async fn compile(self: &Arc<Self>, bytes: Vec<u8>, hash: String) -> Result<Compiled, LoadError> {
+        let runtime = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let (component, cache) =
+                runtime.cache.load_or_compile(&runtime.engine, &bytes, &hash).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+            Ok(Compiled { component, hash, cache })
+        })
+        .await
+        .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
+    }
+
+    /// Instantiate once, read and check the manifest, and return a version
+    /// ready to serve (not yet routed to).
+    pub async fn prepare(self: &Arc<Self>, compiled: Compiled) -> Result<Arc<PluginVersion>, LoadError> {
+        PluginVersion::prepare(Arc::clone(self), compiled).await
+    }
+
+    /// A store for plugin `identity`, with its grant and settings, if any.
+    fn new_store(&self, identity: Arc<PluginIdentity>) -> anyhow::Result<Store<PluginState>> {
+        let grant = self.grants.get(&identity.name);
+        let mut wasi = WasiCtxBuilder::new();
+        let output_name = Arc::new(ArcSwap::from_pointee(identity.name.clone()));
+        wasi.stdout(output::GuestOutput::stdout(Arc::clone(&output_name)));
+        wasi.stderr(output::GuestOutput::stderr(Arc::clone(&output_name)));
+        if let Some(grant) = grant {
+            for dir in &grant.dirs {
+                let perms = if dir.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+                wasi.preopened_dir(&dir.host, &dir.guest, perms)?;
+            }
+            for name in &grant.env {
+                if let Ok(value) = std::env::var(name) {
+                    wasi.env(name, value);
+                }
+            }
+            if grant.network {
+                wasi.inherit_network().allow_ip_name_lookup(true);
+            }
+        }
+        let limits = StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build();
+        let state = PluginState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits,
+            deadline: Instant::now() + self.deadline(),
+            settings: self.settings.get(&identity.name).cloned(),
+            system_granted: grant.is_some_and(|g| g.system),
+            identity,
+            output_name,
+            services: self.services.clone(),
+            log_budget: output::LineBudget::default(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        // Past the deadline: trap. Otherwise yield every tick, through tokio's
+        // own yield so the I/O driver runs before the guest resumes: a busy
+        // guest must not starve the sockets on its worker thread.
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if Instant::now() >= ctx.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
+        store.set_epoch_deadline(1);
+        Ok(store)
+    }
+}
+
+/// Advance the engine's epoch until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("switchyard-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!("could not start the epoch thread; deadlines will not fire: {e}"));
+}
+
+/// Parse and check a manifest's claims.
+fn parse_claims(claims: &[String]) -> Result<Vec<Claim>, LoadError> {
+    if claims.is_empty() {
+        return Err(LoadError::InvalidManifest("claims no message types".into()));
+    }
+    claims.iter().map(|c| Claim::parse(c).map_err(LoadError::from)).collect()
+}

@@ -1,0 +1,441 @@
+//! One loaded plugin version: its manifest, its `InstancePre`, and a pool of
+//! warm instances that calls borrow one at a time.
+//!
+//! A wasmtime `Store` is single-threaded, so concurrency is instances: a
+//! call takes an idle instance (or instantiates one, up to the cap), runs,
+//! and gives it back unless it trapped. A Python guest costs ~0.5 ms to
+//! instantiate; a warm call a few microseconds.
+
+use super::cache::CacheOutcome;
+use super::world::{v0_1, v0_2};
+use super::{parse_claims, Compiled, LoadError, PluginIdentity, PluginState, Runtime};
+use crate::wire::{Envelope, ErrorCode, Failure, Origin};
+use crate::routing::router::Claim;
+use crossbeam_queue::ArrayQueue;
+use serde_json::value::RawValue;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Instance as Component, InstancePre};
+use wasmtime::{Store, Trap};
+use crate::sync::lock;
+
+/// Counters a plugin version keeps; read by status and metrics.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    pub calls: AtomicU64,
+    pub instantiations: AtomicU64,
+    /// Calls that ended in a plugin failure (the plugin's own code).
+    pub failures: AtomicU64,
+    pub traps: AtomicU64,
+    pub timeouts: AtomicU64,
+    /// Latencies of the most recent `handle` calls.
+    pub latencies: Latencies,
+}
+
+impl PluginStats {
+    /// Calls that did not end in a reply.
+    pub fn errors(&self) -> u64 {
+        [&self.failures, &self.traps, &self.timeouts].iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// How many recent calls the latency percentiles are taken over.
+pub const LATENCY_WINDOW: usize = 1024;
+
+/// The latencies of the last [`LATENCY_WINDOW`] calls, in microseconds.
+#[derive(Debug, Default)]
+pub struct Latencies {
+    samples: std::sync::Mutex<std::collections::VecDeque<u32>>,
+}
+
+impl Latencies {
+    fn record(&self, took: Duration) {
+        let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        let mut samples = lock(&self.samples);
+        if samples.len() == LATENCY_WINDOW {
+            samples.pop_front();
+        }
+        samples.push_back(micros);
+    }
+
+    /// The median and 99th percentile in microseconds, if there were calls.
+    pub fn p50_p99(&self) -> Option<(u32, u32)> {
+        let mut sorted: Vec<u32> = lock(&self.samples).iter().copied().collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_unstable();
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.50), at(0.99)))
+    }
+}
+
+/// Which contract a component was built against, and where its exports are.
+enum Contract {
+    V0_1(v0_1::handler::GuestIndices),
+    V0_2 { handler: v0_2::handler::GuestIndices, lifecycle: Option<v0_2::lifecycle::GuestIndices> },
+}
+
+/// A live instance's exports, per contract.
+enum Exports {
+    V0_1(v0_1::handler::Guest),
+    V0_2 { handler: v0_2::handler::Guest, lifecycle: Option<v0_2::lifecycle::Guest> },
+}
+
+struct Instance {
+    store: Store<PluginState>,
+    exports: Exports,
+}
+
+/// One operation on an instance.
+enum Call<'a> {
+    Manifest,
+    Handle(&'a Envelope, &'a Origin),
+    Tick,
+    ConnectionOpened(&'a str),
+    ConnectionClosed(&'a str),
+}
+
+/// What an operation returned, before faults are sorted out.
+enum Answer {
+    Manifest(Manifest),
+    Handled(Result<String, (String, String)>),
+    Ticked(Result<(), (String, String)>),
+    Done,
+}
+
+/// A manifest, whatever the contract version.
+struct Manifest {
+    name: String,
+    version: String,
+    description: String,
+    claims: Vec<String>,
+    tick_interval_ms: Option<u32>,
+}
+
+pub struct PluginVersion {
+    identity: Arc<PluginIdentity>,
+    pub description: String,
+    pub claims: Vec<Claim>,
+    /// How often `lifecycle.tick` runs, when the plugin has the hook.
+    pub tick_interval: Option<Duration>,
+    /// `0.1.0` or `0.2.0`.
+    pub contract: &'static str,
+    /// sha256 of the component's bytes.
+    pub hash: String,
+    pub loaded_at: SystemTime,
+    /// Whether the code was compiled for this load or taken from the cache.
+    pub compiled: CacheOutcome,
+    pub stats: PluginStats,
+    pre: InstancePre<PluginState>,
+    exports: Contract,
+    idle: ArrayQueue<Instance>,
+    permits: Semaphore,
+    runtime: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for PluginVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginVersion").field("name", &self.name()).field("version", &self.version()).field("hash", &self.hash).finish()
+    }
+}
+
+impl PluginVersion {
+    pub(super) async fn prepare(runtime: Arc<Runtime>, compiled: Compiled) -> Result<Arc<Self>, LoadError> {
+        let pre = runtime.linker.instantiate_pre(&compiled.component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let exports = match v0_2::handler::GuestIndices::new(&pre) {
+            Ok(handler) => Contract::V0_2 { handler, lifecycle: v0_2::lifecycle::GuestIndices::new(&pre).ok() },
+            Err(_) => Contract::V0_1(v0_1::handler::GuestIndices::new(&pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?),
+        };
+        let loading = Arc::new(PluginIdentity { name: String::new(), version: String::new() });
+        let deadline = Instant::now() + runtime.deadline();
+        let mut instance = instantiate(&runtime, &pre, &exports, loading, deadline).await.map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let manifest = match instance.invoke(Call::Manifest).await {
+            Ok(Answer::Manifest(manifest)) => manifest,
+            Ok(_) => return Err(LoadError::Manifest("unexpected answer".into())),
+            Err(e) => return Err(LoadError::Manifest(format!("{e:#}"))),
+        };
+        check_name(&manifest.name)?;
+        if manifest.version.trim().is_empty() {
+            return Err(LoadError::InvalidManifest(format!("plugin {} has an empty version", manifest.name)));
+        }
+        let claims = parse_claims(&manifest.claims)?;
+        let has_hooks = matches!(exports, Contract::V0_2 { lifecycle: Some(_), .. });
+        let tick_interval = manifest.tick_interval_ms.filter(|ms| *ms > 0 && has_hooks).map(|ms| Duration::from_millis(ms.into()));
+
+        let identity = Arc::new(PluginIdentity { name: manifest.name, version: manifest.version });
+        let max = runtime.limits.max_instances.max(1);
+        let version = PluginVersion {
+            identity: Arc::clone(&identity),
+            description: manifest.description,
+            claims,
+            tick_interval,
+            contract: match exports {
+                Contract::V0_1(_) => "0.1.0",
+                Contract::V0_2 { .. } => "0.2.0",
+            },
+            hash: compiled.hash,
+            loaded_at: SystemTime::now(),
+            compiled: compiled.cache,
+            stats: PluginStats::default(),
+            pre,
+            exports,
+            idle: ArrayQueue::new(max),
+            permits: Semaphore::new(max),
+            runtime,
+        };
+        version.stats.instantiations.fetch_add(1, Ordering::Relaxed);
+        // The loading instance had no grants or settings; keep it warm only if none are due.
+        let runtime = &version.runtime;
+        if !runtime.grants.contains_key(version.name()) && !runtime.settings.contains_key(version.name()) {
+            instance.store.data_mut().set_identity(identity);
+            let _ = version.idle.push(instance);
+        }
+        Ok(Arc::new(version))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.identity.name
+    }
+
+    pub fn version(&self) -> &str {
+        &self.identity.version
+    }
+
+    /// Warm instances ready for a call.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// Whether the plugin exports the lifecycle hooks.
+    pub fn has_hooks(&self) -> bool {
+        matches!(self.exports, Contract::V0_2 { lifecycle: Some(_), .. })
+    }
+
+    /// Run `handle` on one instance under the deadline; the reply's data as JSON.
+    pub async fn call(&self, envelope: &Envelope, origin: &Origin) -> Result<Box<RawValue>, Failure> {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let answer = self.run(Call::Handle(envelope, origin)).await;
+        self.stats.latencies.record(started.elapsed());
+        match answer? {
+            Answer::Handled(Ok(json)) => RawValue::from_string(json).map_err(|e| {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                Failure::new(ErrorCode::PluginFailed, format!("plugin {} replied with invalid JSON: {e}", self.name()))
+            }),
+            Answer::Handled(Err((code, message))) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                Err(Failure::from_plugin(code, message))
+            }
+            _ => Err(Failure::new(ErrorCode::Internal, "unexpected answer from handle")),
+        }
+    }
+
+    /// Run the `tick` hook, if the plugin has it.
+    pub async fn tick(&self) -> Result<(), Failure> {
+        if !self.has_hooks() {
+            return Ok(());
+        }
+        match self.run(Call::Tick).await? {
+            Answer::Ticked(Err((code, message))) => Err(Failure::from_plugin(code, message)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Tell the plugin a connection is about to send it its first message.
+    pub async fn connection_opened(&self, connection_id: &str) -> Result<(), Failure> {
+        if self.has_hooks() {
+            self.run(Call::ConnectionOpened(connection_id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Tell the plugin a connection it served has closed, if it has the hook.
+    pub async fn connection_closed(&self, connection_id: &str) -> Result<(), Failure> {
+        if self.has_hooks() {
+            self.run(Call::ConnectionClosed(connection_id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Borrow an instance under the concurrency cap and the deadline, run
+    /// one operation, and return the instance to the pool unless it trapped.
+    async fn run(&self, call: Call<'_>) -> Result<Answer, Failure> {
+        let limits = &self.runtime.limits;
+        let deadline = Instant::now() + self.runtime.deadline();
+        let _permit = match tokio::time::timeout_at(deadline.into(), self.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(Failure::new(ErrorCode::Internal, "plugin instance pool closed")),
+            Err(_) => {
+                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                return Err(Failure::new(
+                    ErrorCode::PluginTimeout,
+                    format!("all {} instances of plugin {} stayed busy past the deadline", limits.max_instances, self.name()),
+                ));
+            }
+        };
+        let mut instance = match self.idle.pop() {
+            Some(instance) => instance,
+            None => {
+                self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
+                instantiate(&self.runtime, &self.pre, &self.exports, Arc::clone(&self.identity), deadline)
+                    .await
+                    .map_err(|e| self.fault(e))?
+            }
+        };
+        instance.store.data_mut().deadline = deadline;
+        instance.store.set_epoch_deadline(1);
+        match instance.invoke(call).await {
+            Ok(answer) => {
+                // A finished call leaves the instance sound: keep it warm.
+                let _ = self.idle.push(instance);
+                Ok(answer)
+            }
+            Err(error) => Err(self.fault(error)),
+        }
+    }
+
+    /// A warm instance outside the pool, to measure the bare typed call
+    /// beside the whole dispatch path. Not for serving.
+    #[doc(hidden)]
+    pub async fn bare_instance(&self) -> Result<BareInstance, Failure> {
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        let instance = instantiate(&self.runtime, &self.pre, &self.exports, Arc::clone(&self.identity), deadline)
+            .await
+            .map_err(|e| self.fault(e))?;
+        Ok(BareInstance { instance })
+    }
+
+    /// A trap or host error: the instance is already dropped; say why.
+    fn fault(&self, error: wasmtime::Error) -> Failure {
+        if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            let ms = self.runtime.deadline().as_millis();
+            return Failure::new(ErrorCode::PluginTimeout, format!("plugin {} ran past its {ms} ms deadline", self.name()));
+        }
+        self.stats.traps.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(plugin = self.name(), version = self.version(), "plugin trapped: {error:#}");
+        Failure::new(ErrorCode::PluginFailed, format!("plugin {} failed: {}", self.name(), root_cause(&error)))
+    }
+}
+
+/// The WIT `message` for an envelope, in contract version `$v`'s types,
+/// with any origin fields that version adds.
+macro_rules! wit_message {
+    ($v:ident, $envelope:expr, $origin:expr $(, $field:ident: $value:expr)*) => {
+        $v::types::Message {
+            id: $envelope.id.clone(),
+            type_: $envelope.kind.clone(),
+            data: $envelope.data.get().to_owned(),
+            meta: $envelope.meta.get().to_owned(),
+            origin: $v::types::Origin {
+                connection_id: $origin.connection_id.clone(),
+                client_id: $origin.client_id.clone(),
+                transport: $origin.transport.as_str().to_owned(),
+                $($field: $value,)*
+            },
+        }
+    };
+}
+
+async fn instantiate(
+    runtime: &Runtime,
+    pre: &InstancePre<PluginState>,
+    contract: &Contract,
+    identity: Arc<PluginIdentity>,
+    deadline: Instant,
+) -> wasmtime::Result<Instance> {
+    let mut store = runtime.new_store(identity).map_err(|e| wasmtime::format_err!("cannot set up an instance: {e:#}"))?;
+    store.data_mut().deadline = deadline;
+    let component: Component = pre.instantiate_async(&mut store).await?;
+    let exports = match contract {
+        Contract::V0_1(handler) => Exports::V0_1(handler.load(&mut store, &component)?),
+        Contract::V0_2 { handler, lifecycle } => Exports::V0_2 {
+            handler: handler.load(&mut store, &component)?,
+            lifecycle: lifecycle.as_ref().map(|l| l.load(&mut store, &component)).transpose()?,
+        },
+    };
+    Ok(Instance { store, exports })
+}
+
+impl Instance {
+    async fn invoke(&mut self, call: Call<'_>) -> wasmtime::Result<Answer> {
+        let store = &mut self.store;
+        Ok(match (&self.exports, call) {
+            (Exports::V0_1(handler), Call::Manifest) => {
+                let m = handler.call_manifest(store).await?;
+                Answer::Manifest(Manifest { name: m.name, version: m.version, description: m.description, claims: m.claims, tick_interval_ms: None })
+            }
+            (Exports::V0_2 { handler, .. }, Call::Manifest) => {
+                let m = handler.call_manifest(store).await?;
+                Answer::Manifest(Manifest {
+                    name: m.name,
+                    version: m.version,
+                    description: m.description,
+                    claims: m.claims,
+                    tick_interval_ms: m.tick_interval_ms,
+                })
+            }
+            (Exports::V0_1(handler), Call::Handle(envelope, origin)) => {
+                let message = wit_message!(v0_1, envelope, origin);
+                Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
+            }
+            (Exports::V0_2 { handler, .. }, Call::Handle(envelope, origin)) => {
+                let message = wit_message!(v0_2, envelope, origin, endpoint: origin.endpoint.clone());
+                Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
+            }
+            (Exports::V0_2 { lifecycle: Some(hooks), .. }, Call::Tick) => {
+                Answer::Ticked(hooks.call_tick(store).await?.map_err(|f| (f.code, f.message)))
+            }
+            (Exports::V0_2 { lifecycle: Some(hooks), .. }, Call::ConnectionOpened(id)) => {
+                hooks.call_connection_opened(store, id).await?;
+                Answer::Done
+            }
+            (Exports::V0_2 { lifecycle: Some(hooks), .. }, Call::ConnectionClosed(id)) => {
+                hooks.call_connection_closed(store, id).await?;
+                Answer::Done
+            }
+            (_, Call::Tick | Call::ConnectionOpened(_) | Call::ConnectionClosed(_)) => Answer::Done,
+        })
+    }
+}
+
+/// One instance, called directly through the generated bindings.
+#[doc(hidden)]
+pub struct BareInstance {
+    instance: Instance,
+}
+
+impl BareInstance {
+    pub async fn handle(&mut self, message: &v0_2::types::Message) -> wasmtime::Result<Result<String, v0_2::types::Failure>> {
+        self.instance.store.set_epoch_deadline(1);
+        match &self.instance.exports {
+            Exports::V0_2 { handler, .. } => handler.call_handle(&mut self.instance.store, message).await,
+            Exports::V0_1(_) => wasmtime::bail!("the bare call measures 0.2.0 plugins"),
+        }
+    }
+}
+
+fn root_cause(error: &wasmtime::Error) -> String {
+    match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    }
+}
+
+/// Plugin names become KV scopes, log fields and file-system-safe labels.
+fn check_name(name: &str) -> Result<(), LoadError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(LoadError::InvalidManifest(format!(
+            "plugin name {name:?} must be 1-64 characters of a-z, 0-9, - and _, starting with a letter or digit"
+        )))
+    }
+}

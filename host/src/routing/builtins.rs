@@ -1,0 +1,90 @@
+//! The message types the host answers itself: `ping`, `subscribe`,
+//! `unsubscribe`, and for administrators `host.connections`, `host.send`
+//! and `host.broadcast`. Plugins cannot claim them.
+
+use super::dispatch::Caller;
+use super::target::Builtin;
+use crate::hub::{Connection, Hub, SubscribeRequest};
+use crate::wire::{envelope, frames, ErrorCode, Failure, Outcome, Reply, ServedBy};
+use crate::wire::Envelope;
+use serde::Deserialize;
+use serde_json::value::{to_raw_value, RawValue};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Answer one built-in message.
+pub fn run(builtin: Builtin, envelope: &Envelope, caller: &Caller<'_>, hub: &Hub) -> Outcome {
+    let (data, reply_type) = match builtin {
+        Builtin::Ping => (to_json(&json!({ "server_time": envelope::now_rfc3339() }))?, "pong"),
+        Builtin::Subscribe => {
+            let connection = live(caller)?;
+            let request: SubscribeRequest = parse_data(&envelope.data, r#"{"events": [...], "filters": {...}}"#)?;
+            for topic in &request.events {
+                caller.principal.may_use_topic(topic)?;
+            }
+            let held = connection.subscribe(&request.events, request.filters)?;
+            (to_json(&json!({ "subscribed": request.events, "subscriptions": held }))?, "reply")
+        }
+        Builtin::Unsubscribe => {
+            let connection = live(caller)?;
+            #[derive(Deserialize)]
+            struct Unsubscribe {
+                events: Vec<String>,
+            }
+            let request: Unsubscribe = parse_data(&envelope.data, r#"{"events": [...]}"#)?;
+            let held = connection.unsubscribe(&request.events);
+            (to_json(&json!({ "unsubscribed": request.events, "subscriptions": held }))?, "reply")
+        }
+        Builtin::Connections => {
+            caller.principal.may_administer()?;
+            let list: Vec<_> = hub.connections().iter().map(|c| c.info()).collect();
+            (to_json(&json!({ "connections": list }))?, "reply")
+        }
+        Builtin::Send => {
+            caller.principal.may_administer()?;
+            #[derive(Deserialize)]
+            struct Direct {
+                to: String,
+                #[serde(rename = "type")]
+                kind: String,
+                #[serde(default)]
+                data: serde_json::Value,
+            }
+            let direct: Direct = parse_data(&envelope.data, r#"{"to": "<client or connection id>", "type": "...", "data": ...}"#)?;
+            let message = pushed(&direct.kind, direct.data, caller)?;
+            let delivered = hub.send_to_client(&direct.to, &message);
+            if delivered == 0 {
+                return Err(Failure::new(ErrorCode::ConnectionNotFound, format!("no connection with client id or id {:?}", direct.to)));
+            }
+            (to_json(&json!({ "delivered": delivered }))?, "reply")
+        }
+        Builtin::Broadcast => {
+            caller.principal.may_administer()?;
+            #[derive(Deserialize)]
+            struct Broadcast {
+                message: serde_json::Value,
+            }
+            let broadcast: Broadcast = parse_data(&envelope.data, r#"{"message": ...}"#)?;
+            let message = pushed("broadcast", json!({ "message": broadcast.message }), caller)?;
+            let except = caller.connection.map(|c| c.id.as_str());
+            (to_json(&json!({ "delivered": hub.broadcast_except(&message, except) }))?, "reply")
+        }
+    };
+    Ok(Reply { data, served_by: ServedBy::host(), reply_type })
+}
+
+fn pushed(kind: &str, data: serde_json::Value, caller: &Caller<'_>) -> Result<Box<RawValue>, Failure> {
+    frames::pushed(kind, data, &caller.origin.connection_id, caller.origin.client_id.as_deref())
+}
+
+fn live<'a>(caller: &Caller<'a>) -> Result<&'a Arc<Connection>, Failure> {
+    caller.connection.ok_or_else(|| Failure::new(ErrorCode::InvalidMessage, "subscriptions need a live connection"))
+}
+
+fn parse_data<T: serde::de::DeserializeOwned>(data: &RawValue, shape: &str) -> Result<T, Failure> {
+    serde_json::from_str(data.get()).map_err(|e| Failure::new(ErrorCode::InvalidMessage, format!("data must be {shape}: {e}")))
+}
+
+fn to_json(value: &serde_json::Value) -> Result<Box<RawValue>, Failure> {
+    to_raw_value(value).map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))
+}

@@ -1,0 +1,167 @@
+//! Runs one routed call: decodes it, admits it (rate limit, then the
+//! caller's scopes), resolves the message type against the current route
+//! table snapshot and calls the target: a plugin version, the remote worker
+//! pool (as `[workers]` decides per type), or a host built-in. Every fault
+//! comes back as a [`Failure`] with a stable code.
+//!
+//! Each message runs in a `message` span (id, type, plugin, code,
+//! latency), so plugin log lines carry the message they belong to.
+
+use super::builtins;
+use super::target::{Builtin, Route, Routes, WorkerRoute};
+use crate::admission::limits::LiveLimits;
+use crate::admission::security::Principal;
+use crate::hub::{Connection, Hub};
+use crate::observability::metrics::Metrics;
+use crate::plugins::runtime::PluginVersion;
+use crate::wire::dialect::{self, Profile, ReplyTo};
+use crate::wire::{Envelope, ErrorCode, Failure, Origin, Outcome, Reply, ServedBy};
+use crate::workers::WorkerPool;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::field::Empty;
+use tracing::Instrument;
+
+/// Who is calling: the origin plugins see, what they may do, and the live
+/// connection, if any.
+pub struct Caller<'a> {
+    pub origin: Origin,
+    pub connection: Option<&'a Arc<Connection>>,
+    pub principal: &'a Principal,
+}
+
+pub struct Dispatcher {
+    routes: Arc<ArcSwap<Routes>>,
+    workers: Arc<WorkerPool>,
+    limits: Arc<LiveLimits>,
+    metrics: Arc<Metrics>,
+    hub: Arc<Hub>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        routes: Arc<ArcSwap<Routes>>,
+        workers: Arc<WorkerPool>,
+        limits: Arc<LiveLimits>,
+        metrics: Arc<Metrics>,
+        hub: Arc<Hub>,
+    ) -> Self {
+        Dispatcher { routes, workers, limits, metrics, hub }
+    }
+
+    /// Decode one text frame, admit, route and run it, and encode the
+    /// answer in the client's own format. The whole message path, for any
+    /// transport. `admit` applies the transport's rate limit.
+    pub async fn answer(
+        &self,
+        text: &str,
+        profile: &Profile,
+        caller: &Caller<'_>,
+        admit: impl FnOnce() -> Result<(), Failure>,
+    ) -> Vec<String> {
+        let (reply_to, outcome) = self.handle(text, profile, caller, admit).await;
+        dialect::frames(&reply_to, &outcome)
+    }
+
+    /// [`answer`](Self::answer), before encoding.
+    pub async fn handle(
+        &self,
+        text: &str,
+        profile: &Profile,
+        caller: &Caller<'_>,
+        admit: impl FnOnce() -> Result<(), Failure>,
+    ) -> (ReplyTo, Outcome) {
+        let request = match dialect::decode(text, self.limits.get().max_message_bytes, profile) {
+            Ok(request) => request,
+            Err(rejection) => {
+                self.metrics.message("", false, &rejection.failure.code);
+                return (rejection.reply_to, Err(rejection.failure));
+            }
+        };
+        let envelope = &request.envelope;
+        let span = tracing::debug_span!("message", id = %envelope.id, r#type = %envelope.kind, plugin = Empty, code = Empty, latency_us = Empty);
+        let started = Instant::now();
+        let outcome = async {
+            if let Err(failure) = admit() {
+                self.metrics.limited("messages");
+                return Err(failure);
+            }
+            if Builtin::of(&envelope.kind).is_none() {
+                caller.principal.may_send(&envelope.kind)?;
+            }
+            self.dispatch(envelope, caller).await
+        }
+        .instrument(span.clone())
+        .await;
+        let latency = started.elapsed();
+        let code = outcome.as_ref().err().map_or("OK", |f| &f.code);
+        let routed = !outcome.as_ref().is_err_and(|f| f.is(ErrorCode::UnknownType));
+        self.metrics.message(&envelope.kind, routed, code);
+        span.record("code", code).record("latency_us", latency.as_micros() as u64);
+        if let Ok(reply) = &outcome {
+            span.record("plugin", reply.served_by.name.as_str());
+        }
+        span.in_scope(|| tracing::debug!("answered"));
+        (request.reply_to, outcome)
+    }
+
+    /// Route and run one message, already admitted.
+    pub async fn dispatch(&self, envelope: &Envelope, caller: &Caller<'_>) -> Outcome {
+        // One snapshot per message: a swap during the call does not affect it.
+        let routes = self.routes.load_full();
+        match routes.resolve(&envelope.kind) {
+            Route::Builtin(builtin) => builtins::run(builtin, envelope, caller, &self.hub),
+            Route::Plugin(plugin) => self.call_plugin(plugin, envelope, caller).await,
+            Route::Workers { fallback: Some(plugin), .. } if !self.workers.available(&envelope.kind) => {
+                self.call_plugin(plugin, envelope, caller).await
+            }
+            Route::Workers { route, .. } => self.call_workers(envelope, route).await,
+            Route::Unclaimed(route) if self.workers.serves(&envelope.kind) => self.call_workers(envelope, route).await,
+            Route::Unclaimed(_) | Route::Unknown => {
+                Err(Failure::new(ErrorCode::UnknownType, format!("no plugin claims type {:?}", envelope.kind)))
+            }
+        }
+    }
+
+    async fn call_plugin(&self, plugin: &Arc<PluginVersion>, envelope: &Envelope, caller: &Caller<'_>) -> Outcome {
+        if let Some(connection) = caller.connection.filter(|c| c.touch(plugin.name())) {
+            if let Err(failure) = plugin.connection_opened(&connection.id).await {
+                tracing::warn!(plugin = plugin.name(), connection = %connection.id, "connection-opened hook failed: {failure}");
+            }
+        }
+        let started = Instant::now();
+        let data = plugin.call(envelope, &caller.origin).await;
+        self.metrics.plugin_call(plugin.name(), plugin.version(), started.elapsed());
+        let data = data?;
+        let served_by = ServedBy { name: plugin.name().to_owned(), version: plugin.version().to_owned() };
+        Ok(Reply { data, served_by, reply_type: "reply" })
+    }
+
+    async fn call_workers(&self, envelope: &Envelope, route: WorkerRoute) -> Outcome {
+        let started = Instant::now();
+        let outcome = self.workers.call(envelope, route).await;
+        if let Ok(reply) = &outcome {
+            self.metrics.plugin_call(&reply.served_by.name, "worker", started.elapsed());
+        }
+        outcome
+    }
+
+    /// Run the `connection-closed` hook of every plugin the connection sent
+    /// messages to (their current versions).
+    pub async fn connection_closed(&self, connection: &Connection) {
+        let touched = connection.touched();
+        if touched.is_empty() {
+            return;
+        }
+        let routes = self.routes.load_full();
+        for name in touched {
+            if let Some(plugin) = routes.plugin(&name) {
+                if let Err(failure) = plugin.connection_closed(&connection.id).await {
+                    tracing::warn!(plugin = %name, connection = %connection.id, "connection-closed hook failed: {failure}");
+                }
+            }
+        }
+    }
+}
+

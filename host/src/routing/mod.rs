@@ -1,0 +1,14 @@
+//! Routing: which target serves a message, and running it there.
+//!
+//! - [`router`]: the pure route table: exact and `prefix.*` claims,
+//!   conflicts, resolution. No wasm, no I/O.
+//! - [`target`]: what a route leads to (a plugin version, a remote worker
+//!   pool, a host built-in) and the table the registry swaps in whole.
+//! - [`builtins`]: the message types the host answers itself.
+//! - [`dispatch`]: one message's path from decoded frame to outcome, under
+//!   the caller's scopes, the rate limit and the target's deadline.
+
+pub mod builtins;
+pub mod dispatch;
+pub mod router;
+pub mod target;

@@ -1,0 +1,195 @@
+//! What a message type routes to, and the table the registry swaps in whole.
+//!
+//! [`Routes`] holds the plugins' claims and the host's built-ins in a
+//! [`RouteTable`], and beside them the `[[workers.types]]` rules that send a
+//! type to remote workers instead of (or before) its plugin. A message
+//! resolves against the one snapshot it loaded, in one call and without a
+//! lock: [`Routes::resolve`] gives a [`Route`].
+
+use super::router::{Claim, RouteError, RouteTable};
+use crate::config::workers::{Serve, Strategy, WorkersConfig};
+use crate::plugins::runtime::PluginVersion;
+use std::sync::Arc;
+
+/// What serves a claim in the table.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Builtin(Builtin),
+    Plugin(Arc<PluginVersion>),
+}
+
+/// Message types the host answers itself. Plugins cannot claim them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    Ping,
+    Subscribe,
+    Unsubscribe,
+    /// `host.connections`: list the open connections (admin).
+    Connections,
+    /// `host.send`: `{to, type, data}` to the connections with that client
+    /// id or connection id (admin).
+    Send,
+    /// `host.broadcast`: `{message}` to every other connection (admin).
+    Broadcast,
+}
+
+impl Builtin {
+    pub const ALL: [(&'static str, Builtin); 6] = [
+        ("ping", Builtin::Ping),
+        ("subscribe", Builtin::Subscribe),
+        ("unsubscribe", Builtin::Unsubscribe),
+        ("host.connections", Builtin::Connections),
+        ("host.send", Builtin::Send),
+        ("host.broadcast", Builtin::Broadcast),
+    ];
+
+    pub fn of(kind: &str) -> Option<Builtin> {
+        Self::ALL.iter().find(|(name, _)| *name == kind).map(|(_, builtin)| *builtin)
+    }
+}
+
+/// How remote workers serve a type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerRoute {
+    pub strategy: Strategy,
+    /// Safe to run twice: retried once elsewhere if a worker leaves mid-request.
+    pub idempotent: bool,
+}
+
+/// Where one message goes.
+#[derive(Debug)]
+pub enum Route<'a> {
+    Builtin(Builtin),
+    Plugin(&'a Arc<PluginVersion>),
+    /// Remote workers; `fallback` serves it while none is available.
+    Workers { route: WorkerRoute, fallback: Option<&'a Arc<PluginVersion>> },
+    /// No rule and no claim: workers, if any registered the type, else
+    /// `UNKNOWN_TYPE`.
+    Unclaimed(WorkerRoute),
+    /// Nothing may serve it.
+    Unknown,
+}
+
+/// One `[[workers.types]]` rule, parsed.
+#[derive(Debug)]
+struct WorkerRule {
+    /// `None` for `*`: every type.
+    claim: Option<Claim>,
+    serve: Serve,
+    route: WorkerRoute,
+}
+
+/// The `[[workers.types]]` rules, first match wins, and the strategy of
+/// types without a rule.
+#[derive(Debug)]
+pub struct WorkerRules {
+    rules: Vec<WorkerRule>,
+    default_strategy: Strategy,
+}
+
+impl Default for WorkerRules {
+    fn default() -> Self {
+        WorkerRules { rules: Vec::new(), default_strategy: Strategy::default() }
+    }
+}
+
+impl WorkerRules {
+    pub fn from_config(config: &WorkersConfig) -> Result<WorkerRules, RouteError> {
+        let rules = config
+            .types
+            .iter()
+            .map(|rule| {
+                Ok(WorkerRule {
+                    claim: match rule.kind.as_str() {
+                        "*" => None,
+                        kind => Some(Claim::parse(kind)?),
+                    },
+                    serve: rule.serve,
+                    route: WorkerRoute { strategy: rule.strategy.unwrap_or(config.strategy), idempotent: rule.idempotent },
+                })
+            })
+            .collect::<Result<_, RouteError>>()?;
+        Ok(WorkerRules { rules, default_strategy: config.strategy })
+    }
+
+    fn first_match(&self, kind: &str) -> Option<&WorkerRule> {
+        self.rules.iter().find(|r| r.claim.as_ref().is_none_or(|c| c.matches(kind)))
+    }
+}
+
+/// The live routing snapshot: claims, built-ins and worker rules.
+#[derive(Debug, Default)]
+pub struct Routes {
+    table: RouteTable<Target>,
+    workers: Arc<WorkerRules>,
+}
+
+impl Routes {
+    /// A table of the built-ins and every plugin's claims, with `workers`.
+    pub fn build<'a>(
+        plugins: impl IntoIterator<Item = &'a Arc<PluginVersion>>,
+        workers: Arc<WorkerRules>,
+    ) -> Result<Routes, RouteError> {
+        let builtins = Builtin::ALL.into_iter().map(|(name, builtin)| (name, Target::Builtin(builtin)));
+        let claims = plugins.into_iter().map(|v| (v.name().to_owned(), v.claims.clone(), Target::Plugin(Arc::clone(v))));
+        Ok(Routes { table: RouteTable::build(builtins, claims)?, workers })
+    }
+
+    /// Where a message of type `kind` goes.
+    pub fn resolve(&self, kind: &str) -> Route<'_> {
+        let plugin = match self.table.resolve(kind) {
+            Some(Target::Builtin(builtin)) => return Route::Builtin(*builtin),
+            Some(Target::Plugin(plugin)) => Some(plugin),
+            None => None,
+        };
+        match (self.workers.first_match(kind), plugin) {
+            (Some(rule), plugin) => match rule.serve {
+                Serve::Plugin => plugin.map_or(Route::Unknown, Route::Plugin),
+                Serve::Workers => Route::Workers { route: rule.route, fallback: None },
+                Serve::WorkersThenPlugin => Route::Workers { route: rule.route, fallback: plugin },
+            },
+            (None, Some(plugin)) => Route::Plugin(plugin),
+            (None, None) => Route::Unclaimed(WorkerRoute { strategy: self.workers.default_strategy, idempotent: false }),
+        }
+    }
+
+    /// The plugin version named `name`, if it serves any claim.
+    pub fn plugin(&self, name: &str) -> Option<&Arc<PluginVersion>> {
+        self.table.targets().find_map(|t| match t {
+            Target::Plugin(p) if p.name() == name => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The worker rules, for the next table.
+    pub fn worker_rules(&self) -> &Arc<WorkerRules> {
+        &self.workers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::workers::TypeRule;
+
+    fn rules(list: &[(&str, Serve)]) -> Routes {
+        let config = WorkersConfig {
+            types: list
+                .iter()
+                .map(|(kind, serve)| TypeRule { kind: kind.to_string(), serve: *serve, idempotent: false, strategy: None })
+                .collect(),
+            ..WorkersConfig::default()
+        };
+        Routes::build([], Arc::new(WorkerRules::from_config(&config).unwrap())).unwrap()
+    }
+
+    #[test]
+    fn worker_rules_are_read_first_match_wins() {
+        let routes = rules(&[("jobs.*", Serve::Workers), ("*", Serve::WorkersThenPlugin)]);
+        assert!(matches!(routes.resolve("jobs.run"), Route::Workers { fallback: None, .. }));
+        assert!(matches!(routes.resolve("other"), Route::Workers { fallback: None, .. }));
+        assert!(matches!(routes.resolve("ping"), Route::Builtin(Builtin::Ping)), "built-ins never go to workers");
+        assert!(matches!(rules(&[]).resolve("nobody"), Route::Unclaimed(_)));
+        assert!(matches!(rules(&[("x", Serve::Plugin)]).resolve("x"), Route::Unknown), "a plugin-only type is never a worker's");
+    }
+}
