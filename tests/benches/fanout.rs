@@ -8,7 +8,6 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Barrier};
@@ -18,31 +17,11 @@ const ROUNDS: usize = 60;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let root = switchyard_tests::workspace_root();
-    let binary = root.join("target/release/switchyard");
-    assert!(binary.is_file(), "build the host first: cargo build --release -p switchyard-cli");
-    let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    std::fs::copy(switchyard_tests::guest("publisher"), plugins.join("publisher.wasm")).unwrap();
-    let config = dir.path().join("fanout.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n[limits]\nmax_connections = 12000\nmax_connections_per_client = 12000\nconnections_per_second_per_ip = 0\noutbox_frames = 64\n[websocket]\nheartbeat_interval_ms = 300000\nidle_timeout_ms = 600000\n",
-            switchyard_tests::shared_cache()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(binary)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("SWITCHYARD_LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = switchyard_tests::listening_address(child.stderr.take().unwrap());
-    let host = HostProcess(child);
+    let host = switchyard_tests::HostProcess::spawn(
+        &["publisher"],
+        "[limits]\nmax_connections = 12000\nmax_connections_per_client = 12000\nconnections_per_second_per_ip = 0\noutbox_frames = 64\n[websocket]\nheartbeat_interval_ms = 300000\nidle_timeout_ms = 600000",
+    );
+    let addr = &host.addr;
     let url = format!("ws://{addr}/ws");
     runtime.block_on(async {
         println!("fan-out: one publish → N subscribers, {ROUNDS} rounds each, time until the last subscriber has it");
@@ -55,15 +34,6 @@ fn main() {
         }
     });
     drop(host);
-}
-
-struct HostProcess(Child);
-
-impl Drop for HostProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `ROUNDS` samples of the time until all `n` subscribers have one event.

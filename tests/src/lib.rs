@@ -104,6 +104,52 @@ pub fn listening_address(stderr: std::process::ChildStderr) -> String {
     addr
 }
 
+/// A `switchyard serve` process (`target/release/switchyard`) over its own
+/// temporary plugin folder, killed when dropped. Benchmarks run the host
+/// this way so that it has its own scheduling and file-descriptor budget,
+/// as in production.
+pub struct HostProcess {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl HostProcess {
+    /// Serve the named guests, with `extra_toml` (any tables but
+    /// `[plugins]`) appended to the configuration.
+    pub fn spawn(guests: &[&str], extra_toml: &str) -> HostProcess {
+        let binary = workspace_root().join("target/release/switchyard");
+        assert!(binary.is_file(), "build the host first: cargo build --release -p switchyard-cli");
+        let dir = tempfile::tempdir().expect("temp folder");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).expect("plugin folder");
+        for name in guests {
+            std::fs::copy(guest(name), plugins.join(format!("{name}.wasm"))).expect("install guest");
+        }
+        let config = dir.path().join("host.toml");
+        let toml = format!("listen = \"127.0.0.1:0\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n{extra_toml}\n", shared_cache());
+        std::fs::write(&config, toml).expect("write config");
+        let mut child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("SWITCHYARD_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the host");
+        let addr = listening_address(child.stderr.take().expect("piped stderr"));
+        HostProcess { child, addr, _dir: dir }
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A compile cache shared by all tests, so each component compiles once.
 pub fn shared_cache() -> PathBuf {
     workspace_root().join("target").join("test-compile-cache")

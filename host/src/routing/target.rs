@@ -81,16 +81,10 @@ struct WorkerRule {
 
 /// The `[[workers.types]]` rules, first match wins, and the strategy of
 /// types without a rule.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct WorkerRules {
     rules: Vec<WorkerRule>,
     default_strategy: Strategy,
-}
-
-impl Default for WorkerRules {
-    fn default() -> Self {
-        WorkerRules { rules: Vec::new(), default_strategy: Strategy::default() }
-    }
 }
 
 impl WorkerRules {

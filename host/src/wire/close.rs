@@ -43,6 +43,6 @@ mod tests {
         assert_eq!(super::reason("short"), "short");
         let long = "é".repeat(100);
         let cut = super::reason(&long);
-        assert!(cut.len() <= super::MAX_REASON_BYTES && cut.len() % 2 == 0);
+        assert!(cut.len() <= super::MAX_REASON_BYTES && cut.len().is_multiple_of(2));
     }
 }

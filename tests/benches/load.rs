@@ -1,0 +1,364 @@
+//! Run with: cargo build --release -p switchyard-cli && cargo bench -p switchyard-tests --bench load
+//!
+//! A load generator with its baselines in the same run. Each scenario opens
+//! N WebSocket connections on loopback and keeps K requests in flight on
+//! each (or sends at a fixed total rate) for T seconds; every reply is
+//! matched to its request by id and checked for content, and errors and
+//! missing replies are counted. Latencies go into an HDR histogram.
+//!
+//! Servers, each its own process:
+//! - `echo`: a bare tokio-tungstenite echo server (this binary, run again
+//!   with `SWITCHYARD_LOAD_ECHO=1`): the ceiling of the stack;
+//! - `native`: Switchyard answering the built-in `ping` (the whole host
+//!   path, no WebAssembly);
+//! - `wasm`: Switchyard answering `get_time` through the Rust `clock`
+//!   plugin.
+//!
+//! Every figure is printed beside its ratio to the echo baseline: absolute
+//! numbers drift on shared machines, ratios measured in one run do not.
+//!
+//! Flags (after `--`): `--connections N` (100), `--in-flight K` (1),
+//! `--seconds T` (5), `--rate R` (total requests a second; then K is
+//! ignored), `--only echo,native,wasm`. Traffic goes to 127.0.0.1 only and
+//! every run is bounded by `--seconds` plus a 3 s drain.
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long a run waits for the replies still in flight when it stops sending.
+const DRAIN: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Debug)]
+struct Settings {
+    connections: usize,
+    in_flight: usize,
+    seconds: u64,
+    rate: Option<f64>,
+    only: Vec<String>,
+}
+
+fn settings() -> Settings {
+    let mut settings = Settings { connections: 100, in_flight: 1, seconds: 5, rate: None, only: Vec::new() };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{flag} needs a value")).clone();
+        match flag.as_str() {
+            "--connections" => settings.connections = value().parse().expect("--connections N"),
+            "--in-flight" => settings.in_flight = value().parse().expect("--in-flight K"),
+            "--seconds" => settings.seconds = value().parse().expect("--seconds T"),
+            "--rate" => settings.rate = Some(value().parse().expect("--rate R")),
+            "--only" => settings.only = value().split(',').map(str::to_owned).collect(),
+            // `cargo bench` passes `--bench`; criterion-style filters are not used.
+            _ => {}
+        }
+    }
+    assert!(settings.connections > 0 && settings.in_flight > 0 && settings.seconds > 0);
+    settings
+}
+
+/// What one scenario sends and expects back.
+struct Scenario {
+    name: &'static str,
+    what: &'static str,
+    url: String,
+    /// The request with this id.
+    request: fn(&str) -> String,
+    /// Whether the reply text answers the request with id `id`.
+    check: fn(&Reply, &str) -> bool,
+}
+
+/// The fields of a reply the checks read.
+#[derive(Deserialize)]
+struct Reply<'a> {
+    #[serde(rename = "type", default)]
+    kind: Option<&'a str>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+fn id_is(reply: &Reply, id: &str) -> bool {
+    reply.id.is_some_and(|raw| raw.get().len() == id.len() + 2 && raw.get()[1..].starts_with(id))
+}
+
+fn get_time(id: &str) -> String {
+    format!(r#"{{"type":"get_time","id":"{id}"}}"#)
+}
+
+fn ping(id: &str) -> String {
+    format!(r#"{{"type":"ping","id":"{id}"}}"#)
+}
+
+/// What one run measured.
+struct Measured {
+    answered: u64,
+    errors: u64,
+    missing: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+}
+
+impl Measured {
+    fn per_second(&self) -> f64 {
+        self.answered as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn main() {
+    if std::env::var_os("SWITCHYARD_LOAD_ECHO").is_some() {
+        return serve_echo();
+    }
+    let settings = settings();
+    let wanted = |name: &str| settings.only.is_empty() || settings.only.iter().any(|o| o == name);
+    let echo = wanted("echo").then(EchoProcess::spawn);
+    let host = (wanted("native") || wanted("wasm")).then(|| {
+        let limits = format!(
+            "[limits]\nmessages_per_second = 0\nconnections_per_second_per_ip = 0\nmax_connections_per_client = {}\n",
+            settings.connections + 10
+        );
+        switchyard_tests::HostProcess::spawn(&["clock"], &limits)
+    });
+    let mut scenarios = Vec::new();
+    if let Some(echo) = &echo {
+        let check: fn(&Reply, &str) -> bool = |reply, id| reply.kind == Some("get_time") && id_is(reply, id);
+        scenarios.push(Scenario { name: "echo", what: "bare tokio-tungstenite echo", url: format!("ws://{}/", echo.addr), request: get_time, check });
+    }
+    if let Some(host) = &host {
+        if wanted("native") {
+            let check: fn(&Reply, &str) -> bool = |reply, id| reply.kind == Some("pong") && id_is(reply, id) && reply.data.is_some();
+            scenarios.push(Scenario { name: "native", what: "Switchyard, built-in ping", url: format!("ws://{}/ws", host.addr), request: ping, check });
+        }
+        if wanted("wasm") {
+            let check: fn(&Reply, &str) -> bool =
+                |reply, id| reply.kind == Some("reply") && id_is(reply, id) && reply.data.is_some_and(|d| d.get().contains("unix_ms"));
+            scenarios.push(Scenario { name: "wasm", what: "Switchyard, get_time via clock.wasm", url: format!("ws://{}/ws", host.addr), request: get_time, check });
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let load = match settings.rate {
+        Some(rate) => format!("{rate} req/s in all"),
+        None => format!("{} in flight each", settings.in_flight),
+    };
+    println!("{} connections, {load}, {} s per scenario, loopback; latency in µs", settings.connections, settings.seconds);
+    println!(
+        "{:<8} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}  server",
+        "scenario", "msg/s", "×echo", "p50", "p90", "p99", "p99.9", "max", "errors", "missing"
+    );
+    let mut baseline: Option<f64> = None;
+    for scenario in &scenarios {
+        let measured = runtime.block_on(run(scenario, &settings));
+        let rate = measured.per_second();
+        if scenario.name == "echo" {
+            baseline = Some(rate);
+        }
+        let ratio = baseline.map_or("-".to_owned(), |b| format!("{:.2}", rate / b));
+        let h = &measured.latency;
+        println!(
+            "{:<8} {:>10.0} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}  {}",
+            scenario.name,
+            rate,
+            ratio,
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.9),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max(),
+            measured.errors,
+            measured.missing,
+            scenario.what,
+        );
+    }
+}
+
+/// Run one scenario with every connection at once.
+async fn run(scenario: &Scenario, settings: &Settings) -> Measured {
+    let started = Instant::now();
+    let stop_at = tokio::time::Instant::now() + Duration::from_secs(settings.seconds);
+    let mut connections = Vec::with_capacity(settings.connections);
+    for n in 0..settings.connections {
+        let url = scenario.url.clone();
+        let (request, check) = (scenario.request, scenario.check);
+        let pace = settings.rate.map(|rate| Duration::from_secs_f64(settings.connections as f64 / rate));
+        let in_flight = settings.in_flight;
+        connections.push(tokio::spawn(async move { connection(n, &url, request, check, in_flight, pace, stop_at).await }));
+    }
+    let mut total = Measured { answered: 0, errors: 0, missing: 0, elapsed: Duration::ZERO, latency: histogram() };
+    for connection in connections {
+        let one = connection.await.expect("connection task");
+        total.answered += one.answered;
+        total.errors += one.errors;
+        total.missing += one.missing;
+        total.latency.add(&one.latency).expect("same histogram bounds");
+    }
+    total.elapsed = started.elapsed().min(Duration::from_secs(settings.seconds)).max(Duration::from_millis(1));
+    total
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+/// One connection's share: pipelined (`pace` = None) or paced sends until
+/// `stop_at`, then a bounded drain of the replies still in flight.
+async fn connection(
+    n: usize,
+    url: &str,
+    request: fn(&str) -> String,
+    check: fn(&Reply, &str) -> bool,
+    in_flight: usize,
+    pace: Option<Duration>,
+    stop_at: tokio::time::Instant,
+) -> Measured {
+    let mut measured = Measured { answered: 0, errors: 0, missing: 0, elapsed: Duration::ZERO, latency: histogram() };
+    let socket = match tokio_tungstenite::connect_async(url).await {
+        Ok((socket, _)) => socket,
+        Err(e) => {
+            eprintln!("connection {n}: {e}");
+            measured.errors += 1;
+            return measured;
+        }
+    };
+    let (mut sink, mut stream) = socket.split();
+    // The requests in flight, oldest first, with the time each was sent (for
+    // paced sends, the time it was due, so a stalled server is not hidden:
+    // no coordinated omission). Replies come back in order on a connection,
+    // so the match is almost always the front.
+    let mut pending: VecDeque<(String, Instant)> = VecDeque::new();
+    let mut seq = 0u64;
+    let mut next_id = || {
+        seq += 1;
+        format!("c{n}-{seq}")
+    };
+    let pipelined = pace.is_none();
+    let mut ticker = pace.map(|every| {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        ticker
+    });
+    if pipelined {
+        for _ in 0..in_flight {
+            let id = next_id();
+            let at = Instant::now();
+            let _ = sink.feed(Message::text(request(&id))).await;
+            pending.push_back((id, at));
+        }
+        let _ = sink.flush().await;
+    }
+    let drain_until = stop_at + DRAIN;
+    loop {
+        let sending = tokio::time::Instant::now() < stop_at;
+        if !sending && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            due = next_tick(ticker.as_mut(), sending) => {
+                let id = next_id();
+                let sent = sink.send(Message::text(request(&id))).await;
+                pending.push_back((id, due));
+                if sent.is_err() {
+                    measured.errors += 1;
+                    break;
+                }
+            }
+            frame = stream.next() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(_)) => continue,
+                    _ => break,
+                };
+                let Ok(reply) = serde_json::from_str::<Reply>(text.as_str()) else {
+                    measured.errors += 1;
+                    continue;
+                };
+                // Acks and events carry no id of ours.
+                let Some(at) = pending.iter().position(|(id, _)| id_is(&reply, id)) else { continue };
+                let Some((id, sent)) = pending.remove(at) else { continue };
+                if check(&reply, &id) {
+                    measured.answered += 1;
+                    let _ = measured.latency.record(sent.elapsed().as_micros().max(1) as u64);
+                } else {
+                    measured.errors += 1;
+                }
+                if pipelined && tokio::time::Instant::now() < stop_at {
+                    let id = next_id();
+                    let at = Instant::now();
+                    let sent = sink.send(Message::text(request(&id))).await;
+                    pending.push_back((id, at));
+                    if sent.is_err() {
+                        measured.errors += 1;
+                        break;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(drain_until) => break,
+        }
+    }
+    measured.missing = pending.len() as u64;
+    let _ = sink.send(Message::Close(None)).await;
+    measured
+}
+
+/// The next paced send's due time; never, when not pacing or not sending.
+async fn next_tick(ticker: Option<&mut tokio::time::Interval>, sending: bool) -> Instant {
+    match ticker {
+        Some(ticker) if sending => ticker.tick().await.into_std(),
+        _ => std::future::pending().await,
+    }
+}
+
+/// The echo baseline as its own process; killed when dropped.
+struct EchoProcess {
+    child: Child,
+    addr: String,
+}
+
+impl EchoProcess {
+    fn spawn() -> EchoProcess {
+        let mut child = Command::new(std::env::current_exe().expect("this binary"))
+            .env("SWITCHYARD_LOAD_ECHO", "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the echo server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("read the echo server's address");
+        let addr = line.trim().strip_prefix("listening ").expect("the echo server says where it listens").to_owned();
+        EchoProcess { child, addr }
+    }
+}
+
+impl Drop for EchoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The bare stack: accept, then send every text or binary message back.
+fn serve_echo() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        println!("listening {}", listener.local_addr().expect("local address"));
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                while let Some(Ok(message)) = ws.next().await {
+                    if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
