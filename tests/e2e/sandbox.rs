@@ -5,7 +5,7 @@
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use switchyard::plugins::runtime::{DirGrant, Grant};
+use switchyard::config::{DirGrant, Grant};
 use switchyard_tests::Host;
 
 async fn host() -> Host {

@@ -5,7 +5,6 @@
 pub mod proxy;
 pub mod workers;
 
-use crate::plugins::runtime::Grant;
 use proxy::ProxyRouteConfig;
 use workers::WorkersConfig;
 use serde::Deserialize;
@@ -192,6 +191,33 @@ pub enum EndpointFormat {
 
 fn yes() -> bool {
     true
+}
+
+/// What a plugin may reach beyond the WIT capabilities, by plugin name.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Host folders to preopen.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables to pass, by name, from the host's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Outbound and inbound TCP/UDP to any address, and name lookups.
+    #[serde(default)]
+    pub network: bool,
+    /// The `system` capability: host cpu, memory, disk, network figures.
+    #[serde(default)]
+    pub system: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    pub host: PathBuf,
+    pub guest: String,
+    #[serde(default = "yes")]
+    pub read_only: bool,
 }
 
 impl EndpointConfig {

@@ -2,7 +2,7 @@
 //! `unsubscribe`, and for administrators `host.connections`, `host.send`
 //! and `host.broadcast`. Plugins cannot claim them.
 
-use super::dispatch::Caller;
+use super::Caller;
 use super::target::Builtin;
 use crate::hub::{Connection, Hub, SubscribeRequest};
 use crate::wire::{envelope, frames, ErrorCode, Failure, Outcome, Reply, ServedBy};

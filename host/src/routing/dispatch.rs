@@ -8,28 +8,20 @@
 //! latency), so plugin log lines carry the message they belong to.
 
 use super::builtins;
+pub use super::Caller;
 use super::target::{Builtin, Route, Routes, WorkerRoute};
 use crate::admission::limits::LiveLimits;
-use crate::admission::security::Principal;
 use crate::hub::{Connection, Hub};
 use crate::observability::metrics::Metrics;
 use crate::plugins::runtime::PluginVersion;
 use crate::wire::dialect::{self, Profile, ReplyTo};
-use crate::wire::{Envelope, ErrorCode, Failure, Origin, Outcome, Reply, ServedBy};
+use crate::wire::{Envelope, ErrorCode, Failure, Outcome, Reply, ServedBy};
 use crate::workers::WorkerPool;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::field::Empty;
 use tracing::Instrument;
-
-/// Who is calling: the origin plugins see, what they may do, and the live
-/// connection, if any.
-pub struct Caller<'a> {
-    pub origin: Origin,
-    pub connection: Option<&'a Arc<Connection>>,
-    pub principal: &'a Principal,
-}
 
 pub struct Dispatcher {
     routes: Arc<ArcSwap<Routes>>,

@@ -12,3 +12,16 @@ pub mod builtins;
 pub mod dispatch;
 pub mod router;
 pub mod target;
+
+use crate::admission::security::Principal;
+use crate::hub::Connection;
+use crate::wire::Origin;
+use std::sync::Arc;
+
+/// Who is calling: the origin plugins see, what they may do, and the live
+/// connection, if any.
+pub struct Caller<'a> {
+    pub origin: Origin,
+    pub connection: Option<&'a Arc<Connection>>,
+    pub principal: &'a Principal,
+}

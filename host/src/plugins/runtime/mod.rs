@@ -19,11 +19,11 @@ pub mod world;
 pub use plugin::{BareInstance, PluginStats, PluginVersion};
 
 use crate::routing::router::{Claim, RouteError};
+use crate::config::Grant;
 use crate::services::{EventSink, KvStore, Rooms, SystemFigures};
 use crate::wire::ErrorCode;
 use arc_swap::ArcSwap;
 use cache::{CacheOutcome, CompileCache};
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,37 +46,6 @@ pub struct PluginLimits {
     pub memory_bytes: usize,
     /// Warm instances, and so concurrent calls, per plugin version.
     pub max_instances: usize,
-}
-
-/// What a plugin may reach beyond the WIT capabilities, by plugin name.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Grant {
-    /// Host folders to preopen.
-    #[serde(default)]
-    pub dirs: Vec<DirGrant>,
-    /// Environment variables to pass, by name, from the host's environment.
-    #[serde(default)]
-    pub env: Vec<String>,
-    /// Outbound and inbound TCP/UDP to any address, and name lookups.
-    #[serde(default)]
-    pub network: bool,
-    /// The `system` capability: host cpu, memory, disk, network figures.
-    #[serde(default)]
-    pub system: bool,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DirGrant {
-    pub host: PathBuf,
-    pub guest: String,
-    #[serde(default = "yes")]
-    pub read_only: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Why a component could not become a plugin version. Every variant keeps
