@@ -174,3 +174,15 @@ async fn a_restart_loads_from_the_compile_cache_without_recompiling() {
     assert_eq!(client.call("echo", json!({"message": "cached"})).await["data"], "Echo: cached");
     second.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_file_renamed_into_place_is_served_without_waiting_out_the_debounce() {
+    // A debounce far longer than the test's patience: only a rename that
+    // skips it can be served in time. Writes in place still wait.
+    let host = Host::start_with(&["video"], |config| config.plugins.debounce_ms = 120_000).await;
+    let mut client = host.connect().await;
+    wait_for_version(&mut client, "0.1.0").await;
+    host.install("video-v2", "video.wasm");
+    wait_for_version(&mut client, "2.0.0").await;
+    host.shutdown().await;
+}

@@ -1,12 +1,15 @@
 //! Watches the plugin folder and feeds the registry.
 //!
-//! notify's thread → bounded channel → debounce (a path must be quiet for
-//! the debounce interval) → `Registry::load` if the file exists, else
-//! `Registry::unload`. Half-written files are covered twice: the debounce
-//! waits out a copy in progress, and a file that still fails to compile
-//! leaves the previous version serving until the next write re-triggers a
-//! load. The atomic-rename workflow (write `.name.wasm`, then `mv`) avoids
-//! both.
+//! notify's thread → bounded channel → debounce → `Registry::load` if the
+//! file exists, else `Registry::unload`.
+//!
+//! Only writes in place are debounced (a path must be quiet for the debounce
+//! interval): the debounce waits out a copy in progress, and a file that
+//! still fails to compile leaves the previous version serving until the next
+//! write re-triggers a load. A rename or a removal is acted on at once: a
+//! file renamed into the folder is whole (the atomic-rename workflow: write
+//! `.name.wasm`, then `mv` it to `name.wasm`), and a removed one is gone, so
+//! waiting would only delay the swap.
 
 use crate::lifecycle::Tasks;
 use crate::plugins::registry::{is_plugin_file, Registry};
@@ -24,12 +27,13 @@ const EVENT_QUEUE: usize = 1024;
 
 /// Start watching `dir`; the task ends when the host shuts down.
 pub fn watch(dir: &Path, debounce: Duration, registry: Arc<Registry>, tasks: &Tasks) -> notify::Result<()> {
-    let (tx, rx) = mpsc::channel::<PathBuf>(EVENT_QUEUE);
+    let (tx, rx) = mpsc::channel::<(PathBuf, Settled)>(EVENT_QUEUE);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
         Ok(event) => {
+            let settled = Settled::by(&event.kind);
             for path in event.paths.into_iter().filter(|p| is_plugin_file(p)) {
                 // notify calls back on its own thread, outside the runtime.
-                if tx.blocking_send(path).is_err() {
+                if tx.blocking_send((path, settled)).is_err() {
                     return;
                 }
             }
@@ -41,9 +45,28 @@ pub fn watch(dir: &Path, debounce: Duration, registry: Arc<Registry>, tasks: &Ta
     Ok(())
 }
 
+/// Whether a file event leaves the file as it will stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// Renamed into place or removed: act now.
+    Now,
+    /// Created or written in place: wait for the writes to stop.
+    AfterQuiet,
+}
+
+impl Settled {
+    fn by(kind: &notify::EventKind) -> Settled {
+        use notify::event::{EventKind, ModifyKind};
+        match kind {
+            EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Settled::Now,
+            _ => Settled::AfterQuiet,
+        }
+    }
+}
+
 async fn debounce_loop(
     _watcher: notify::RecommendedWatcher,
-    mut rx: mpsc::Receiver<PathBuf>,
+    mut rx: mpsc::Receiver<(PathBuf, Settled)>,
     debounce: Duration,
     registry: Arc<Registry>,
     shutdown: CancellationToken,
@@ -54,7 +77,9 @@ async fn debounce_loop(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             received = rx.recv() => match received {
-                Some(path) => { pending.insert(path, Instant::now() + debounce); }
+                Some((path, Settled::Now)) => { pending.insert(path, Instant::now()); }
+                // A later write restarts the wait, even after a rename.
+                Some((path, Settled::AfterQuiet)) => { pending.insert(path, Instant::now() + debounce); }
                 None => return,
             },
             _ = sleep_until(next_due) => {
