@@ -19,7 +19,9 @@
 //!
 //! Flags (after `--`): `--connections N` (100), `--in-flight K` (1),
 //! `--seconds T` (5), `--rate R` (total requests a second; then K is
-//! ignored), `--only echo,native,wasm`. Traffic goes to 127.0.0.1 only and
+//! ignored), `--only echo,native,wasm`, `--host 127.0.0.1:PORT` (a host
+//! already running, e.g. under `perf`; it must serve `clock` and have its
+//! rate limits off). Traffic goes to loopback only and
 //! every run is bounded by `--seconds` plus a 3 s drain.
 
 use futures_util::{SinkExt, StreamExt};
@@ -42,10 +44,12 @@ struct Settings {
     seconds: u64,
     rate: Option<f64>,
     only: Vec<String>,
+    /// A host already running (to profile it), instead of spawning one.
+    host: Option<String>,
 }
 
 fn settings() -> Settings {
-    let mut settings = Settings { connections: 100, in_flight: 1, seconds: 5, rate: None, only: Vec::new() };
+    let mut settings = Settings { connections: 100, in_flight: 1, seconds: 5, rate: None, only: Vec::new(), host: None };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -56,6 +60,7 @@ fn settings() -> Settings {
             "--seconds" => settings.seconds = value().parse().expect("--seconds T"),
             "--rate" => settings.rate = Some(value().parse().expect("--rate R")),
             "--only" => settings.only = value().split(',').map(str::to_owned).collect(),
+            "--host" => settings.host = Some(value()),
             // `cargo bench` passes `--bench`; criterion-style filters are not used.
             _ => {}
         }
@@ -120,13 +125,14 @@ fn main() {
     let settings = settings();
     let wanted = |name: &str| settings.only.is_empty() || settings.only.iter().any(|o| o == name);
     let echo = wanted("echo").then(EchoProcess::spawn);
-    let host = (wanted("native") || wanted("wasm")).then(|| {
+    let spawned = (settings.host.is_none() && (wanted("native") || wanted("wasm"))).then(|| {
         let limits = format!(
             "[limits]\nmessages_per_second = 0\nconnections_per_second_per_ip = 0\nmax_connections_per_client = {}\n",
             settings.connections + 10
         );
         switchyard_tests::HostProcess::spawn(&["clock"], &limits)
     });
+    let host = settings.host.clone().or_else(|| spawned.as_ref().map(|h| h.addr.clone()));
     let mut scenarios = Vec::new();
     if let Some(echo) = &echo {
         let check: fn(&Reply, &str) -> bool = |reply, id| reply.kind == Some("get_time") && id_is(reply, id);
@@ -135,12 +141,12 @@ fn main() {
     if let Some(host) = &host {
         if wanted("native") {
             let check: fn(&Reply, &str) -> bool = |reply, id| reply.kind == Some("pong") && id_is(reply, id) && reply.data.is_some();
-            scenarios.push(Scenario { name: "native", what: "Switchyard, built-in ping", url: format!("ws://{}/ws", host.addr), request: ping, check });
+            scenarios.push(Scenario { name: "native", what: "Switchyard, built-in ping", url: format!("ws://{host}/ws"), request: ping, check });
         }
         if wanted("wasm") {
             let check: fn(&Reply, &str) -> bool =
                 |reply, id| reply.kind == Some("reply") && id_is(reply, id) && reply.data.is_some_and(|d| d.get().contains("unix_ms"));
-            scenarios.push(Scenario { name: "wasm", what: "Switchyard, get_time via clock.wasm", url: format!("ws://{}/ws", host.addr), request: get_time, check });
+            scenarios.push(Scenario { name: "wasm", what: "Switchyard, get_time via clock.wasm", url: format!("ws://{host}/ws"), request: get_time, check });
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
