@@ -3,7 +3,13 @@
 //! [`guest`] builds the workspace's plugins and fixtures from source for
 //! `wasm32-wasip2` (once per test process) and hands out their paths.
 //! [`Host`] runs a real host on `127.0.0.1:0` over a temporary plugin
-//! folder; [`Client`] is a real WebSocket client.
+//! folder; [`Client`] is a real WebSocket client. [`raw`] writes and reads
+//! WebSocket frames byte by byte, and [`conformance`] holds the RFC 6455
+//! cases run with it against any target. [`python_with_websockets`] and
+//! [`node_with_ws`] install stock client libraries for tests to run.
+
+pub mod conformance;
+pub mod raw;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -85,6 +91,56 @@ pub fn example(name: &str) -> PathBuf {
     assert!(output.status.success(), "building example {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));
     built.push((name.to_owned(), out.clone()));
     out
+}
+
+/// The `websockets` release [`python_with_websockets`] installs.
+pub const PYTHON_WEBSOCKETS: &str = "17.4";
+
+/// `python` with the `websockets` client library importable: a venv under
+/// `target/toolchains/websockets-VERSION/`, installed by
+/// `scripts/pip-toolchain.sh` on first use. Blocks while it installs.
+pub fn python_with_websockets() -> Command {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    let python = PYTHON.get_or_init(|| {
+        let script = workspace_root().join("scripts").join("pip-toolchain.sh");
+        let output = Command::new("bash").arg(script).args(["websockets", PYTHON_WEBSOCKETS]).output().expect("run pip-toolchain.sh");
+        assert!(output.status.success(), "installing websockets failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()).join("bin").join("python")
+    });
+    Command::new(python)
+}
+
+/// `node` with the `ws` client library on its `NODE_PATH`, at the version
+/// `tests/clients/toolchain/package.json` pins: installed by npm under
+/// `target/toolchains/ws-VERSION/` on first use. Blocks while it installs.
+pub fn node_with_ws() -> Command {
+    static MODULES: OnceLock<PathBuf> = OnceLock::new();
+    let modules = MODULES.get_or_init(|| {
+        let toolchain = workspace_root().join("tests").join("clients").join("toolchain");
+        let manifest = std::fs::read_to_string(toolchain.join("package.json")).expect("read the clients' package.json");
+        let manifest: Value = serde_json::from_str(&manifest).expect("package.json is JSON");
+        let version = manifest["dependencies"]["ws"].as_str().expect("package.json pins ws");
+        let prefix = workspace_root().join("target").join("toolchains").join(format!("ws-{version}"));
+        if !prefix.join(".complete").exists() {
+            eprintln!("installing ws {version} into {}", prefix.display());
+            let _ = std::fs::remove_dir_all(&prefix);
+            std::fs::create_dir_all(&prefix).expect("create the toolchain folder");
+            for file in ["package.json", "package-lock.json"] {
+                std::fs::copy(toolchain.join(file), prefix.join(file)).expect("copy the clients' npm manifest");
+            }
+            let output = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+                .arg(&prefix)
+                .output()
+                .expect("run npm (is Node installed?)");
+            assert!(output.status.success(), "installing ws failed:\n{}", String::from_utf8_lossy(&output.stderr));
+            std::fs::write(prefix.join(".complete"), "").expect("mark the install complete");
+        }
+        prefix.join("node_modules")
+    });
+    let mut node = Command::new("node");
+    node.env("NODE_PATH", modules);
+    node
 }
 
 /// Read a `switchyard serve` process's JSON log (`SWITCHYARD_LOG_FORMAT=json`)

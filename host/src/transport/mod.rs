@@ -5,12 +5,15 @@
 //!
 //! - [`listener`]: the accept loop (TLS, handshake timeout, HTTP/1.1 and h2).
 //! - [`ws`]: WebSocket endpoints.
+//! - [`closing`]: how every host WebSocket ends (close codes for failed
+//!   reads, the closing handshake).
 //! - [`api`]: the HTTP API under `/api`.
 //! - [`proxy`]: paths relayed to upstream WebSocket servers.
 //! - [`worker`]: the remote-worker side of a WebSocket.
 //! - here: `/healthz`, `/readyz`, `/metrics`, and the JSON error responses.
 
 pub mod api;
+pub mod closing;
 pub mod listener;
 pub mod proxy;
 pub mod tls;

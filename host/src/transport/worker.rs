@@ -6,15 +6,18 @@
 //! that the worker sends `response`, `heartbeat`, `pong` (and may `ping`);
 //! every frame counts as a sign of life. The host pings every heartbeat
 //! interval, both as a WebSocket ping and as the protocol's `{"type":"ping"}`.
-//! A worker may only register types its key's scope allows.
+//! A worker may only register types its key's scope allows. The socket
+//! closes as every host WebSocket does ([`closing`]); a refused
+//! registration closes with 1008.
 
+use super::closing::{self, Closing};
 use super::Gateway;
 use crate::admission::security::Principal;
 use crate::wire::close::{self, GOING_AWAY, NORMAL, POLICY};
 use crate::wire::worker::{self as protocol, Registration, WorkerFrame};
 use crate::wire::{frames, ErrorCode, Failure};
 use crate::workers::Worker;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,8 +29,9 @@ const OUTBOX: usize = 1024;
 pub async fn serve(gateway: Arc<Gateway>, mut socket: WebSocket, remote: SocketAddr, principal: Arc<Principal>) {
     let pool = Arc::clone(&gateway.workers);
     let registration = match first_frame(&gateway, &mut socket).await {
-        Ok(registration) => registration,
-        Err(failure) => return refuse(socket, &failure).await,
+        Ok(Ok(registration)) => registration,
+        Ok(Err(failure)) => return refuse(socket, &failure).await,
+        Err(ending) => return closing::finish(socket, &ending).await,
     };
     if let Some(denied) = registration.types.iter().find_map(|t| principal.may_send(t).err()) {
         return refuse(socket, &denied).await;
@@ -44,44 +48,55 @@ pub async fn serve(gateway: Arc<Gateway>, mut socket: WebSocket, remote: SocketA
 
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + gateway.ws.heartbeat, gateway.ws.heartbeat);
     let (mut sink, mut stream) = socket.split();
-    let (code, reason) = loop {
+    let write_failed = || Closing::Gone("write failed".into());
+    let ending = loop {
         tokio::select! {
-            _ = gateway.tasks.shutdown_signal().cancelled() => break (GOING_AWAY, "server shutting down"),
-            _ = worker.gone.cancelled() => break (close::IDLE_TIMEOUT, "out of rotation: missed heartbeats or replaced"),
+            _ = gateway.tasks.shutdown_signal().cancelled() => break Closing::close(GOING_AWAY, "server shutting down"),
+            _ = worker.gone.cancelled() => break Closing::close(close::IDLE_TIMEOUT, "out of rotation: missed heartbeats or replaced"),
             frame = outbox.recv() => match frame {
-                Some(frame) => if sink.send(Message::Text(frame.into())).await.is_err() { break (NORMAL, "") },
-                None => break (NORMAL, ""),
+                Some(frame) => if sink.send(Message::Text(frame.into())).await.is_err() { break write_failed() },
+                None => break Closing::close(NORMAL, ""),
             },
             _ = heartbeat.tick() => {
                 pool.sweep();
                 if sink.send(Message::Ping(Default::default())).await.is_err() || sink.send(Message::Text(protocol::ping().into())).await.is_err() {
-                    break (NORMAL, "");
+                    break write_failed();
                 }
             },
-            message = stream.next() => match message {
-                Some(Ok(Message::Text(text))) => {
+            read = stream.next() => match closing::next_message(read) {
+                Ok(Message::Text(text)) => {
                     worker.seen();
                     if let Some(reply) = on_frame(&worker, text.as_str()) {
-                        if sink.send(Message::Text(reply.into())).await.is_err() { break (NORMAL, "") }
+                        if sink.send(Message::Text(reply.into())).await.is_err() { break write_failed() }
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break (NORMAL, ""),
-                Some(Ok(_)) => worker.seen(),
+                Ok(_) => worker.seen(),
+                Err(ending) => break ending,
             },
         }
     };
     pool.unregister(&worker);
-    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }))).await;
-    tracing::debug!(worker = %worker.id, code, reason, "worker connection closed");
+    if let Ok(socket) = stream.reunite(sink) {
+        closing::finish(socket, &ending).await;
+    }
+    tracing::debug!(worker = %worker.id, code = ending.code(), reason = ending.reason(), "worker connection closed");
 }
 
-/// The `register` frame, within the handshake timeout.
-async fn first_frame(gateway: &Gateway, socket: &mut WebSocket) -> Result<Registration, Failure> {
+/// The `register` frame, within the handshake timeout (pings and pongs
+/// before it are fine): the registration or why it is refused, or how the
+/// socket ended first.
+async fn first_frame(gateway: &Gateway, socket: &mut WebSocket) -> Result<Result<Registration, Failure>, Closing> {
     let invalid = |why: &str| Failure::new(ErrorCode::InvalidMessage, why);
-    match tokio::time::timeout(gateway.handshake_timeout, socket.recv()).await {
-        Ok(Some(Ok(Message::Text(text)))) => protocol::registration(text.as_str()),
-        Ok(_) => Err(invalid("expected a register frame")),
-        Err(_) => Err(invalid("no register frame within the handshake timeout")),
+    let deadline = tokio::time::Instant::now() + gateway.handshake_timeout;
+    loop {
+        let Ok(read) = tokio::time::timeout_at(deadline, socket.recv()).await else {
+            return Ok(Err(invalid("no register frame within the handshake timeout")));
+        };
+        match closing::next_message(read)? {
+            Message::Text(text) => return Ok(protocol::registration(text.as_str())),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            _ => return Ok(Err(invalid("expected a register frame"))),
+        }
     }
 }
 
@@ -100,5 +115,5 @@ fn on_frame(worker: &Worker, text: &str) -> Option<String> {
 async fn refuse(mut socket: WebSocket, failure: &Failure) {
     tracing::warn!("worker registration refused: {failure}");
     let _ = socket.send(Message::Text(frames::error_body(failure).into())).await;
-    let _ = socket.send(Message::Close(Some(CloseFrame { code: POLICY, reason: Utf8Bytes::from_static("registration refused") }))).await;
+    closing::finish(socket, &Closing::close(POLICY, "registration refused")).await;
 }

@@ -6,19 +6,22 @@
 //! also sends heartbeat pings. A client that stops reading fills its outbox
 //! and is evicted; one that goes silent past the idle timeout is closed.
 //!
-//! Close codes: 1000 normal, 1001 host shutting down, 1009 frame over
-//! `limits.max_frame_bytes`, 4000 idle timeout, 4001 authentication failed
-//! or key revoked, 4008 slow consumer.
+//! Every connection ends through [`closing`]: a client's Close is echoed,
+//! and the host's own closes (1001 host shutting down, 1002 protocol error,
+//! 1007 invalid UTF-8, 1009 frame over `limits.max_frame_bytes`, 4000 idle
+//! timeout, 4001 authentication failed or key revoked, 4008 slow consumer)
+//! wait, bounded, for the client's answer.
 
+use super::closing::{self, Closing};
 use super::{ApiError, Endpoint, Gateway};
 use crate::wire::dialect::{self, Profile};
 use crate::routing::dispatch::Caller;
-use crate::wire::close::{self, GOING_AWAY, NORMAL, TOO_BIG};
+use crate::wire::close::{self, ABNORMAL, GOING_AWAY, NORMAL, SLOW_CONSUMER, TOO_BIG};
 use crate::wire::{frames, ErrorCode, Failure, Origin, Transport};
 use crate::config::EndpointRole;
 use crate::hub::{Connection, Outbox, Ticket};
 use crate::admission::security::{self, Principal};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::routing::get;
 use axum::Extension;
@@ -26,19 +29,15 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::future::join;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite;
 
 /// Initial read and write buffer per connection.
 const BUFFER: usize = 8 * 1024;
-
-/// How long a connection closed for an oversize frame stays open, so the
-/// client reads the Close frame before the unread remainder resets it.
-const LINGER: Duration = Duration::from_millis(500);
 
 /// How long a closing connection may take to flush what it has queued.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
@@ -145,9 +144,7 @@ fn refuse(gateway: Arc<Gateway>, endpoint: Endpoint, ws: WebSocketUpgrade, failu
     ws.on_upgrade(move |mut socket| async move {
         let frame = dialect::unsolicited_error(&endpoint.profile, &failure);
         let _ = socket.send(Message::Text(frame.into())).await;
-        let close = CloseFrame { code: close::AUTHENTICATION_FAILED, reason: Utf8Bytes::from_static("authentication failed") };
-        let _ = socket.send(Message::Close(Some(close))).await;
-        let _ = tokio::time::timeout(FLUSH_ON_CLOSE, async { while let Some(Ok(_)) = socket.next().await {} }).await;
+        closing::finish(socket, &Closing::close(close::AUTHENTICATION_FAILED, "authentication failed")).await;
     })
 }
 
@@ -167,37 +164,40 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, pee
     }
     let writer = tokio::spawn(write_loop(sink, outbox, Arc::clone(&connection), gateway.ws.heartbeat));
 
-    let (code, reason) = read_loop(&gateway, &endpoint, &mut stream, &connection, &peer.principal).await;
+    let closing = read_loop(&gateway, &endpoint, &mut stream, &connection, &peer.principal).await;
+    // Stops the writer (an earlier eviction keeps its own code).
+    connection.evict(closing.code(), closing.reason());
     gateway.hub.disconnect(&connection.id);
-    gateway.dispatcher.connection_closed(&connection).await;
-    connection.evict(code, &reason);
-    let _ = writer.await;
-    // The closing handshake: give the client a moment to answer our Close,
-    // so it reads that frame before the TCP connection goes away. A slow
-    // consumer gets no such courtesy: it is not reading anyway.
-    if code == TOO_BIG {
-        // The rest of the oversize frame is still unread; dropping the socket
-        // now would reset it before the client reads our Close. Linger.
-        tokio::time::sleep(LINGER).await;
-    } else if code != NORMAL && code != close::SLOW_CONSUMER {
-        let answered = async { while let Some(Ok(message)) = stream.next().await {
-            if matches!(message, Message::Close(_)) {
-                break;
-            }
-        } };
-        let _ = tokio::time::timeout(FLUSH_ON_CLOSE, answered).await;
-    }
-    tracing::debug!(connection = %connection.id, code, reason, "disconnected");
+    let close = async {
+        // A writer that panicked took the socket with it.
+        let Ok((sink, mut outbox)) = writer.await else { return };
+        let Ok(mut socket) = stream.reunite(sink) else { return };
+        // What is queued goes before the host's Close, unless the client was
+        // too slow to read it. (After a client's Close, nothing can.)
+        if matches!(closing, Closing::Close { code, .. } if code != SLOW_CONSUMER) {
+            let flush = async {
+                while let Ok(frame) = outbox.try_recv() {
+                    if send_text(&mut socket, frame).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(FLUSH_ON_CLOSE, flush).await;
+        }
+        closing::finish(socket, &closing).await;
+    };
+    join(close, gateway.dispatcher.connection_closed(&connection)).await;
+    tracing::debug!(connection = %connection.id, code = closing.code(), reason = closing.reason(), "disconnected");
 }
 
-/// Answer frames until the connection ends; returns the close code and reason.
+/// Answer frames until the connection ends; returns how it ends.
 async fn read_loop(
     gateway: &Gateway,
     endpoint: &Endpoint,
     stream: &mut SplitStream<WebSocket>,
     connection: &Arc<Connection>,
     principal: &Principal,
-) -> (u16, String) {
+) -> Closing {
     let settings = &gateway.ws;
     let origin = Origin {
         connection_id: connection.id.clone(),
@@ -208,15 +208,19 @@ async fn read_loop(
     let mut bucket = gateway.limits.message_bucket();
     loop {
         let next = tokio::select! {
-            _ = gateway.tasks.shutdown_signal().cancelled() => return (GOING_AWAY, "server shutting down".into()),
+            _ = gateway.tasks.shutdown_signal().cancelled() => return Closing::close(GOING_AWAY, "server shutting down"),
             _ = connection.evicted() => return evicted(connection),
             next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
         };
-        let message = match next {
-            Err(_) => return (close::IDLE_TIMEOUT, "idle timeout: no frames or pongs".into()),
-            Ok(None) => return (NORMAL, String::new()),
-            Ok(Some(Err(error))) => return read_error(gateway, &endpoint.profile, connection, error).await,
-            Ok(Some(Ok(message))) => message,
+        let message = match next.map(closing::next_message) {
+            Err(_) => return Closing::close(close::IDLE_TIMEOUT, "idle timeout: no frames or pongs"),
+            Ok(Ok(message)) => message,
+            Ok(Err(closing)) => {
+                if matches!(closing, Closing::Close { code: TOO_BIG, .. }) {
+                    too_big(gateway, &endpoint.profile, connection).await;
+                }
+                return closing;
+            }
         };
         let frames = match message {
             Message::Text(text) => {
@@ -228,8 +232,8 @@ async fn read_loop(
                 ErrorCode::InvalidMessage,
                 "binary frames are not accepted: send JSON messages as text frames",
             ))],
-            Message::Close(_) => return (NORMAL, String::new()),
-            Message::Ping(_) | Message::Pong(_) => continue,
+            // tungstenite answers pings; a Close never gets here (see next_message).
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
         };
         for frame in frames {
             if !connection.deliver(Bytes::from(frame), settings.send_timeout).await {
@@ -239,28 +243,31 @@ async fn read_loop(
     }
 }
 
-fn evicted(connection: &Connection) -> (u16, String) {
-    connection.eviction().map_or((NORMAL, String::new()), |(code, reason)| (code, reason.to_owned()))
-}
-
-/// A read failed: a frame over the hard limit gets an error and 1009;
-/// anything else is a broken connection.
-async fn read_error(gateway: &Gateway, profile: &Profile, connection: &Connection, error: axum::Error) -> (u16, String) {
-    let source = error.into_inner();
-    let too_big = matches!(source.downcast_ref::<tungstenite::Error>(), Some(tungstenite::Error::Capacity(_)));
-    if too_big {
-        let limit = gateway.ws.max_frame_bytes;
-        let failure = Failure::new(ErrorCode::PayloadTooLarge, format!("frame over the {limit}-byte limit; closing"));
-        connection.deliver(Bytes::from(dialect::unsolicited_error(profile, &failure)), gateway.ws.send_timeout).await;
-        return (TOO_BIG, "message too big".into());
+/// How an evicted connection closes: with the eviction's code, or not at
+/// all if its socket already failed.
+fn evicted(connection: &Connection) -> Closing {
+    match connection.eviction() {
+        Some((ABNORMAL, reason)) => Closing::Gone(reason.to_owned()),
+        Some((code, reason)) => Closing::close(code, reason),
+        None => Closing::close(NORMAL, ""),
     }
-    tracing::debug!(connection = %connection.id, "read failed: {source}");
-    (NORMAL, String::new())
 }
 
-/// Send queued frames and heartbeats until the connection is evicted, then
-/// flush (unless it was too slow to read) and close with the eviction's code.
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut outbox: Outbox, connection: Arc<Connection>, heartbeat: Duration) {
+/// A frame over the hard limit: the client is told why before the 1009.
+async fn too_big(gateway: &Gateway, profile: &Profile, connection: &Connection) {
+    let limit = gateway.ws.max_frame_bytes;
+    let failure = Failure::new(ErrorCode::PayloadTooLarge, format!("frame over the {limit}-byte limit; closing"));
+    connection.deliver(Bytes::from(dialect::unsolicited_error(profile, &failure)), gateway.ws.send_timeout).await;
+}
+
+/// Send queued frames and heartbeats until the connection is evicted; hand
+/// back the sink, and the outbox with what it still holds, for the close.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut outbox: Outbox,
+    connection: Arc<Connection>,
+    heartbeat: Duration,
+) -> (SplitSink<WebSocket, Message>, Outbox) {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     loop {
         let message = tokio::select! {
@@ -281,28 +288,16 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut outbox: Outbox,
             _ = connection.evicted() => break,
         };
         if sent.is_err() {
-            connection.evict(NORMAL, "write failed");
-            return;
+            connection.evict(ABNORMAL, "write failed");
+            break;
         }
     }
-    let (code, reason) = evicted(&connection);
-    if code != close::SLOW_CONSUMER {
-        let flush = async {
-            while let Ok(frame) = outbox.try_recv() {
-                if send_text(&mut sink, frame).await.is_err() {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(FLUSH_ON_CLOSE, flush).await;
-    }
-    let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
-    let _ = tokio::time::timeout(FLUSH_ON_CLOSE, sink.send(Message::Close(Some(frame)))).await;
+    (sink, outbox)
 }
 
-async fn send_text(sink: &mut SplitSink<WebSocket, Message>, frame: Bytes) -> Result<(), axum::Error> {
+async fn send_text(socket: &mut WebSocket, frame: Bytes) -> Result<(), axum::Error> {
     match Utf8Bytes::try_from(frame) {
-        Ok(text) => sink.send(Message::Text(text)).await,
+        Ok(text) => socket.send(Message::Text(text)).await,
         // The hub only queues serialized JSON; skip anything else.
         Err(_) => Ok(()),
     }

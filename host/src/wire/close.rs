@@ -1,16 +1,30 @@
 //! WebSocket close codes the host sends, on every endpoint and through the
 //! proxy: the RFC 6455 ones it uses and its own in the 4000 range. The
 //! table in `docs/protocol.md` lists the same.
+//!
+//! A peer's Close is answered with its own code (RFC 6455 5.5.1); which
+//! code the host owes for a failed read is `transport::closing`'s to say.
 
 /// The exchange is over (either side asked).
 pub const NORMAL: u16 = 1000;
 /// The host is shutting down (in-flight requests were answered first), or,
 /// towards a proxy's upstream, the client went away without a close.
 pub const GOING_AWAY: u16 = 1001;
+/// The peer broke RFC 6455: reserved bits or opcodes, a control frame over
+/// 125 bytes or fragmented, a stray continuation, an unmasked client frame,
+/// or a Close with an invalid code.
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// Never sent: a connection that ended without a Close frame, as logs and
+/// client libraries report it.
+pub const ABNORMAL: u16 = 1006;
+/// A text message or a close reason that is not UTF-8.
+pub const INVALID_PAYLOAD: u16 = 1007;
 /// A worker's registration was refused.
 pub const POLICY: u16 = 1008;
 /// A frame over `limits.max_frame_bytes`.
 pub const TOO_BIG: u16 = 1009;
+/// The host failed in a way the peer did not cause.
+pub const INTERNAL_ERROR: u16 = 1011;
 /// Proxy: no upstream in rotation, or none would connect.
 pub const TRY_AGAIN_LATER: u16 = 1013;
 /// Proxy: the upstream went away without a close frame.
