@@ -4,6 +4,8 @@
 //! to the [`Dispatcher`]. They know nothing of wasm.
 //!
 //! - [`listener`]: the accept loop (TLS, handshake timeout, HTTP/1.1 and h2).
+//! - [`http_errors`]: the JSON error body on every HTTP error, axum's and
+//!   hyper's own included.
 //! - [`ws`]: WebSocket endpoints.
 //! - [`api`]: the HTTP API under `/api`.
 //! - [`proxy`]: paths relayed to upstream WebSocket servers.
@@ -11,6 +13,7 @@
 //! - here: `/healthz`, `/readyz`, `/metrics`, and the JSON error responses.
 
 pub mod api;
+pub mod http_errors;
 pub mod listener;
 pub mod proxy;
 pub mod tls;
@@ -27,6 +30,7 @@ use crate::admission::limits::LiveLimits;
 use crate::observability::metrics::Metrics;
 use crate::plugins::registry::Registry;
 use crate::admission::security::Keyring;
+use crate::store::host_state::HostState;
 use crate::workers::WorkerPool;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -109,6 +113,10 @@ pub struct Gateway {
     pub plugin_dir: PathBuf,
     pub max_body_bytes: usize,
     pub max_upload_bytes: usize,
+    /// How long a whole request body may take to arrive.
+    pub body_timeout: Duration,
+    /// Revocations and limits changed at run time, kept across restarts.
+    pub state: Arc<HostState>,
     pub serve_metrics: bool,
     pub started: Instant,
     /// Set once the plugin folder is loaded; cleared on shutdown.
