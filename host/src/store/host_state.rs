@@ -24,7 +24,7 @@ pub struct Remembered {
     /// Names of keys revoked with `DELETE /api/keys/NAME`; they stay
     /// revoked whatever the configuration file says.
     pub revoked_keys: BTreeSet<String>,
-    /// The limits set with `PUT /api/config`, field by field, as sent;
+    /// The limits set with `PUT /api/config`, field by field, as `GET` shows them;
     /// applied over the configuration file's at start.
     pub limits: Map<String, Value>,
 }
@@ -61,9 +61,20 @@ impl HostState {
         .await
     }
 
-    /// Remember the limit fields of `patch` (over those set before).
-    pub async fn set_limits(&self, patch: &Map<String, Value>) -> std::io::Result<()> {
-        self.change(|state| state.limits.extend(patch.iter().map(|(k, v)| (k.clone(), v.clone())))).await
+    /// Remember the limit fields named in `changed` (over those set
+    /// before) with their values in `current()`. It is read under the same
+    /// lock as the write, so of two changes racing, the file ends with the
+    /// limits the host ends with.
+    pub async fn set_limits(&self, changed: &[String], current: impl FnOnce() -> Map<String, Value>) -> std::io::Result<()> {
+        self.change(|state| {
+            let current = current();
+            for field in changed {
+                if let Some(value) = current.get(field) {
+                    state.limits.insert(field.clone(), value.clone());
+                }
+            }
+        })
+        .await
     }
 
     /// Apply `edit` and write the result; on failure, nothing is remembered.
@@ -105,8 +116,10 @@ mod tests {
         let (state, remembered) = HostState::open(&dir.join("data")).unwrap();
         assert_eq!(remembered, Remembered::default());
         state.revoke("cam").await.unwrap();
-        state.set_limits(json!({"messages_per_second": 5}).as_object().unwrap()).await.unwrap();
-        state.set_limits(json!({"messages_per_second": "off", "deadline_ms": 900}).as_object().unwrap()).await.unwrap();
+        let limits = |value: Value| move || value.as_object().unwrap().clone();
+        state.set_limits(&["messages_per_second".into()], limits(json!({"messages_per_second": 5, "deadline_ms": 2000}))).await.unwrap();
+        let both = ["messages_per_second".into(), "deadline_ms".into()];
+        state.set_limits(&both, limits(json!({"messages_per_second": "off", "deadline_ms": 900, "message_burst": 3}))).await.unwrap();
         let (_, remembered) = HostState::open(&dir.join("data")).unwrap();
         assert_eq!(remembered.revoked_keys.iter().collect::<Vec<_>>(), ["cam"]);
         assert_eq!(Value::Object(remembered.limits), json!({"messages_per_second": "off", "deadline_ms": 900}));

@@ -288,9 +288,9 @@ async fn update_config(State(gateway): Shared, headers: HeaderMap, request: Requ
     let patch = patch.get("limits").cloned().unwrap_or(patch);
     let (old, new) = gateway.limits.update(&patch)?;
     gateway.registry.runtime().set_deadline(new.deadline());
-    if let Some(fields) = patch.as_object() {
-        gateway.state.set_limits(fields).await.map_err(|e| not_saved("the limits changed", &e))?;
-    }
+    let changed: Vec<String> = patch.as_object().map(|fields| fields.keys().cloned().collect()).unwrap_or_default();
+    let current = || serde_json::to_value(&*gateway.limits.get()).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+    gateway.state.set_limits(&changed, current).await.map_err(|e| not_saved("the limits changed", &e))?;
     tracing::info!(key = ?principal.key, old = ?*old, new = ?*new, "limits changed");
     let event = json!({ "old": *old, "new": *new, "by": principal.key });
     if let Ok(raw) = to_raw_value(&event) {
