@@ -15,6 +15,7 @@ use crate::observability::metrics::Metrics;
 use crate::plugins::registry::Registry;
 use crate::plugins::runtime::{PluginLimits, Runtime, Services};
 use crate::admission::security::Keyring;
+use crate::store::host_state::HostState;
 use crate::store::memory::{KvQuota, MemoryKv};
 use crate::observability::system::HostSystem;
 use crate::transport::listener::Listener;
@@ -51,14 +52,30 @@ impl Server {
         let proxy = if config.proxy.is_empty() { None } else { Some(Proxy::new(config.proxy.clone())?) };
         let tasks = Tasks::new();
         let keyring = Arc::new(Keyring::from_config(&config.auth)?);
+        let (state, remembered) = HostState::open(&config.data_dir)?;
+        for name in &remembered.revoked_keys {
+            if !keyring.revoke(name) {
+                tracing::warn!(key = %name, file = %state.path().display(), "a key revoked at run time is no longer configured");
+            }
+        }
         let certificates = config.tls.as_ref().map(Certificates::load).transpose()?;
         let metrics = Arc::new(Metrics::new());
         let limits = Arc::new(LiveLimits::new(Tunables::from_config(&config), config.limits.max_frame_bytes));
-        let hub = Arc::new(Hub::new(HubLimits { outbox_frames: config.limits.outbox_frames }, metrics.hub.clone()));
+        if !remembered.limits.is_empty() {
+            let changed = serde_json::Value::Object(remembered.limits.clone());
+            match limits.update(&changed) {
+                Ok(_) => tracing::info!(file = %state.path().display(), limits = %changed, "limits set at run time override the configuration file's"),
+                Err(failure) => {
+                    tracing::warn!(file = %state.path().display(), limits = %changed, "limits set at run time no longer apply, the configuration file's stand: {failure}")
+                }
+            }
+        }
+        let hub_limits = HubLimits { outbox_frames: config.limits.outbox_frames, outbox_bytes: config.limits.outbox_bytes };
+        let hub = Arc::new(Hub::new(hub_limits, metrics.hub.clone()));
         let p = &config.plugins;
         let kv = Arc::new(MemoryKv::new(KvQuota { max_value_bytes: p.kv_max_value_bytes, max_keys: p.kv_max_keys }));
         let plugin_limits = PluginLimits {
-            deadline: ms(p.deadline_ms),
+            deadline: limits.get().deadline(),
             memory_bytes: p.memory_mib << 20,
             max_instances: p.max_instances,
         };
@@ -109,6 +126,8 @@ impl Server {
             plugin_dir: p.dir.clone(),
             max_body_bytes: config.limits.max_body_bytes,
             max_upload_bytes: config.limits.max_upload_bytes,
+            body_timeout: ms(config.limits.body_timeout_ms),
+            state: Arc::new(state),
             serve_metrics: config.observability.metrics,
             started: Instant::now(),
             ready: AtomicBool::new(true),

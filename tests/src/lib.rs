@@ -211,10 +211,13 @@ pub fn shared_cache() -> PathBuf {
     workspace_root().join("target").join("test-compile-cache")
 }
 
-/// Defaults for a test host: port 0, fast debounce, shared compile cache.
-pub fn test_config(dir: &Path) -> Config {
+/// Defaults for a test host: port 0, fast debounce, shared compile cache,
+/// plugins from `dir` and its own data folder `data_dir` (so no test sees
+/// another's revocations or limits).
+pub fn test_config(dir: &Path, data_dir: &Path) -> Config {
     let mut config = Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..Config::default() };
     config.plugins.dir = dir.to_path_buf();
+    config.data_dir = data_dir.to_path_buf();
     config.plugins.cache_dir = Some(shared_cache());
     config.plugins.debounce_ms = 50;
     // Load tests send far faster than a production client should; the
@@ -224,10 +227,13 @@ pub fn test_config(dir: &Path) -> Config {
     config
 }
 
-/// A running host over its own temporary plugin folder.
+/// A running host over its own temporary plugin and data folders.
 pub struct Host {
     server: Option<Server>,
     dir: tempfile::TempDir,
+    _data: tempfile::TempDir,
+    /// What it was started with, to start it again.
+    config: Config,
 }
 
 impl Host {
@@ -241,10 +247,21 @@ impl Host {
         for name in guests {
             install_file(&guest(name), &dir.path().join(format!("{name}.wasm")));
         }
-        let mut config = test_config(dir.path());
+        let data = tempfile::tempdir().expect("temp data folder");
+        let mut config = test_config(dir.path(), data.path());
         tweak(&mut config);
-        let server = Server::start(config).await.expect("host starts");
-        Host { server: Some(server), dir }
+        let server = Server::start(config.clone()).await.expect("host starts");
+        Host { server: Some(server), dir, _data: data, config }
+    }
+
+    /// Shut the host down and start it again with the same configuration,
+    /// plugin folder and data folder (on a new port).
+    pub async fn restart(mut self) -> Host {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        self.server = Some(Server::start(self.config.clone()).await.expect("host starts again"));
+        self
     }
 
     pub fn server(&self) -> &Server {
@@ -312,7 +329,8 @@ fn install_file(from: &Path, to: &Path) {
     std::fs::rename(&tmp, to).expect("rename component into place");
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// A client's WebSocket.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A real WebSocket client that keeps events apart from replies.
 pub struct Client {
@@ -362,6 +380,12 @@ impl Client {
         self.ack = self.recv_frame().await;
         assert_eq!(self.ack["type"], "connection", "first frame is the acknowledgement: {}", self.ack);
         self
+    }
+
+    /// The bare socket, for a client that stops behaving like this one
+    /// (never reads, say), and the acknowledgement.
+    pub fn into_socket(self) -> (Socket, Value) {
+        (self.socket, self.ack)
     }
 
     pub fn connection_id(&self) -> &str {
@@ -514,7 +538,7 @@ pub mod rig {
     impl Rig {
         /// A rig compiling into `cache_dir` (`None`: no compile cache).
         pub fn new(cache_dir: Option<PathBuf>) -> Rig {
-            let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 64 }, Default::default()));
+            let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 64, outbox_bytes: 4 << 20 }, Default::default()));
             let services = Services {
                 events: hub.clone(),
                 kv: Arc::new(MemoryKv::default()),

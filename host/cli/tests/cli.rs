@@ -11,14 +11,18 @@ fn switchyard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
 }
 
-/// A config file in `dir` serving `echo` from `dir/plugins` on port 0,
-/// followed by `extra` TOML.
+/// A config file in `dir` serving `echo` from `dir/plugins` on port 0, with
+/// its data folder in `dir/data`, followed by `extra` TOML.
 fn echo_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     let plugins = dir.join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     std::fs::copy(guest("echo"), plugins.join("echo.wasm")).unwrap();
     let config = dir.join("switchyard.toml");
-    let toml = format!("listen = \"127.0.0.1:0\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n{extra}", dir.join("cache"));
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n{extra}",
+        dir.join("data"),
+        dir.join("cache")
+    );
     std::fs::write(&config, toml).unwrap();
     config
 }

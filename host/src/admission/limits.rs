@@ -3,8 +3,12 @@
 //!
 //! Each message reads the current [`Tunables`] snapshot; a change applies
 //! to the next message, and a connection's bucket is refilled under the new
-//! rate the first time it is used after the change. Rates of 0 turn a limit
-//! off.
+//! rate the first time it is used after the change.
+//!
+//! A rate limit is off only when asked by name: the configuration file's
+//! rate of 0, or `"off"` through the API, which refuses a 0 (a typo there
+//! would silently open the host). `GET /api/config` shows an off rate as
+//! `"off"`, so what it shows can be sent back as it is.
 
 use crate::config::Config;
 use crate::wire::{ErrorCode, Failure};
@@ -24,8 +28,12 @@ use crate::sync::lock;
 #[serde(deny_unknown_fields)]
 pub struct Tunables {
     pub max_message_bytes: usize,
+    /// 0 is off (`"off"` in JSON).
+    #[serde(with = "rate")]
     pub messages_per_second: u32,
     pub message_burst: u32,
+    /// 0 is off (`"off"` in JSON).
+    #[serde(with = "rate")]
     pub connections_per_second_per_ip: u32,
     pub connection_burst_per_ip: u32,
     pub max_connections: usize,
@@ -36,12 +44,14 @@ pub struct Tunables {
 impl Tunables {
     pub fn from_config(config: &Config) -> Tunables {
         let l = &config.limits;
+        // A burst of 0 in the file means "as large as the rate".
+        let burst = |rate: u32, burst: u32| if burst == 0 { rate } else { burst };
         Tunables {
             max_message_bytes: l.max_message_bytes,
             messages_per_second: l.messages_per_second,
-            message_burst: l.message_burst,
+            message_burst: burst(l.messages_per_second, l.message_burst),
             connections_per_second_per_ip: l.connections_per_second_per_ip,
-            connection_burst_per_ip: l.connection_burst_per_ip,
+            connection_burst_per_ip: burst(l.connections_per_second_per_ip, l.connection_burst_per_ip),
             max_connections: l.max_connections,
             max_connections_per_client: l.max_connections_per_client,
             deadline_ms: config.plugins.deadline_ms,
@@ -58,11 +68,65 @@ impl Tunables {
         if self.max_connections == 0 || self.max_connections_per_client == 0 {
             return Err("max_connections and max_connections_per_client must be positive".into());
         }
+        // A burst matters only while its rate is on; then 0 would refuse everything.
+        if self.messages_per_second > 0 && self.message_burst == 0 {
+            return Err("message_burst must be 1..=4294967295 while messages_per_second is on".into());
+        }
+        if self.connections_per_second_per_ip > 0 && self.connection_burst_per_ip == 0 {
+            return Err("connection_burst_per_ip must be 1..=4294967295 while connections_per_second_per_ip is on".into());
+        }
         Ok(())
     }
 
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
+    }
+}
+
+/// A rate in JSON: a positive number, or `"off"` (0 inside). A 0 is
+/// refused, so that no typo turns a limit off.
+mod rate {
+    use serde::de::{self, Deserializer, Unexpected, Visitor};
+    use serde::Serializer;
+
+    const OFF: &str = "off";
+
+    pub fn serialize<S: Serializer>(rate: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+        match rate {
+            0 => serializer.serialize_str(OFF),
+            rate => serializer.serialize_u32(*rate),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+        struct Rate;
+        impl Visitor<'_> for Rate {
+            type Value = u32;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a rate of 1..=4294967295 per second, or \"off\" to turn the limit off (0 is refused)")
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<u32, E> {
+                match u32::try_from(n) {
+                    Ok(rate) if rate > 0 => Ok(rate),
+                    _ => Err(E::invalid_value(Unexpected::Unsigned(n), &self)),
+                }
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<u32, E> {
+                u64::try_from(n).map_err(|_| E::invalid_value(Unexpected::Signed(n), &self)).and_then(|n| self.visit_u64(n))
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<u32, E> {
+                if text == OFF {
+                    Ok(0)
+                } else {
+                    Err(E::invalid_value(Unexpected::Str(text), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(Rate)
     }
 }
 
@@ -209,13 +273,18 @@ mod tests {
         let retry = refused.retry_after_ms.unwrap();
         assert!((1..=500).contains(&retry), "at 2/s the next token is at most 500 ms away: {retry}");
 
-        let (old, new) = live.update(&serde_json::json!({"messages_per_second": 0})).unwrap();
+        assert!(live.update(&serde_json::json!({"messages_per_second": 0})).is_err(), "0 is not how a limit is turned off");
+        assert!(live.update(&serde_json::json!({"message_burst": 0})).is_err());
+        let (old, new) = live.update(&serde_json::json!({"messages_per_second": "off"})).unwrap();
         assert_eq!((old.messages_per_second, new.messages_per_second), (2, 0));
+        assert_eq!(serde_json::to_value(&*new).unwrap()["messages_per_second"], "off");
         for _ in 0..100 {
             bucket.admit(&live).unwrap();
         }
         assert!(live.update(&serde_json::json!({"max_message_bytes": 0})).is_err());
         assert!(live.update(&serde_json::json!({"no_such_limit": 1})).is_err());
+        assert!(live.update(&serde_json::json!({"messages_per_second": -1})).is_err());
         assert_eq!(live.get().messages_per_second, 0, "a bad update changes nothing");
+        live.update(&serde_json::to_value(&*live.get()).unwrap()).expect("what GET shows can be PUT back");
     }
 }

@@ -96,6 +96,15 @@ impl Principal {
         }
     }
 
+    /// The topic patterns of `topics` the caller may use, and, if it may
+    /// not use them all, the `FORBIDDEN` failure naming the others.
+    pub fn topics_in_scope(&self, topics: &[String]) -> (Vec<String>, Option<Failure>) {
+        let (allowed, refused): (Vec<String>, Vec<String>) = topics.iter().cloned().partition(|t| self.may_use_topic(t).is_ok());
+        let named = refused.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ");
+        let failure = (!refused.is_empty()).then(|| self.forbidden(&format!("the topics {named}")));
+        (allowed, failure)
+    }
+
     /// `FORBIDDEN` unless the caller holds an `admin` key.
     pub fn may_administer(&self) -> Result<(), Failure> {
         if self.scopes.admin {
@@ -125,6 +134,8 @@ pub struct Keyring {
     revoked: RwLock<HashSet<String>>,
     anonymous: Arc<Principal>,
     allowed_origins: Vec<String>,
+    /// `auth.public_hosts`, lower case.
+    public_hosts: Vec<String>,
     pub require_key_for_api: bool,
 }
 
@@ -162,6 +173,7 @@ impl Keyring {
             revoked: RwLock::new(revoked),
             anonymous: Arc::new(Principal { key: None, scopes: anonymous }),
             allowed_origins: config.allowed_origins.clone(),
+            public_hosts: config.public_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             require_key_for_api: config.require_key_for_api,
         })
     }
@@ -216,17 +228,58 @@ impl Keyring {
             .collect()
     }
 
-    /// Whether a browser from `origin` may open a WebSocket on `host`.
-    /// Requests without an `Origin` header do not come from a browser page.
+    /// Whether a browser page from `origin` may open a WebSocket on the
+    /// host reached as `host` (the request's `Host` header). Requests
+    /// without an `Origin` header do not come from a browser page.
+    ///
+    /// Besides `auth.allowed_origins`, a page is the host's own when it was
+    /// served from one of `auth.public_hosts`, or, when none is configured,
+    /// from a loopback name on the port the request came to. The `Host`
+    /// header alone proves nothing: a DNS-rebinding page sends `Origin`
+    /// and `Host` that match each other.
     pub fn origin_allowed(&self, origin: Option<&str>, host: Option<&str>) -> bool {
         let Some(origin) = origin else { return true };
         if self.allowed_origins.iter().any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin)) {
             return true;
         }
-        // The page was served by this host.
-        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-        host.is_some_and(|host| origin_host.eq_ignore_ascii_case(host))
+        let Some((scheme, authority)) = origin.split_once("://") else { return false };
+        let default_port = match scheme.to_ascii_lowercase().as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return false,
+        };
+        let Some((name, port)) = split_authority(authority) else { return false };
+        let port = port.unwrap_or(default_port);
+        if !self.public_hosts.is_empty() {
+            return self.public_hosts.iter().any(|public| match split_authority(public) {
+                Some((public_name, Some(public_port))) => public_name == name && public_port == port,
+                Some((public_name, None)) => public_name == name,
+                None => false,
+            });
+        }
+        let came_to = host.and_then(split_authority).map(|(_, port)| port.unwrap_or(default_port));
+        is_loopback(&name) && came_to == Some(port)
     }
+}
+
+/// `name[:port]` or `[v6]:port`, the name in lower case.
+fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
+    let (name, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (address, rest) = v6.split_once(']')?;
+            (format!("[{address}]"), rest.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((name, port)) => (name.to_owned(), Some(port)),
+            None => (authority.to_owned(), None),
+        },
+    };
+    let port = port.map(str::parse::<u16>).transpose().ok()?;
+    (!name.is_empty()).then(|| (name.to_ascii_lowercase(), port))
+}
+
+fn is_loopback(name: &str) -> bool {
+    name == "localhost" || name == "[::1]" || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -263,6 +316,7 @@ mod tests {
             anonymous: ScopeConfig { types: vec!["ping".into()], topics: vec![] },
             require_key_for_api: false,
             allowed_origins: vec!["https://console.example".into()],
+            public_hosts: vec![],
         })
         .unwrap()
     }
@@ -296,8 +350,20 @@ mod tests {
         let ring = keyring();
         assert!(ring.origin_allowed(None, Some("h:1")));
         assert!(ring.origin_allowed(Some("https://console.example"), Some("h:1")));
-        assert!(ring.origin_allowed(Some("http://h:1"), Some("h:1")));
+        assert!(!ring.origin_allowed(Some("http://h:1"), Some("h:1")), "a matching Host header proves nothing");
+        assert!(ring.origin_allowed(Some("http://localhost:1"), Some("localhost:1")));
+        assert!(ring.origin_allowed(Some("http://127.0.0.1:1"), Some("localhost:1")));
+        assert!(ring.origin_allowed(Some("http://[::1]:1"), Some("[::1]:1")));
+        assert!(ring.origin_allowed(Some("http://localhost"), Some("localhost")));
+        assert!(!ring.origin_allowed(Some("http://localhost:2"), Some("localhost:1")), "another local site");
         assert!(!ring.origin_allowed(Some("https://evil.example"), Some("h:1")));
+        assert!(!ring.origin_allowed(Some("null"), Some("h:1")));
+        let named = Keyring::from_config(&AuthConfig { public_hosts: vec!["Switchyard.example".into(), "ops.example:8443".into()], ..AuthConfig::default() }).unwrap();
+        assert!(named.origin_allowed(Some("https://switchyard.example"), Some("switchyard.example")));
+        assert!(named.origin_allowed(Some("http://switchyard.example:8080"), Some("anything")), "a name alone matches any port");
+        assert!(named.origin_allowed(Some("https://ops.example:8443"), None));
+        assert!(!named.origin_allowed(Some("https://ops.example"), Some("ops.example")), "a name with a port matches that port only");
+        assert!(!named.origin_allowed(Some("http://localhost:1"), Some("localhost:1")), "named hosts replace loopback");
         assert_eq!(bearer(Some("Bearer abc")).unwrap(), Some("abc"));
         assert_eq!(bearer(None).unwrap(), None);
         assert!(bearer(Some("Basic abc")).is_err());

@@ -36,6 +36,9 @@ pub struct Config {
     /// WebSocket reverse-proxy routes: a path (and optional Host pattern)
     /// relayed to upstream `ws://` servers.
     pub proxy: Vec<ProxyRouteConfig>,
+    /// The host's own state that must survive a restart: key revocations
+    /// and limits changed at run time (`runtime.json`).
+    pub data_dir: PathBuf,
 }
 
 /// An extra listener: one endpoint, any path, no HTTP API.
@@ -65,9 +68,15 @@ pub struct AuthConfig {
     /// (plugin, config and send routes always need an `admin` key).
     pub require_key_for_api: bool,
     /// Browser `Origin`s allowed to open WebSockets; `"*"` allows any. A
-    /// request without `Origin` (not a browser) or from the host's own
-    /// origin is always allowed.
+    /// request without `Origin` (not a browser) is always allowed.
     pub allowed_origins: Vec<String>,
+    /// The names (`host` or `host:port`) this host is reached by from
+    /// browsers: a page served from one of them may open WebSockets. When
+    /// empty, only loopback pages on the host's own port may
+    /// (`http://localhost:PORT`, `127.0.0.1`, `[::1]`). The request's
+    /// own `Host` header is never trusted for this: a DNS-rebinding page
+    /// sends a matching one.
+    pub public_hosts: Vec<String>,
 }
 
 /// One API key. The key itself is never logged.
@@ -313,6 +322,12 @@ pub struct LimitsConfig {
     pub max_body_bytes: usize,
     /// Largest plugin upload (`POST /api/plugins`).
     pub max_upload_bytes: usize,
+    /// Time allowed for a whole HTTP request body once its handler reads
+    /// it; past it, 408 `REQUEST_TIMEOUT`.
+    pub body_timeout_ms: u64,
+    /// Bytes queued per connection before it is a slow consumer (beside
+    /// `outbox_frames`); one frame larger than this still goes out alone.
+    pub outbox_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -340,6 +355,7 @@ impl Default for Config {
             workers: WorkersConfig::default(),
             listeners: Vec::new(),
             proxy: Vec::new(),
+            data_dir: PathBuf::from(".switchyard/data"),
         }
     }
 }
@@ -379,6 +395,8 @@ impl Default for LimitsConfig {
             handshake_timeout_ms: 10_000,
             max_body_bytes: 1 << 20,
             max_upload_bytes: 128 << 20,
+            body_timeout_ms: 10_000,
+            outbox_bytes: 4 << 20,
         }
     }
 }
@@ -414,6 +432,8 @@ impl Config {
         anyhow::ensure!(l.max_http_connections > 0, "limits.max_http_connections must be positive");
         anyhow::ensure!(l.handshake_timeout_ms > 0, "limits.handshake_timeout_ms must be positive");
         anyhow::ensure!(l.max_body_bytes > 0 && l.max_upload_bytes > 0, "limits.max_body_bytes and max_upload_bytes must be positive");
+        anyhow::ensure!(l.body_timeout_ms > 0, "limits.body_timeout_ms must be positive");
+        anyhow::ensure!(l.outbox_bytes > 0, "limits.outbox_bytes must be positive");
         anyhow::ensure!(
             self.endpoints.iter().all(|e| !e.auth) || !self.auth.keys.is_empty(),
             "an endpoint requires auth but auth.keys is empty"

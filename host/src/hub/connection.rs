@@ -2,8 +2,13 @@
 //! presence, its topic subscriptions with their filters, and its bounded
 //! outbox.
 //!
-//! Delivery never blocks the hub: a frame is queued now or the connection
-//! is evicted as a slow consumer ([`close::SLOW_CONSUMER`]).
+//! The outbox is bounded twice: in frames (`limits.outbox_frames`) and in
+//! bytes (`limits.outbox_bytes`), so a client that sends large requests and
+//! never reads cannot pin a frame bound's worth of large replies. Bytes are
+//! counted when a frame is queued and given back when the writer takes it;
+//! a frame larger than the byte bound still goes out alone, into an empty
+//! queue. Delivery never blocks the hub: a frame is queued now or the
+//! connection is evicted as a slow consumer ([`close::SLOW_CONSUMER`]).
 
 use crate::observability::metrics::HubMetrics;
 use crate::routing::router::Claim;
@@ -16,9 +21,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// Most subscriptions one connection may hold.
@@ -40,6 +46,7 @@ pub struct Connection {
     /// `connection-closed` hook.
     touched: Mutex<Vec<String>>,
     outbox: mpsc::Sender<Bytes>,
+    queued: Arc<QueuedBytes>,
     evicted: CancellationToken,
     eviction: OnceLock<(u16, String)>,
     subscriptions: Mutex<Vec<Subscription>>,
@@ -72,6 +79,7 @@ impl Connection {
         key: Option<String>,
         metrics: &HubMetrics,
         outbox: mpsc::Sender<Bytes>,
+        queued: Arc<QueuedBytes>,
     ) -> Connection {
         Connection {
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -84,37 +92,61 @@ impl Connection {
             presence: Mutex::default(),
             touched: Mutex::default(),
             outbox,
+            queued,
             evicted: CancellationToken::new(),
             eviction: OnceLock::new(),
             subscriptions: Mutex::default(),
         }
     }
 
-    /// Queue a frame, waiting at most `patience` for room; a client that
-    /// does not make room in time is evicted as a slow consumer.
+    /// Queue a frame, waiting at most `patience` for room (in frames and in
+    /// bytes); a client that does not make room in time is evicted as a
+    /// slow consumer.
     pub async fn deliver(&self, frame: Bytes, patience: Duration) -> bool {
-        match tokio::time::timeout(patience, self.outbox.send(frame)).await {
+        let deadline = tokio::time::Instant::now() + patience;
+        let len = frame.len();
+        while !self.queued.reserve(len) {
+            // The writer's next take wakes us (or left a permit if it came first).
+            if tokio::time::timeout_at(deadline, self.queued.room.notified()).await.is_err() {
+                return self.overflowed();
+            }
+        }
+        match tokio::time::timeout_at(deadline, self.outbox.send(frame)).await {
             Ok(Ok(())) => true,
-            Ok(Err(_)) => false,
-            Err(_) => {
-                self.outbox_drops.inc();
-                self.evict(close::SLOW_CONSUMER, "send queue full: the client is not reading");
+            Ok(Err(_)) => {
+                self.queued.release(len);
                 false
+            }
+            Err(_) => {
+                self.queued.release(len);
+                self.overflowed()
             }
         }
     }
 
     /// Queue a frame now or evict the connection.
     pub(super) fn offer(&self, frame: Bytes) -> bool {
+        let len = frame.len();
+        if !self.queued.reserve(len) {
+            return self.overflowed();
+        }
         match self.outbox.try_send(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.outbox_drops.inc();
-                self.evict(close::SLOW_CONSUMER, "send queue full: the client is not reading");
-                false
+            Err(error) => {
+                self.queued.release(len);
+                match error {
+                    mpsc::error::TrySendError::Full(_) => self.overflowed(),
+                    mpsc::error::TrySendError::Closed(_) => false,
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// The outbox is full: evict the slow consumer. Always false (not queued).
+    fn overflowed(&self) -> bool {
+        self.outbox_drops.inc();
+        self.evict(close::SLOW_CONSUMER, "send queue full: the client is not reading");
+        false
     }
 
     /// Close this connection with `code`; the first eviction wins.
@@ -234,8 +266,61 @@ fn passes(filters: &Filters, data: &Map<String, Value>) -> bool {
     filters.iter().all(|(field, allowed)| data.get(field).is_some_and(|v| allowed.contains(v)))
 }
 
+/// The bytes in one outbox: added by the connection as it queues a frame,
+/// given back by the writer as it takes one.
+pub(super) struct QueuedBytes {
+    bytes: AtomicUsize,
+    limit: usize,
+    /// Signalled at every take, for a reply waiting for room.
+    room: Notify,
+}
+
+impl QueuedBytes {
+    pub(super) fn new(limit: usize) -> Arc<QueuedBytes> {
+        Arc::new(QueuedBytes { bytes: AtomicUsize::new(0), limit, room: Notify::new() })
+    }
+
+    /// Count `len` more bytes in, if they fit: within the limit, or alone
+    /// in an empty queue (one large reply is never refused).
+    fn reserve(&self, len: usize) -> bool {
+        self.bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued == 0 || queued.saturating_add(len) <= self.limit).then(|| queued.saturating_add(len))
+            })
+            .is_ok()
+    }
+
+    fn release(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
+        self.room.notify_one();
+    }
+}
+
 /// The outbox's receiving end, held by the connection's writer.
-pub type Outbox = mpsc::Receiver<Bytes>;
+pub struct Outbox {
+    frames: mpsc::Receiver<Bytes>,
+    queued: Arc<QueuedBytes>,
+}
+
+impl Outbox {
+    pub(super) fn new(frames: mpsc::Receiver<Bytes>, queued: Arc<QueuedBytes>) -> Outbox {
+        Outbox { frames, queued }
+    }
+
+    /// The next frame to send; its bytes leave the queue's count.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        let frame = self.frames.recv().await?;
+        self.queued.release(frame.len());
+        Some(frame)
+    }
+
+    /// The next frame if one is queued now.
+    pub fn try_recv(&mut self) -> Result<Bytes, mpsc::error::TryRecvError> {
+        let frame = self.frames.try_recv()?;
+        self.queued.release(frame.len());
+        Ok(frame)
+    }
+}
 
 /// A connection as the HTTP API lists it.
 #[derive(Debug, Clone, Serialize)]

@@ -17,7 +17,7 @@ use crate::services::{EventSink, Member, Rooms};
 use crate::sync::{lock, read, write};
 use crate::wire::{frames, ErrorCode, Failure};
 use bytes::Bytes;
-use connection::LazyData;
+use connection::{LazyData, QueuedBytes};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -30,6 +30,9 @@ use tokio::sync::mpsc;
 pub struct HubLimits {
     /// Frames queued per connection before it counts as a slow consumer.
     pub outbox_frames: usize,
+    /// Bytes queued per connection before it counts as a slow consumer
+    /// (one larger frame alone is let through).
+    pub outbox_bytes: usize,
 }
 
 /// A place among the admitted connections, held for the connection's
@@ -125,9 +128,10 @@ impl Hub {
         key: Option<String>,
     ) -> (Arc<Connection>, Outbox) {
         let (tx, rx) = mpsc::channel(self.limits.outbox_frames.max(1));
-        let connection = Arc::new(Connection::new(client_id, remote, endpoint, key, &self.metrics, tx));
+        let queued = QueuedBytes::new(self.limits.outbox_bytes);
+        let connection = Arc::new(Connection::new(client_id, remote, endpoint, key, &self.metrics, tx, Arc::clone(&queued)));
         self.write().insert(connection.id.clone(), Arc::clone(&connection));
-        (connection, rx)
+        (connection, Outbox::new(rx, queued))
     }
 
     /// Forget a connection: it leaves its room and releases its device id.
@@ -365,7 +369,7 @@ mod tests {
 
     #[tokio::test]
     async fn patterns_and_filters_select_events() {
-        let hub = Hub::new(HubLimits { outbox_frames: 16 }, HubMetrics::default());
+        let hub = Hub::new(HubLimits { outbox_frames: 16, outbox_bytes: 1 << 20 }, HubMetrics::default());
         let (all_alerts, mut all_rx) = hub.connect(None, None, "/ws", None);
         let (critical, mut crit_rx) = hub.connect(None, None, "/ws", None);
         all_alerts.subscribe(&["alert.*".into()], Filters::new()).unwrap();
@@ -390,12 +394,43 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_outbox_evicts_the_slow_consumer() {
-        let hub = Hub::new(HubLimits { outbox_frames: 2 }, HubMetrics::default());
+        let hub = Hub::new(HubLimits { outbox_frames: 2, outbox_bytes: 1 << 20 }, HubMetrics::default());
         let (slow, _rx) = hub.connect(None, None, "/ws", None);
         slow.subscribe(&["tick".into()], Filters::new()).unwrap();
         for _ in 0..3 {
             hub.publish("tick", &raw(json!(1)), "t").unwrap();
         }
         assert_eq!(slow.eviction().map(|(code, _)| code), Some(crate::wire::close::SLOW_CONSUMER));
+    }
+
+    #[tokio::test]
+    async fn the_outbox_is_bounded_in_bytes_and_gives_them_back_as_the_writer_takes() {
+        let hub = Hub::new(HubLimits { outbox_frames: 100, outbox_bytes: 1000 }, HubMetrics::default());
+        let (connection, mut outbox) = hub.connect(None, None, "/ws", None);
+        let patience = std::time::Duration::from_millis(50);
+        // One frame over the bound goes out alone into an empty queue...
+        assert!(connection.deliver(Bytes::from(vec![b'x'; 5000]), patience).await);
+        // ...and nothing joins it until the writer takes it.
+        assert!(!connection.offer(Bytes::from_static(b"tiny")));
+        assert_eq!(connection.eviction().map(|(code, _)| code), Some(crate::wire::close::SLOW_CONSUMER));
+
+        let (connection, mut outbox_2) = hub.connect(None, None, "/ws", None);
+        for _ in 0..3 {
+            assert!(connection.deliver(Bytes::from(vec![b'y'; 300]), patience).await);
+        }
+        // 900 of 1000 bytes queued: a 300-byte reply waits for room, and gets it when the writer takes one.
+        let waiting = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move { connection.deliver(Bytes::from(vec![b'z'; 300]), std::time::Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        assert_eq!(outbox_2.recv().await.unwrap().len(), 300);
+        assert!(waiting.await.unwrap(), "room was made");
+        assert!(connection.eviction().is_none());
+        // With no room made in time, the reply evicts the connection.
+        assert!(!connection.deliver(Bytes::from(vec![b'w'; 300]), patience).await);
+        assert_eq!(connection.eviction().map(|(code, _)| code), Some(crate::wire::close::SLOW_CONSUMER));
+        drop(outbox.recv().await);
     }
 }

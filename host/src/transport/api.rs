@@ -90,11 +90,19 @@ fn client_id(headers: &HeaderMap) -> Option<String> {
     headers.get("x-client-id").and_then(|v| v.to_str().ok()).filter(|id| !id.is_empty() && id.len() <= 128).map(str::to_owned)
 }
 
-/// The request body, up to `limit` bytes.
-async fn body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|_| ApiError::from(Failure::new(ErrorCode::PayloadTooLarge, format!("request body over the {limit}-byte limit"))))
+/// The request body, up to `limit` bytes, if it arrives whole within
+/// `limits.body_timeout_ms`: a body that trickles in, or a
+/// `Content-Length` with nothing behind it, must not hold a connection.
+async fn body(gateway: &Gateway, request: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let deadline = gateway.body_timeout;
+    match tokio::time::timeout(deadline, axum::body::to_bytes(request.into_body(), limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::from(Failure::new(ErrorCode::PayloadTooLarge, format!("request body over the {limit}-byte limit")))),
+        Err(_) => Err(ApiError::from(Failure::new(
+            ErrorCode::RequestTimeout,
+            format!("the request body did not arrive within {} ms", deadline.as_millis()),
+        ))),
+    }
 }
 
 fn json_body(bytes: &[u8]) -> Result<Box<RawValue>, ApiError> {
@@ -131,7 +139,7 @@ fn answered(reply_to: &ReplyTo, outcome: &Outcome) -> Response {
 }
 
 async fn message(State(gateway): Shared, ConnectInfo(remote): ConnectInfo<SocketAddr>, headers: HeaderMap, request: Request) -> ApiResult {
-    let bytes = body(request, gateway.max_body_bytes).await?;
+    let bytes = body(&gateway, request, gateway.max_body_bytes).await?;
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::from(Failure::new(ErrorCode::InvalidJson, "the body is not UTF-8")))?;
     let (reply_to, outcome) = route(&gateway, remote, &headers, text, "/api/v1/messages").await?;
     Ok(answered(&reply_to, &outcome))
@@ -153,7 +161,7 @@ async fn control(
         Method::PUT => control::Method::Put,
         _ => control::Method::Delete,
     };
-    let bytes = body(request, gateway.max_body_bytes).await?;
+    let bytes = body(&gateway, request, gateway.max_body_bytes).await?;
     let text = control::message(method, query, &bytes)?;
     Ok(match route(&gateway, remote, &headers, &text, "/api/control").await? {
         (_, Ok(reply)) => ([(header::CONTENT_TYPE, "application/json")], reply.data.get().to_owned()).into_response(),
@@ -245,7 +253,7 @@ fn loaded(gateway: &Gateway, status: StatusCode, path: &std::path::Path, loaded:
 /// Upload a component (the body is the `.wasm`).
 async fn upload(State(gateway): Shared, headers: HeaderMap, request: Request) -> ApiResult {
     authenticate(&gateway, &headers, Access::Admin)?;
-    let bytes = body(request, gateway.max_upload_bytes).await?;
+    let bytes = body(&gateway, request, gateway.max_upload_bytes).await?;
     let (path, outcome) = gateway.registry.install(&gateway.plugin_dir, bytes.to_vec()).await.map_err(registry_error)?;
     let status = if matches!(outcome, Loaded::Unchanged) { StatusCode::OK } else { StatusCode::CREATED };
     Ok(loaded(&gateway, status, &path, &outcome))
@@ -276,10 +284,13 @@ async fn config(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
 /// Change runtime limits; publishes a `config` event with old and new.
 async fn update_config(State(gateway): Shared, headers: HeaderMap, request: Request) -> ApiResult {
     let principal = authenticate(&gateway, &headers, Access::Admin)?;
-    let patch: Value = serde_json::from_str(json_body(&body(request, gateway.max_body_bytes).await?)?.get()).unwrap_or_default();
+    let patch: Value = serde_json::from_str(json_body(&body(&gateway, request, gateway.max_body_bytes).await?)?.get()).unwrap_or_default();
     let patch = patch.get("limits").cloned().unwrap_or(patch);
     let (old, new) = gateway.limits.update(&patch)?;
     gateway.registry.runtime().set_deadline(new.deadline());
+    let changed: Vec<String> = patch.as_object().map(|fields| fields.keys().cloned().collect()).unwrap_or_default();
+    let current = || serde_json::to_value(&*gateway.limits.get()).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+    gateway.state.set_limits(&changed, current).await.map_err(|e| not_saved("the limits changed", &e))?;
     tracing::info!(key = ?principal.key, old = ?*old, new = ?*new, "limits changed");
     let event = json!({ "old": *old, "new": *new, "by": principal.key });
     if let Ok(raw) = to_raw_value(&event) {
@@ -301,7 +312,7 @@ fn delivered(n: usize) -> Response {
 /// those on `?endpoint=`.
 async fn broadcast(State(gateway): Shared, Query(query): Query<BroadcastQuery>, headers: HeaderMap, request: Request) -> ApiResult {
     authenticate(&gateway, &headers, Access::Admin)?;
-    let message = json_body(&body(request, gateway.max_body_bytes).await?)?;
+    let message = json_body(&body(&gateway, request, gateway.max_body_bytes).await?)?;
     Ok(delivered(gateway.hub.broadcast_all(&message, query.endpoint.as_deref())))
 }
 
@@ -313,21 +324,21 @@ async fn publish(State(gateway): Shared, Path(topic): Path<String>, headers: Hea
     if topic == STATUS_TOPIC || topic == CONFIG_TOPIC {
         principal.may_administer()?;
     }
-    let data = json_body(&body(request, gateway.max_body_bytes).await?)?;
+    let data = json_body(&body(&gateway, request, gateway.max_body_bytes).await?)?;
     let source = format!("http:{}", principal.key.as_deref().unwrap_or("-"));
     Ok(delivered(gateway.hub.publish(&topic, &data, &source)?))
 }
 
 async fn send_to_connection(State(gateway): Shared, Path(id): Path<String>, headers: HeaderMap, request: Request) -> ApiResult {
     authenticate(&gateway, &headers, Access::Admin)?;
-    let message = json_body(&body(request, gateway.max_body_bytes).await?)?;
+    let message = json_body(&body(&gateway, request, gateway.max_body_bytes).await?)?;
     gateway.hub.send(&id, &message)?;
     Ok(delivered(1))
 }
 
 async fn send_to_room(State(gateway): Shared, Path(room): Path<String>, headers: HeaderMap, request: Request) -> ApiResult {
     authenticate(&gateway, &headers, Access::Admin)?;
-    let message = json_body(&body(request, gateway.max_body_bytes).await?)?;
+    let message = json_body(&body(&gateway, request, gateway.max_body_bytes).await?)?;
     if !gateway.hub.room_sizes().iter().any(|(name, _)| *name == room) {
         return Err(ApiError::from(Failure::new(ErrorCode::NotFound, format!("no room {room:?} has members"))));
     }
@@ -341,5 +352,13 @@ async fn revoke(State(gateway): Shared, Path(name): Path<String>, headers: Heade
         return Err(ApiError::from(Failure::new(ErrorCode::NotFound, format!("no key named {name:?}"))));
     }
     let closed = gateway.hub.evict_key(&name, close::AUTHENTICATION_FAILED, "API key revoked");
+    gateway.state.revoke(&name).await.map_err(|e| not_saved(&format!("key {name:?} is revoked"), &e))?;
     Ok(Json(json!({ "revoked": name, "connections_closed": closed })).into_response())
+}
+
+/// A change applied but not written to the data folder: it holds only
+/// until the host restarts.
+fn not_saved(what: &str, error: &std::io::Error) -> ApiError {
+    tracing::error!("{what} until the host restarts: cannot save the host state: {error}");
+    ApiError::from(Failure::new(ErrorCode::Internal, format!("{what} until the host restarts: cannot save the host state: {error}")))
 }

@@ -8,10 +8,16 @@
 //! upgrade at once: the loop takes a permit before it accepts, so past the
 //! cap new connections wait in the kernel's backlog instead of each holding
 //! a task and a file. An upgraded WebSocket gives its permit back (it is
-//! counted by the hub's connection limit instead). On shutdown the loop
+//! counted by the hub's connection limit instead). Request bodies have
+//! their own deadline where handlers read them (`limits.body_timeout_ms`),
+//! and an idle keep-alive connection has the header-read timeout for its
+//! next request head, so no HTTP connection holds its permit for long. Every
+//! error a connection is answered carries the JSON error body
+//! ([`http_errors`]). On shutdown the loop
 //! stops accepting and open HTTP connections finish their requests;
 //! upgraded WebSockets are tracked and closed by their own tasks.
 
+use super::http_errors::{self, JsonErrorHeads};
 use super::tls::Certificates;
 use crate::lifecycle::Tasks;
 use axum::extract::ConnectInfo;
@@ -50,6 +56,7 @@ impl Listener {
         builder.http1().timer(TokioTimer::new()).header_read_timeout(self.handshake_timeout);
         let builder = Arc::new(builder);
         let permits = Arc::new(Semaphore::new(self.max_http_connections.max(1)));
+        let routes = self.app.layer(axum::middleware::map_response(http_errors::with_json_body));
         loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -71,7 +78,7 @@ impl Listener {
                 },
             };
             let _ = tcp.set_nodelay(true);
-            let app = self.app.clone();
+            let app = routes.clone();
             let builder = Arc::clone(&builder);
             let watcher = graceful.watcher();
             match &self.tls {
@@ -123,7 +130,8 @@ async fn serve_connection<IO>(
         request.extensions_mut().insert(ConnectInfo(remote));
         request
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    let io = TokioIo::new(JsonErrorHeads::new(io));
+    let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
     if let Err(e) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%remote, "HTTP connection ended: {e}");
     }

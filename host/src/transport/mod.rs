@@ -4,6 +4,8 @@
 //! to the [`Dispatcher`]. They know nothing of wasm.
 //!
 //! - [`listener`]: the accept loop (TLS, handshake timeout, HTTP/1.1 and h2).
+//! - [`http_errors`]: the JSON error body on every HTTP error, axum's and
+//!   hyper's own included.
 //! - [`ws`]: WebSocket endpoints.
 //! - [`closing`]: how every host WebSocket ends (close codes for failed
 //!   reads, the closing handshake).
@@ -14,6 +16,7 @@
 
 pub mod api;
 pub mod closing;
+pub mod http_errors;
 pub mod listener;
 pub mod proxy;
 pub mod tls;
@@ -30,6 +33,7 @@ use crate::admission::limits::LiveLimits;
 use crate::observability::metrics::Metrics;
 use crate::plugins::registry::Registry;
 use crate::admission::security::Keyring;
+use crate::store::host_state::HostState;
 use crate::workers::WorkerPool;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -112,6 +116,10 @@ pub struct Gateway {
     pub plugin_dir: PathBuf,
     pub max_body_bytes: usize,
     pub max_upload_bytes: usize,
+    /// How long a whole request body may take to arrive.
+    pub body_timeout: Duration,
+    /// Revocations and limits changed at run time, kept across restarts.
+    pub state: Arc<HostState>,
     pub serve_metrics: bool,
     pub started: Instant,
     /// Set once the plugin folder is loaded; cleared on shutdown.

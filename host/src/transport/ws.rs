@@ -153,14 +153,14 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, pee
     let (connection, outbox) = gateway.hub.connect(peer.client_id.clone(), Some(peer.remote), &endpoint.path, key);
     tracing::debug!(connection = %connection.id, remote = %peer.remote, endpoint = %endpoint.path, key = ?connection.key, "connected");
     let (sink, mut stream) = socket.split();
-    if !endpoint.subscribe.is_empty() {
-        if let Err(e) = connection.subscribe(&endpoint.subscribe, Default::default()) {
-            tracing::error!(endpoint = %endpoint.path, "endpoint subscriptions rejected: {e}");
-        }
-    }
+    let refused = subscribe_to_endpoint(&endpoint, &connection, &peer.principal);
     if endpoint.ack {
         let ack = frames::connection_ack(&connection.id, connection.client_id.as_deref(), &endpoint.path);
         connection.deliver(ack, gateway.ws.send_timeout).await;
+    }
+    if let Some(failure) = refused {
+        let frame = Bytes::from(dialect::unsolicited_error(&endpoint.profile, &failure));
+        connection.deliver(frame, gateway.ws.send_timeout).await;
     }
     let writer = tokio::spawn(write_loop(sink, outbox, Arc::clone(&connection), gateway.ws.heartbeat));
 
@@ -188,6 +188,19 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, pee
     };
     join(close, gateway.dispatcher.connection_closed(&connection)).await;
     tracing::debug!(connection = %connection.id, code = closing.code(), reason = closing.reason(), "disconnected");
+}
+
+/// Subscribe a new connection to its endpoint's topics, those the caller's
+/// key covers, as a `subscribe` message would be; the `FORBIDDEN` failure
+/// naming the others, for the client to read.
+fn subscribe_to_endpoint(endpoint: &Endpoint, connection: &Connection, principal: &Principal) -> Option<Failure> {
+    let (allowed, refused) = principal.topics_in_scope(&endpoint.subscribe);
+    if !allowed.is_empty() {
+        if let Err(e) = connection.subscribe(&allowed, Default::default()) {
+            tracing::error!(endpoint = %endpoint.path, "endpoint subscriptions rejected: {e}");
+        }
+    }
+    refused.map(|failure| Failure::new(ErrorCode::Forbidden, format!("not subscribed to all of this endpoint's topics: {}", failure.message)))
 }
 
 /// Answer frames until the connection ends; returns how it ends.

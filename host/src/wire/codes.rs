@@ -55,7 +55,7 @@ error_codes! {
     PluginTimeout = "PLUGIN_TIMEOUT", 504,
         "the plugin ran past `plugins.deadline_ms`, or all its instances stayed busy that long";
     PluginFailed = "PLUGIN_FAILED", 502,
-        "the plugin trapped (a panic, a memory cap hit, an invalid reply); its instance is replaced";
+        "the plugin trapped (a panic, a memory cap hit, an invalid reply); its instance is replaced; the message says why in one line, the wasm backtrace is in the host's log with the message id";
     Internal = "INTERNAL_ERROR", 500, "a host fault; please report it";
     AuthenticationFailed = "AUTHENTICATION_FAILED", 401,
         "a missing (where required), wrong or revoked API key; on a WebSocket, followed by close 4001";
@@ -67,6 +67,9 @@ error_codes! {
         "at `limits.max_connections`, the client id's `max_connections_per_client`, `workers.max_workers`, or a proxy route's `max_connections`";
     NotFound = "NOT_FOUND", 404, "HTTP: no such route, plugin, room, key or proxy route";
     MethodNotAllowed = "METHOD_NOT_ALLOWED", 405, "HTTP: the route exists, but not for this method";
+    RequestTimeout = "REQUEST_TIMEOUT", 408, "HTTP: the request body did not arrive whole within `limits.body_timeout_ms`";
+    UriTooLong = "URI_TOO_LONG", 414, "HTTP: the request URI is over the HTTP parser's 64 KiB";
+    HeadersTooLarge = "HEADERS_TOO_LARGE", 431, "HTTP: the request head is over the HTTP parser's buffer (about 400 KiB) or 100 headers";
     Unavailable = "UNAVAILABLE", 503, "the host is shutting down";
 
     // Remote workers.
@@ -102,7 +105,8 @@ error_codes! {
     UpstreamRefused = "UPSTREAM_REFUSED", 502,
         "proxy: the upstream refused the handshake; its own 4xx status is passed on";
     NoSubprotocol = "NO_SUBPROTOCOL", 400, "proxy: the upstream accepted none of the client's subprotocols";
-    BadRequest = "BAD_REQUEST", 400, "proxy: the request has headers that cannot be forwarded";
+    BadRequest = "BAD_REQUEST", 400,
+        "HTTP: a request head that cannot be parsed (method, URI, a header line, `Content-Length`) or a request refused before routing (a WebSocket path without an upgrade, a bad query string); proxy: the request has headers that cannot be forwarded";
 }
 
 impl ErrorCode {

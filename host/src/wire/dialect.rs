@@ -123,6 +123,12 @@ fn decode_frame(text: &str, max_bytes: usize, profile: &Profile) -> Result<Reque
         let message = if e.is_data() { format!("expected a JSON object with a \"type\": {e}") } else { e.to_string() };
         Rejection { reply_to: unknown.clone(), failure: Failure::new(code, message) }
     })?;
+    // serde reads a struct from an array as well, its fields in order
+    // (`["get_time","x"]` would be a `get_time` with id `x`): only an
+    // object is a message.
+    if !text.trim_start().starts_with('{') {
+        return Err(reject(unknown, "a message is a JSON object, not an array"));
+    }
 
     if profile.raw {
         decode_raw(text, wire, profile)
@@ -507,6 +513,8 @@ mod tests {
             ("{not json", "INVALID_JSON"),
             ("", "INVALID_JSON"),
             ("[1,2]", "INVALID_MESSAGE"),
+            (r#"["get_time","x"]"#, "INVALID_MESSAGE"),
+            ("[]", "INVALID_MESSAGE"),
             ("\"text\"", "INVALID_MESSAGE"),
             (r#"{"data":{}}"#, "INVALID_MESSAGE"),
             (r#"{"type":7}"#, "INVALID_MESSAGE"),
@@ -549,6 +557,11 @@ mod tests {
         let profile = Profile { default_type: Some("fallback".into()), ..Profile::default() };
         let req = decode(r#"{"hello":"world"}"#, 1024, &profile).unwrap();
         assert_eq!(req.envelope.kind, "fallback");
+        let raw = Profile { raw: true, ..profile.clone() };
+        for not_an_object in ["[]", r#"["ping"]"#] {
+            assert!(decode(not_an_object, 1024, &profile).unwrap_err().failure.is(ErrorCode::InvalidMessage));
+            assert!(decode(not_an_object, 1024, &raw).unwrap_err().failure.is(ErrorCode::InvalidMessage));
+        }
         assert_eq!(req.envelope.data.get(), r#"{"hello":"world"}"#);
     }
 

@@ -218,7 +218,7 @@ impl PluginVersion {
     pub async fn call(&self, envelope: &Envelope, origin: &Origin) -> Result<Box<RawValue>, Failure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let answer = self.run(Call::Handle(envelope, origin)).await;
+        let answer = self.run(Call::Handle(envelope, origin), Some(&envelope.id)).await;
         self.stats.latencies.record(started.elapsed());
         match answer? {
             Answer::Handled(Ok(json)) => RawValue::from_string(json).map_err(|e| {
@@ -238,7 +238,7 @@ impl PluginVersion {
         if !self.has_hooks() {
             return Ok(());
         }
-        match self.run(Call::Tick).await? {
+        match self.run(Call::Tick, None).await? {
             Answer::Ticked(Err((code, message))) => Err(Failure::from_plugin(code, message)),
             _ => Ok(()),
         }
@@ -247,7 +247,7 @@ impl PluginVersion {
     /// Tell the plugin a connection is about to send it its first message.
     pub async fn connection_opened(&self, connection_id: &str) -> Result<(), Failure> {
         if self.has_hooks() {
-            self.run(Call::ConnectionOpened(connection_id)).await?;
+            self.run(Call::ConnectionOpened(connection_id), None).await?;
         }
         Ok(())
     }
@@ -255,14 +255,15 @@ impl PluginVersion {
     /// Tell the plugin a connection it served has closed, if it has the hook.
     pub async fn connection_closed(&self, connection_id: &str) -> Result<(), Failure> {
         if self.has_hooks() {
-            self.run(Call::ConnectionClosed(connection_id)).await?;
+            self.run(Call::ConnectionClosed(connection_id), None).await?;
         }
         Ok(())
     }
 
     /// Borrow an instance under the concurrency cap and the deadline, run
-    /// one operation, and return the instance to the pool unless it trapped.
-    async fn run(&self, call: Call<'_>) -> Result<Answer, Failure> {
+    /// one operation (for message `message_id`, if it is one), and return
+    /// the instance to the pool unless it trapped.
+    async fn run(&self, call: Call<'_>, message_id: Option<&str>) -> Result<Answer, Failure> {
         let limits = &self.runtime.limits;
         let deadline = Instant::now() + self.runtime.deadline();
         let _permit = match tokio::time::timeout_at(deadline.into(), self.permits.acquire()).await {
@@ -282,7 +283,7 @@ impl PluginVersion {
                 self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
                 instantiate(&self.runtime, &self.pre, &self.exports, Arc::clone(&self.identity), deadline)
                     .await
-                    .map_err(|e| self.fault(e))?
+                    .map_err(|e| self.fault(e, message_id))?
             }
         };
         instance.store.data_mut().deadline = deadline;
@@ -293,7 +294,7 @@ impl PluginVersion {
                 let _ = self.idle.push(instance);
                 Ok(answer)
             }
-            Err(error) => Err(self.fault(error)),
+            Err(error) => Err(self.fault(error, message_id)),
         }
     }
 
@@ -304,20 +305,23 @@ impl PluginVersion {
         let deadline = Instant::now() + Duration::from_secs(3600);
         let instance = instantiate(&self.runtime, &self.pre, &self.exports, Arc::clone(&self.identity), deadline)
             .await
-            .map_err(|e| self.fault(e))?;
+            .map_err(|e| self.fault(e, None))?;
         Ok(BareInstance { instance })
     }
 
     /// A trap or host error: the instance is already dropped; say why.
-    fn fault(&self, error: wasmtime::Error) -> Failure {
+    /// The full error, with the wasm backtrace (the plugin's function names
+    /// and offsets), goes to the log under the message id; the client gets
+    /// the code and the trap's one-line reason.
+    fn fault(&self, error: wasmtime::Error, message_id: Option<&str>) -> Failure {
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
             let ms = self.runtime.deadline().as_millis();
             return Failure::new(ErrorCode::PluginTimeout, format!("plugin {} ran past its {ms} ms deadline", self.name()));
         }
         self.stats.traps.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(plugin = self.name(), version = self.version(), "plugin trapped: {error:#}");
-        Failure::new(ErrorCode::PluginFailed, format!("plugin {} failed: {}", self.name(), root_cause(&error)))
+        tracing::warn!(plugin = self.name(), version = self.version(), message_id, "plugin trapped: {error:?}");
+        Failure::new(ErrorCode::PluginFailed, format!("plugin {} failed: {}", self.name(), reason(&error)))
     }
 }
 
@@ -418,11 +422,20 @@ impl BareInstance {
     }
 }
 
-fn root_cause(error: &wasmtime::Error) -> String {
-    match error.downcast_ref::<Trap>() {
+/// What a client is told of a fault: the trap's kind, or the first line of
+/// the innermost error (the outer ones carry the wasm backtrace), short.
+fn reason(error: &wasmtime::Error) -> String {
+    const MAX: usize = 120;
+    let text = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
-        None => format!("{error:#}"),
+        None => error.root_cause().to_string(),
+    };
+    let line = text.lines().next().unwrap_or_default();
+    let mut end = line.len().min(MAX);
+    while !line.is_char_boundary(end) {
+        end -= 1;
     }
+    line[..end].to_owned()
 }
 
 /// Plugin names become KV scopes, log fields and file-system-safe labels.
