@@ -93,6 +93,10 @@ enum PluginCommand {
         /// The plugin folder.
         #[arg(long, default_value = "plugins/dist", env = "SWITCHYARD_PLUGINS")]
         out: PathBuf,
+        /// Install no toolchain: if one is missing, print the command that
+        /// installs it.
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -116,8 +120,8 @@ fn main() -> ExitCode {
                 println!("created {} ({lang:?}); build it with: switchyard plugin build {}", dir.display(), dir.display());
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Plugin { command: PluginCommand::Build { dir, out } } => {
-                let built = switchyard_plugin_tools::build(&dir, &out).await?;
+            Command::Plugin { command: PluginCommand::Build { dir, out, offline } } => {
+                let built = switchyard_plugin_tools::build(&dir, &out, offline).await?;
                 println!("built {}", built.display());
                 Ok(ExitCode::SUCCESS)
             }

@@ -8,23 +8,24 @@
 //! and encodes the module as a component ([`componentize`]), so none of these
 //! needs `wit-bindgen` or `wasm-tools` installed.
 //!
-//! Tools, each overridable by an environment variable: `cargo` with the
-//! `wasm32-wasip2` target; `componentize-py` (`$SWITCHYARD_COMPONENTIZE_PY`);
-//! `jco` (`$SWITCHYARD_JCO`); `clang` with wasi-libc (`$SWITCHYARD_CLANG`);
-//! `zig` (`$SWITCHYARD_ZIG`); `go` >= 1.24 (`$SWITCHYARD_GO`).
+//! Tools: `cargo` with the `wasm32-wasip2` target; `clang` with wasi-libc
+//! (`$SWITCHYARD_CLANG`); and componentize-py, jco, Zig and Go, pinned and
+//! installed on first use into a per-user cache ([`toolchain`]).
 //!
 //! [`componentize`]: crate::componentize
+//! [`toolchain`]: crate::toolchain
 
 use crate::componentize;
 use crate::project::{Lang, Project};
 use crate::templates;
+use crate::toolchain::{self, Tool};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Build the project in `dir` and move the component into `out_dir` as
-/// `<name>.wasm`; its path.
-pub async fn build(dir: &Path, out_dir: &Path) -> anyhow::Result<PathBuf> {
+/// `<name>.wasm`; its path. `offline`: install no toolchain (say how).
+pub async fn build(dir: &Path, out_dir: &Path, offline: bool) -> anyhow::Result<PathBuf> {
     let project = Project::read(dir)?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
     // Absolute: the tools run in the project's folder.
@@ -42,7 +43,7 @@ pub async fn build(dir: &Path, out_dir: &Path) -> anyhow::Result<PathBuf> {
             std::fs::copy(&built, &staging).with_context(|| format!("cargo built no {}", built.display()))?;
         }
         Lang::Python => {
-            run(Command::new(tool("SWITCHYARD_COMPONENTIZE_PY", "componentize-py"))
+            run(Command::new(toolchain::program(Tool::ComponentizePy, offline)?)
                 .current_dir(&dir)
                 .args(["--quiet", "-d", "wit", "-w", "plugin", "componentize", "-p", ".", "-o"])
                 .arg(&staging)
@@ -50,7 +51,7 @@ pub async fn build(dir: &Path, out_dir: &Path) -> anyhow::Result<PathBuf> {
         }
         Lang::Js => {
             // QuickJS without component-model async, which the host does not enable.
-            run(Command::new(tool("SWITCHYARD_JCO", "jco"))
+            run(Command::new(toolchain::program(Tool::Jco, offline)?)
                 .arg("componentize")
                 .arg(dir.join("app.js"))
                 .arg("--wit")
@@ -82,7 +83,7 @@ pub async fn build(dir: &Path, out_dir: &Path) -> anyhow::Result<PathBuf> {
             write(&build.join("switchyard.zig"), templates::ZIG_SDK.as_bytes())?;
             // Module `main` (main.zig) depends on module `switchyard`,
             // which imports the C header and carries the C glue.
-            run(Command::new(tool("SWITCHYARD_ZIG", "zig"))
+            run(Command::new(toolchain::program(Tool::Zig, offline)?)
                 .current_dir(&dir)
                 .args(["build-exe", "-target", "wasm32-wasi", "-mexec-model=reactor", "-fno-entry", "-rdynamic"])
                 .args(["-lc", "-O", "ReleaseSmall", "--cache-dir", "build/zig-cache", "-femit-bin=build/core.wasm"])
@@ -95,7 +96,7 @@ pub async fn build(dir: &Path, out_dir: &Path) -> anyhow::Result<PathBuf> {
             // the SDK reserves the WASI adapter's memory.
             let build = dir.join("build");
             std::fs::create_dir_all(&build).with_context(|| format!("cannot create {}", build.display()))?;
-            run(Command::new(tool("SWITCHYARD_GO", "go"))
+            run(Command::new(toolchain::program(Tool::Go, offline)?)
                 .current_dir(&dir)
                 .env("GOOS", "wasip1")
                 .env("GOARCH", "wasm")
