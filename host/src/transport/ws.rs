@@ -139,10 +139,15 @@ struct Peer {
     _ticket: Ticket,
 }
 
-/// Upgrade only to say why the caller is refused, and close (4001).
+/// Upgrade only to say why the caller is refused (first in the connection
+/// frame's error form where the endpoint acknowledges that way), and
+/// close (4001).
 fn refuse(gateway: Arc<Gateway>, endpoint: Endpoint, ws: WebSocketUpgrade, failure: Failure) -> Response {
     gateway.metrics.refused("auth");
     ws.on_upgrade(move |mut socket| async move {
+        if let Some(refused) = frames::connection_refused(endpoint.ack, &failure) {
+            let _ = socket.send(Message::Text(refused.into())).await;
+        }
         let frame = dialect::unsolicited_error(&endpoint.profile, &failure);
         let _ = socket.send(Message::Text(frame.into())).await;
         let close = CloseFrame { code: close::AUTHENTICATION_FAILED, reason: Utf8Bytes::from_static("authentication failed") };
@@ -161,8 +166,7 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, pee
             tracing::error!(endpoint = %endpoint.path, "endpoint subscriptions rejected: {e}");
         }
     }
-    if endpoint.ack {
-        let ack = frames::connection_ack(&connection.id, connection.client_id.as_deref(), &endpoint.path);
+    if let Some(ack) = frames::connection_ack(endpoint.ack, &connection.id, connection.client_id.as_deref(), &endpoint.path) {
         connection.deliver(ack, gateway.ws.send_timeout).await;
     }
     let writer = tokio::spawn(write_loop(sink, outbox, Arc::clone(&connection), gateway.ws.heartbeat));
