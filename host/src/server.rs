@@ -5,7 +5,7 @@
 //! Every task it starts is spawned through one [`Tasks`], so shutdown is
 //! one signal and one wait.
 
-use crate::config::{ms, Config};
+use crate::config::{ms, Config, EndpointFormat, EndpointRole};
 use crate::routing::dispatch::Dispatcher;
 use crate::routing::target::WorkerRules;
 use crate::hub::{Hub, HubLimits};
@@ -34,11 +34,19 @@ pub struct Server {
     addr: SocketAddr,
     /// The `[[listeners]]`' addresses, in configuration order.
     extra_addrs: Vec<SocketAddr>,
+    served: Vec<Served>,
     tasks: Tasks,
     grace: Duration,
     registry: Arc<Registry>,
     hub: Arc<Hub>,
     gateway: Arc<Gateway>,
+}
+
+/// A URL the host serves, and what is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub url: String,
+    pub what: &'static str,
 }
 
 /// How often host system figures are sampled for the `system` capability.
@@ -163,7 +171,8 @@ impl Server {
         tasks.spawn(|stop| main.serve(stop, grace));
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, "listening");
-        Ok(Server { addr, extra_addrs, tasks, grace, registry, hub, gateway })
+        let served = served(&config, addr, &extra_addrs);
+        Ok(Server { addr, extra_addrs, served, tasks, grace, registry, hub, gateway })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -173,6 +182,12 @@ impl Server {
     /// The addresses of the `[[listeners]]`, in configuration order.
     pub fn listener_addrs(&self) -> &[SocketAddr] {
         &self.extra_addrs
+    }
+
+    /// Every URL served: the WebSocket endpoints and proxied paths, the
+    /// HTTP API, `/metrics` if on, then the extra listeners.
+    pub fn served(&self) -> &[Served] {
+        &self.served
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -200,6 +215,42 @@ impl Server {
             tracing::warn!("connections or tasks still running after the {:?} grace period", self.grace);
         }
     }
+}
+
+/// What `config` serves, once listening on `addr` and `extra_addrs`.
+fn served(config: &Config, addr: SocketAddr, extra_addrs: &[SocketAddr]) -> Vec<Served> {
+    let (ws, http) = if config.tls.is_some() { ("wss", "https") } else { ("ws", "http") };
+    let mut served: Vec<Served> = config
+        .endpoints
+        .iter()
+        .map(|endpoint| Served {
+            url: format!("{ws}://{addr}{}", endpoint.path),
+            what: match (endpoint.role, endpoint.format) {
+                (EndpointRole::Workers, _) => "WebSocket, workers",
+                (EndpointRole::Clients, EndpointFormat::Envelope) => "WebSocket",
+                (EndpointRole::Clients, EndpointFormat::Raw) => "WebSocket, raw",
+            },
+        })
+        .collect();
+    for route in &config.proxy {
+        let url = format!("{ws}://{addr}{}", route.path);
+        // Routes for different hosts may share a path.
+        if !served.iter().any(|s| s.url == url) {
+            served.push(Served { url, what: "WebSocket, proxied" });
+        }
+    }
+    served.push(Served { url: format!("{http}://{addr}/api"), what: "HTTP API" });
+    if config.observability.metrics {
+        served.push(Served { url: format!("{http}://{addr}/metrics"), what: "Prometheus metrics" });
+    }
+    for (listener, addr) in config.listeners.iter().zip(extra_addrs) {
+        let what = match listener.role {
+            EndpointRole::Clients => "WebSocket listener, any path",
+            EndpointRole::Workers => "WebSocket listener, any path, workers",
+        };
+        served.push(Served { url: format!("{ws}://{addr}/"), what });
+    }
+    served
 }
 
 /// Periodic chores: the one-line status summary, and forgetting idle

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 use std::time::Duration;
-use switchyard::config::{ApiKeyConfig, EndpointConfig, EndpointRole, ListenerConfig, ScopeConfig};
+use switchyard::config::{Ack, ApiKeyConfig, EndpointConfig, EndpointRole, ListenerConfig, ScopeConfig};
 use switchyard_tests::conformance::{self, Target};
 use switchyard_tests::raw::{Ended, Frame, RawSocket, WAIT};
 use switchyard_tests::{node_with_ws, python_with_websockets, Host};
@@ -46,7 +46,7 @@ async fn fragments_with_interleaved_pings_are_one_message() {
 async fn an_extra_listener_closes_by_the_rfc_too() {
     let host = Host::start_with(&[], |c| {
         let loopback = "127.0.0.1:0".parse().unwrap();
-        c.listeners = vec![ListenerConfig { listen: loopback, role: EndpointRole::Clients, ack: true, auth: false }];
+        c.listeners = vec![ListenerConfig { listen: loopback, role: EndpointRole::Clients, ack: Ack::Monitoring, auth: false }];
     })
     .await;
     let target = Target::host(host.server().listener_addrs()[0], "/");

@@ -116,6 +116,25 @@ async fn the_control_api_reaches_the_video_plugin_verbatim() {
     host.shutdown().await;
 }
 
+/// The video proxy's clients connect to `/api/websocket`, never subscribe,
+/// and read `video_status` frames pushed after a control call.
+#[tokio::test]
+async fn the_video_proxys_clients_receive_video_status_unasked() {
+    let host = host(&["video"]).await;
+    let mut viewer = Client::connect_without_ack(&host.endpoint("/api/websocket")).await;
+    // A reply proves the connection is served, and so subscribed.
+    assert_eq!(viewer.request(json!({"type": "ping"})).await["type"], "pong");
+
+    let control = http().post(host.http("/api/control")).json(&json!({"action": "play", "video_path": "/a.mp4"}));
+    let (status, state) = json_of(control.send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    let frame = viewer.recv_frame().await;
+    assert_eq!(frame["type"], "video_status", "{frame}");
+    assert_eq!((frame["data"]["state"].as_str(), frame["data"]["video_path"].as_str()), (Some("playing"), Some("/a.mp4")), "{frame}");
+    assert_eq!(frame["data"]["position"], 0.0, "{frame}");
+    host.shutdown().await;
+}
+
 #[tokio::test]
 async fn status_reports_connections_rooms_topics_and_plugin_figures() {
     let host = host(&["echo", "rooms"]).await;

@@ -7,14 +7,29 @@ use std::time::Duration;
 use switchyard_tests::{Client, Ending, Host};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The monitoring endpoints acknowledge in the monitoring API's envelope,
+/// as its clients read it, and keep the top-level fields Switchyard's own
+/// clients read.
 #[tokio::test]
 async fn connection_is_acknowledged_with_ids_and_time() {
     let host = Host::start(&[]).await;
-    let client = Client::connect(&format!("{}?client_id=cam-7", host.url())).await;
-    assert_eq!(client.ack["status"], "connected");
-    assert_eq!(client.ack["client_id"], "cam-7");
-    assert_eq!(client.connection_id().len(), 32);
-    assert!(client.ack["server_time"].as_str().unwrap().ends_with('Z'));
+    for path in ["/ws", "/ws/performance", "/ws/alerts", "/ws/status", "/"] {
+        let client = Client::connect(&format!("{}?client_id=cam-7", host.endpoint(path))).await;
+        let (ack, data) = (&client.ack, &client.ack["data"]);
+        assert_eq!((data["status"].as_str(), data["client_id"].as_str()), (Some("connected"), Some("cam-7")), "{path}: {ack}");
+        assert!(data["server_time"].as_str().unwrap().ends_with('Z'), "{path}: {ack}");
+        assert_eq!((data["endpoint"].as_str(), &data["connection_id"]), (Some(path), &ack["connection_id"]), "{path}: {ack}");
+        assert_eq!(ack["id"].as_str().map(str::len), Some(32), "{path}: {ack}");
+        assert!(ack["timestamp"].as_str().unwrap().ends_with('Z'), "{path}: {ack}");
+
+        assert_eq!((ack["status"].as_str(), ack["client_id"].as_str()), (Some("connected"), Some("cam-7")), "{path}: {ack}");
+        assert_eq!(client.connection_id().len(), 32);
+        assert!(ack["server_time"].as_str().unwrap().ends_with('Z'));
+    }
+    // A client that gives no id is known by its connection id.
+    let client = host.connect().await;
+    assert_eq!(client.ack["data"]["client_id"].as_str(), Some(client.connection_id()));
+    assert_eq!(client.ack["client_id"], Value::Null);
     host.shutdown().await;
 }
 

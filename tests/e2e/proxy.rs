@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
@@ -41,8 +41,8 @@ enum Seen {
 }
 
 /// A small upstream: answers "who" with its name, "close-4003" with a close
-/// frame, "drop" by dropping the TCP connection, a ping with an extra pong
-/// marked "upstream:", and echoes anything else.
+/// frame, "drop" by dropping the TCP connection, and echoes anything else.
+/// Its tungstenite answers pings, as any echo server's does.
 struct Upstream {
     addr: SocketAddr,
     seen: mpsc::Receiver<Seen>,
@@ -111,12 +111,11 @@ async fn serve_upstream(tcp: TcpStream, name: &'static str, pick: Option<&'stati
             Message::Text(text) if text == "who" => Message::text(name),
             Message::Text(text) if text == "close-4003" => Message::Close(Some(CloseFrame { code: CloseCode::from(4003), reason: "bye".into() })),
             Message::Text(text) if text == "drop" => return,
-            Message::Ping(payload) => Message::Pong(Bytes::from([b"upstream:".as_slice(), &payload].concat())),
             Message::Close(frame) => {
                 let _ = seen.try_send(Seen::Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string()))));
                 continue;
             }
-            Message::Pong(_) | Message::Frame(_) => continue,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             echo => echo,
         };
         if ws.send(reply).await.is_err() {
@@ -200,9 +199,17 @@ async fn refused(proxy: SocketAddr, path: &str, host: &str) -> (u16, serde_json:
     }
 }
 
-/// A bare-bones WebSocket client, for what tungstenite will not show: it
-/// treats close code 1014 (Bad Gateway) as a protocol error and reports 1002,
-/// where browsers report 1014.
+/// Opcodes (RFC 6455, section 5.2).
+const CONTINUATION: u8 = 0x0;
+const TEXT: u8 = 0x1;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xa;
+
+/// A bare-bones WebSocket client, for what tungstenite will not show or
+/// send: every frame as it is on the wire (pongs, fragments), and close code
+/// 1014 (Bad Gateway), which tungstenite treats as a protocol error and
+/// reports as 1002, where browsers report 1014.
 struct RawClient {
     tcp: TcpStream,
     buffer: Vec<u8>,
@@ -236,18 +243,28 @@ impl RawClient {
         n > 0
     }
 
-    /// A masked frame (with an all-zero key, so the payload goes as is).
+    /// A whole message in one masked frame.
     async fn send(&mut self, opcode: u8, payload: &[u8]) {
+        self.send_frame(true, opcode, payload).await;
+    }
+
+    /// One masked frame, final or not, with the masking key of RFC 6455's
+    /// own examples (section 5.7).
+    async fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
         assert!(payload.len() < 126);
-        let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
-        frame.extend_from_slice(payload);
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        let mut frame = vec![if fin { 0x80 } else { 0 } | opcode, 0x80 | payload.len() as u8];
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
         self.tcp.write_all(&frame).await.unwrap();
     }
 
-    /// The next frame from the server: opcode and payload.
+    /// The next frame from the server: opcode and payload. The proxy sends
+    /// every message whole, so each frame is final.
     async fn frame(&mut self) -> (u8, Vec<u8>) {
         loop {
             if self.buffer.len() >= 2 {
+                assert_ne!(self.buffer[0] & 0x80, 0, "a fragment from the proxy");
                 let (opcode, short) = (self.buffer[0] & 0x0f, (self.buffer[1] & 0x7f) as usize);
                 let (start, length) = match short {
                     126 if self.buffer.len() >= 4 => (4, u16::from_be_bytes([self.buffer[2], self.buffer[3]]) as usize),
@@ -269,9 +286,9 @@ impl RawClient {
     async fn close_of(&mut self) -> (u16, String) {
         loop {
             let (opcode, payload) = self.frame().await;
-            if opcode == 0x8 {
+            if opcode == CLOSE {
                 let code = u16::from_be_bytes([payload[0], payload[1]]);
-                self.send(0x8, &payload[..2]).await;
+                self.send(CLOSE, &payload[..2]).await;
                 let ended = !self.fill().await && self.buffer.is_empty();
                 assert!(ended, "the proxy left the connection open after closing it");
                 return (code, String::from_utf8(payload[2..].to_vec()).unwrap());
@@ -293,7 +310,7 @@ fn health(proxy: &Proxy, route: usize, upstream: usize) -> Health {
 }
 
 #[tokio::test]
-async fn relays_text_binary_and_pings_with_forwarded_headers() {
+async fn relays_text_and_binary_with_forwarded_headers() {
     bounded(async {
         let mut upstream = Upstream::start("a", None).await;
         let proxy = Proxy::new(vec![route("/echo", &[upstream.url("/socket?token=abc")])]).unwrap();
@@ -331,16 +348,6 @@ async fn relays_text_binary_and_pings_with_forwarded_headers() {
         client.send(Message::binary(big.clone())).await.unwrap();
         assert_eq!(next_data(&mut client).await, Message::binary(big));
 
-        // The proxy answers pings itself too; the marked pong proves this one
-        // went through to the upstream and its reply came back.
-        client.send(Message::Ping(Bytes::from_static(b"hi"))).await.unwrap();
-        loop {
-            let message = tokio::time::timeout(WAIT, client.next()).await.expect("no pong").unwrap().unwrap();
-            if message == Message::Pong(Bytes::from_static(b"upstream:hi")) {
-                break;
-            }
-            assert!(matches!(message, Message::Pong(_)), "unexpected {message:?}");
-        }
     })
     .await;
 }
@@ -538,7 +545,7 @@ async fn close_codes_pass_through() {
 
         // The upstream drops TCP without a close frame: 1014.
         let mut client = RawClient::connect(addr, "/video").await;
-        client.send(0x1, b"drop").await;
+        client.send(TEXT, b"drop").await;
         assert_eq!(client.close_of().await, (1014, "upstream closed".to_owned()));
 
         // The client closes with a code: the upstream gets it.
@@ -553,6 +560,91 @@ async fn close_codes_pass_through() {
         // The client's closing handshake completes, and its slot is released.
         let end = tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = client.next().await {} }).await;
         assert!(end.is_ok(), "the proxy never finished the client's close");
+        wait_for("every slot to be released", || proxy.status().routes[0].connections_open == 0).await;
+    })
+    .await;
+}
+
+/// An echo upstream, and the proxy serving it as `/echo` on loopback.
+async fn echo_route() -> (Upstream, Arc<Proxy>, SocketAddr) {
+    let upstream = Upstream::start("a", None).await;
+    let proxy = Proxy::new(vec![route("/echo", &[upstream.url("/")])]).unwrap();
+    let addr = serve(&proxy).await;
+    (upstream, proxy, addr)
+}
+
+/// Each ping is answered by one pong with its payload: the frame after it
+/// is the upstream's echo of the message sent after the ping.
+#[tokio::test]
+async fn a_ping_is_answered_once_with_its_payload() {
+    bounded(async {
+        let (_upstream, _proxy, addr) = echo_route().await;
+        let mut client = RawClient::connect(addr, "/echo").await;
+
+        for payload in [b"first".as_slice(), b"", b"third"] {
+            client.send(PING, payload).await;
+            client.send(TEXT, b"after the ping").await;
+            assert_eq!(client.frame().await, (PONG, payload.to_vec()));
+            assert_eq!(client.frame().await, (TEXT, b"after the ping".to_vec()), "one pong per ping");
+        }
+    })
+    .await;
+}
+
+/// A message in three fragments, with a ping between each, reaches the
+/// upstream as one message, in order with the messages around it, and its
+/// echo comes back as one frame; each ping is answered once.
+#[tokio::test]
+async fn a_fragmented_message_arrives_whole_and_in_order() {
+    bounded(async {
+        let (_upstream, _proxy, addr) = echo_route().await;
+        let mut client = RawClient::connect(addr, "/echo").await;
+
+        client.send(TEXT, b"before").await;
+        // "é" is split between the first two fragments.
+        client.send_frame(false, TEXT, b"h\xc3").await;
+        client.send_frame(true, PING, b"1").await;
+        client.send_frame(false, CONTINUATION, b"\xa9llo, ").await;
+        client.send_frame(true, PING, b"2").await;
+        client.send_frame(true, CONTINUATION, b"world").await;
+        client.send(TEXT, b"after").await;
+
+        let mut texts = Vec::new();
+        let mut pongs = Vec::new();
+        while texts.len() < 3 {
+            match client.frame().await {
+                (TEXT, payload) => texts.push(String::from_utf8(payload).unwrap()),
+                (PONG, payload) => pongs.push(payload),
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+        assert_eq!(texts, ["before", "h\u{e9}llo, world", "after"]);
+        assert_eq!(pongs, [b"1".to_vec(), b"2".to_vec()]);
+    })
+    .await;
+}
+
+/// Close frames written by hand: the client's code and reason reach the
+/// upstream, and the upstream's reach the client, both handshakes complete.
+#[tokio::test]
+async fn close_codes_and_reasons_pass_through_frame_by_frame() {
+    bounded(async {
+        let (mut upstream, proxy, addr) = echo_route().await;
+
+        let mut client = RawClient::connect(addr, "/echo").await;
+        while !matches!(upstream.next_seen().await, Seen::Handshake { .. }) {}
+        let close = [4002u16.to_be_bytes().as_slice(), b"client done"].concat();
+        client.send(CLOSE, &close).await;
+        match upstream.next_seen().await {
+            Seen::Closed(frame) => assert_eq!(frame, Some((4002, "client done".to_owned()))),
+            other => panic!("expected the client's close, got {other:?}"),
+        }
+        assert_eq!(client.frame().await, (CLOSE, close), "the proxy answers the close with its code");
+        assert!(!client.fill().await && client.buffer.is_empty(), "the proxy ends the connection after the handshake");
+
+        let mut client = RawClient::connect(addr, "/echo").await;
+        client.send(TEXT, b"close-4003").await;
+        assert_eq!(client.close_of().await, (4003, "bye".to_owned()));
         wait_for("every slot to be released", || proxy.status().routes[0].connections_open == 0).await;
     })
     .await;

@@ -43,12 +43,19 @@ fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
 
-/// A refused WebSocket: the error frame's code and the close code.
+/// A WebSocket refused on a monitoring endpoint: the code in the
+/// connection frame's error form (which the error frame after it repeats),
+/// and the close code.
 async fn refused(url: &str, headers: &[(&str, &str)]) -> (String, Ending) {
     let mut client = Client::try_connect(url, headers).await.expect("the upgrade itself succeeds");
+    let connection = client.recv_frame().await;
+    assert_eq!((connection["type"].as_str(), connection["data"]["status"].as_str()), (Some("connection"), Some("error")), "{connection}");
+    assert!(connection["id"].is_string() && connection["timestamp"].is_string(), "{connection}");
+    assert!(!connection["data"]["message"].as_str().unwrap().is_empty(), "{connection}");
+    let code = connection["data"]["error_code"].as_str().unwrap().to_owned();
     let error = client.recv_frame().await;
-    assert_eq!(error["type"], "error", "{error}");
-    (error["data"]["code"].as_str().unwrap().to_owned(), client.ending().await)
+    assert_eq!((error["type"].as_str(), error["data"]["code"].as_str()), (Some("error"), Some(code.as_str())), "{error}");
+    (code, client.ending().await)
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
-use switchyard::config::{EndpointConfig, EndpointRole, ListenerConfig};
+use switchyard::config::{Ack, EndpointConfig, EndpointRole, ListenerConfig};
 use switchyard::config::workers::{Serve, Strategy, TypeRule};
 use switchyard::Config;
 use switchyard_client::{RunningWorker, Worker, WorkerConfig};
@@ -251,8 +251,8 @@ async fn the_action_servers_two_port_layout_verbatim() {
     let loopback = "127.0.0.1:0".parse().unwrap();
     let host = Host::start_with(&[], |c| {
         c.listeners = vec![
-            ListenerConfig { listen: loopback, role: EndpointRole::Workers, ack: false, auth: false },
-            ListenerConfig { listen: loopback, role: EndpointRole::Clients, ack: false, auth: false },
+            ListenerConfig { listen: loopback, role: EndpointRole::Workers, ack: Ack::None, auth: false },
+            ListenerConfig { listen: loopback, role: EndpointRole::Clients, ack: Ack::None, auth: false },
         ];
         // As in the action server, every command goes to the workers.
         c.workers.types = vec![rule("*", Serve::Workers, false, None)];

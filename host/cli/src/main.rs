@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -150,9 +150,23 @@ async fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, plugins: Opt
         config.plugins.dir = dir;
     }
     let server = Server::start(config).await?;
+    print_served(&server);
     shutdown_signal().await.context("cannot listen for shutdown signals")?;
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the host serves, on stdout, one URL a line, then what it is; the
+/// log stays on stderr.
+fn print_served(server: &Server) {
+    let served = server.served();
+    let width = served.iter().map(|s| s.url.len()).max().unwrap_or(0);
+    let mut stdout = std::io::stdout().lock();
+    for s in served {
+        // A closed stdout must not stop the host.
+        let _ = writeln!(stdout, "{:width$}  {}", s.url, s.what);
+    }
+    let _ = stdout.flush();
 }
 
 /// The URL with the key as `access_token`, if there is one.
@@ -208,7 +222,9 @@ async fn shutdown_signal() -> std::io::Result<()> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal, not in a file or a pipe.
+    let ansi = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -76,6 +76,83 @@ async fn serve_reads_its_config_serves_and_stops_on_sigterm() {
     assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
 }
 
+/// Once listening, `serve` prints each URL it serves on stdout, one per
+/// line (the URL, then what it is); its log, written to a pipe, has no
+/// colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_prints_the_urls_it_serves_and_logs_without_colour() {
+    use std::io::{BufRead, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let config = echo_config(dir.path(), "[[listeners]]\nlisten = \"127.0.0.1:0\"\n");
+    let child = switchyard()
+        .args(["--log-format", "text", "serve", "--config"])
+        .arg(&config)
+        .env_remove("NO_COLOR")
+        .env_remove("SWITCHYARD_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let child = &mut child.0;
+    let mut stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        stderr.read_to_string(&mut log).map(|_| log)
+    });
+    let stdout = child.stdout.take().unwrap();
+    const SERVED: usize = 10;
+    let lines = tokio::task::spawn_blocking(move || std::io::BufReader::new(stdout).lines().take(SERVED).collect::<Result<Vec<_>, _>>());
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(20), lines).await.expect("the URLs in time").unwrap().unwrap();
+    let urls: Vec<&str> = lines.iter().map(|line| line.split_whitespace().next().unwrap()).collect();
+
+    let addr = urls[0].strip_prefix("ws://").and_then(|rest| rest.strip_suffix('/')).expect("the first URL is the endpoint /");
+    let main: Vec<String> = ["/", "/ws", "/ws/performance", "/ws/alerts", "/ws/status", "/rooms", "/api/websocket"]
+        .iter()
+        .map(|path| format!("ws://{addr}{path}"))
+        .chain([format!("http://{addr}/api"), format!("http://{addr}/metrics")])
+        .collect();
+    assert_eq!(urls[..SERVED - 1], main, "{lines:#?}");
+    let listener = urls[SERVED - 1];
+    assert!(listener.starts_with("ws://127.0.0.1:") && listener != urls[0], "{lines:#?}");
+
+    // The printed URLs are served.
+    let mut client = Client::connect(&format!("ws://{addr}/ws")).await;
+    assert_eq!(client.call("echo", json!({"message": "cli"})).await["data"], "Echo: cli");
+    let mut worker_port = Client::connect_without_ack(listener).await;
+    assert_eq!(worker_port.request(json!({"type": "ping"})).await["type"], "pong");
+    let metrics = http_get(addr, "/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let exit = tokio::task::block_in_place(|| child.wait()).unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let log = log.join().unwrap().unwrap();
+    assert!(log.contains("listening"), "{log}");
+    assert!(!log.contains("\x1b["), "colour codes in a piped log: {log:?}");
+}
+
+/// A child process killed when dropped, so a failing test does not leave
+/// it serving, holding the pipes a reader waits on.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET: the response's head and body as text.
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tcp.read_to_end(&mut response).await.unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
 #[test]
 fn serve_rejects_a_bad_config_clearly() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@
 pub mod proxy;
 pub mod workers;
 
+pub use crate::wire::frames::Ack;
 use proxy::ProxyRouteConfig;
 use workers::WorkersConfig;
 use serde::Deserialize;
@@ -22,7 +23,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub websocket: WebSocketConfig,
     /// WebSocket endpoints. Setting any replaces the defaults: `/ws` (and
-    /// `/`), `/ws/performance`, `/ws/alerts`, `/ws/status` and `/rooms`.
+    /// `/`), `/ws/performance`, `/ws/alerts`, `/ws/status`, `/rooms` and
+    /// `/api/websocket`.
     pub endpoints: Vec<EndpointConfig>,
     pub auth: AuthConfig,
     /// Serve `https://` and `wss://` instead of plain HTTP.
@@ -48,10 +50,10 @@ pub struct ListenerConfig {
     pub listen: SocketAddr,
     #[serde(default)]
     pub role: EndpointRole,
-    /// Send the `connection` acknowledgement (off: the action server's
-    /// requesters read the reply as the first frame).
-    #[serde(default)]
-    pub ack: bool,
+    /// The `connection` frame sent on connect (default none: the action
+    /// server's requesters read the reply as the first frame).
+    #[serde(default = "no_ack")]
+    pub ack: Ack,
     #[serde(default)]
     pub auth: bool,
 }
@@ -170,9 +172,10 @@ pub struct EndpointConfig {
     /// Topic patterns every connection is subscribed to on connect.
     #[serde(default)]
     pub subscribe: Vec<String>,
-    /// Send the `connection` acknowledgement on connect.
-    #[serde(default = "yes")]
-    pub ack: bool,
+    /// The `connection` frame sent on connect: `"monitoring"` (the
+    /// default; also `true`), `"flat"` or `"none"` (also `false`).
+    #[serde(default = "monitoring_ack")]
+    pub ack: Ack,
     /// Require an API key to connect; without it, callers get the
     /// `auth.anonymous` scopes (and a wrong key is still refused).
     #[serde(default)]
@@ -198,8 +201,8 @@ pub enum EndpointFormat {
     Raw,
 }
 
-fn yes() -> bool {
-    true
+fn monitoring_ack() -> Ack {
+    Ack::Monitoring
 }
 
 /// What a plugin may reach beyond the WIT capabilities, by plugin name.
@@ -229,15 +232,54 @@ pub struct DirGrant {
     pub read_only: bool,
 }
 
+fn yes() -> bool {
+    true
+}
+
+fn no_ack() -> Ack {
+    Ack::None
+}
+
+/// `ack = "monitoring" | "flat" | "none"`, or, as before there were
+/// styles, `true` (the monitoring frame, a superset of the old one) or
+/// `false` (none).
+impl<'de> Deserialize<'de> for Ack {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Ack, D::Error> {
+        struct Setting;
+        impl serde::de::Visitor<'_> for Setting {
+            type Value = Ack;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#""monitoring", "flat", "none", true or false"#)
+            }
+            fn visit_bool<E>(self, on: bool) -> Result<Ack, E> {
+                Ok(if on { Ack::Monitoring } else { Ack::None })
+            }
+            fn visit_str<E: serde::de::Error>(self, style: &str) -> Result<Ack, E> {
+                match style {
+                    "monitoring" => Ok(Ack::Monitoring),
+                    "flat" => Ok(Ack::Flat),
+                    "none" => Ok(Ack::None),
+                    other => Err(E::unknown_variant(other, &["monitoring", "flat", "none"])),
+                }
+            }
+        }
+        deserializer.deserialize_any(Setting)
+    }
+}
+
+/// The one path under the reserved `/api` an endpoint may take: where the
+/// video proxy's clients connect.
+pub const VIDEO_ENDPOINT: &str = "/api/websocket";
+
 impl EndpointConfig {
-    fn envelope(path: &str, subscribe: &[&str]) -> Self {
+    fn envelope(path: &str, subscribe: &[&str], ack: Ack) -> Self {
         EndpointConfig {
             path: path.into(),
             format: EndpointFormat::Envelope,
             namespace: None,
             default_type: None,
             subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
-            ack: true,
+            ack,
             auth: false,
             role: EndpointRole::Clients,
         }
@@ -246,21 +288,26 @@ impl EndpointConfig {
     /// The zero-config endpoints.
     pub fn defaults() -> Vec<EndpointConfig> {
         vec![
-            Self::envelope("/", &[]),
-            Self::envelope("/ws", &[]),
-            Self::envelope("/ws/performance", &["performance"]),
-            Self::envelope("/ws/alerts", &["alert", "alert.*"]),
-            Self::envelope("/ws/status", &["status"]),
+            Self::envelope("/", &[], Ack::Monitoring),
+            Self::envelope("/ws", &[], Ack::Monitoring),
+            Self::envelope("/ws/performance", &["performance"], Ack::Monitoring),
+            Self::envelope("/ws/alerts", &["alert", "alert.*"], Ack::Monitoring),
+            Self::envelope("/ws/status", &["status"], Ack::Monitoring),
+            // The rooms plugin sends the room server's flat `connection`
+            // frame itself, in answer to the identify message.
             EndpointConfig {
                 path: "/rooms".into(),
                 format: EndpointFormat::Raw,
                 namespace: Some("rooms".into()),
                 default_type: Some("identify".into()),
                 subscribe: Vec::new(),
-                ack: false,
+                ack: Ack::None,
                 auth: false,
                 role: EndpointRole::Clients,
             },
+            // The video proxy's clients handle `video_status` and never
+            // subscribe; the `video` plugin publishes it on this topic.
+            Self::envelope(VIDEO_ENDPOINT, &["video_status"], Ack::None),
         ]
     }
 }
@@ -442,9 +489,8 @@ impl Config {
         for endpoint in &self.endpoints {
             anyhow::ensure!(endpoint.path.starts_with('/'), "endpoint path {:?} must start with /", endpoint.path);
             anyhow::ensure!(paths.insert(endpoint.path.as_str()), "endpoint path {} is configured twice", endpoint.path);
-            for reserved in ["/healthz", "/readyz", "/metrics", "/api"] {
-                anyhow::ensure!(!endpoint.path.starts_with(reserved), "endpoint path {} is reserved", endpoint.path);
-            }
+            let reserved = ["/healthz", "/readyz", "/metrics", "/api"].iter().any(|r| endpoint.path.starts_with(r));
+            anyhow::ensure!(!reserved || endpoint.path == VIDEO_ENDPOINT, "endpoint path {} is reserved", endpoint.path);
         }
         for listener in &self.listeners {
             anyhow::ensure!(
@@ -504,7 +550,7 @@ mod tests {
         assert_eq!(config.plugins.deadline_ms, 500);
         assert_eq!(config.plugins.memory_mib, 64);
         assert!(config.plugins.grants["video"].dirs[0].read_only);
-        assert_eq!(config.endpoints.len(), 6, "default endpoints");
+        assert_eq!(config.endpoints.len(), 7, "default endpoints");
         config.validate().unwrap();
 
         let config = Config::from_toml(
@@ -518,10 +564,52 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.endpoints.len(), 1);
-        assert!(config.endpoints[0].ack);
+        assert_eq!(config.endpoints[0].ack, Ack::Monitoring);
         assert_eq!(config.plugins.settings_text()["sysmon"]["interval_ms"], "500");
 
         let err = Config::from_toml("[plugins]\ndeadline = 5").unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn ack_takes_a_style_or_the_old_switch() {
+        let acks = |toml: &str| Config::from_toml(toml).map(|c| c.endpoints.iter().map(|e| e.ack).collect::<Vec<_>>());
+        let styles = acks(
+            r#"
+            [[endpoints]]
+            path = "/a"
+            ack = "flat"
+            [[endpoints]]
+            path = "/b"
+            ack = "none"
+            [[endpoints]]
+            path = "/c"
+            ack = "monitoring"
+            [[endpoints]]
+            path = "/d"
+            ack = true
+            [[endpoints]]
+            path = "/e"
+            ack = false
+            "#,
+        )
+        .unwrap();
+        assert_eq!(styles, [Ack::Flat, Ack::None, Ack::Monitoring, Ack::Monitoring, Ack::None]);
+        let err = acks("[[endpoints]]\npath = \"/a\"\nack = \"loud\"").unwrap_err().to_string();
+        assert!(err.contains("monitoring"), "{err}");
+        let listener = Config::from_toml("[[listeners]]\nlisten = \"127.0.0.1:0\"").unwrap();
+        assert_eq!(listener.listeners[0].ack, Ack::None);
+    }
+
+    #[test]
+    fn only_the_video_endpoint_may_sit_under_api() {
+        let with = |path: &str| Config { endpoints: vec![EndpointConfig::envelope(path, &[], Ack::None)], ..Config::default() };
+        with(VIDEO_ENDPOINT).validate().unwrap();
+        for path in ["/api", "/api/websockets", "/api/status", "/metrics"] {
+            let err = with(path).validate().unwrap_err().to_string();
+            assert!(err.contains("reserved"), "{path}: {err}");
+        }
+        let video = Config::default().endpoints.into_iter().find(|e| e.path == VIDEO_ENDPOINT).expect("a default endpoint");
+        assert_eq!((video.subscribe, video.ack), (vec!["video_status".to_owned()], Ack::None));
     }
 }

@@ -26,6 +26,7 @@ pub mod ws;
 use crate::config::{EndpointConfig, EndpointFormat, EndpointRole, ListenerConfig};
 use crate::wire::dialect::Profile;
 use crate::routing::dispatch::Dispatcher;
+use crate::wire::frames::Ack;
 use crate::wire::{codes, frames, ErrorCode, Failure};
 use crate::hub::Hub;
 use crate::lifecycle::Tasks;
@@ -61,7 +62,8 @@ pub struct Endpoint {
     pub path: String,
     pub profile: Profile,
     pub subscribe: Vec<String>,
-    pub ack: bool,
+    /// The `connection` frame sent on connect.
+    pub ack: Ack,
     /// Callers must present an API key.
     pub auth: bool,
     pub role: EndpointRole,

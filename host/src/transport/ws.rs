@@ -138,10 +138,15 @@ struct Peer {
     _ticket: Ticket,
 }
 
-/// Upgrade only to say why the caller is refused, and close (4001).
+/// Upgrade only to say why the caller is refused (first in the connection
+/// frame's error form where the endpoint acknowledges that way), and
+/// close (4001).
 fn refuse(gateway: Arc<Gateway>, endpoint: Endpoint, ws: WebSocketUpgrade, failure: Failure) -> Response {
     gateway.metrics.refused("auth");
     ws.on_upgrade(move |mut socket| async move {
+        if let Some(refused) = frames::connection_refused(endpoint.ack, &failure) {
+            let _ = socket.send(Message::Text(refused.into())).await;
+        }
         let frame = dialect::unsolicited_error(&endpoint.profile, &failure);
         let _ = socket.send(Message::Text(frame.into())).await;
         closing::finish(socket, &Closing::close(close::AUTHENTICATION_FAILED, "authentication failed")).await;
@@ -154,8 +159,7 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, pee
     tracing::debug!(connection = %connection.id, remote = %peer.remote, endpoint = %endpoint.path, key = ?connection.key, "connected");
     let (sink, mut stream) = socket.split();
     let refused = subscribe_to_endpoint(&endpoint, &connection, &peer.principal);
-    if endpoint.ack {
-        let ack = frames::connection_ack(&connection.id, connection.client_id.as_deref(), &endpoint.path);
+    if let Some(ack) = frames::connection_ack(endpoint.ack, &connection.id, connection.client_id.as_deref(), &endpoint.path) {
         connection.deliver(ack, gateway.ws.send_timeout).await;
     }
     if let Some(failure) = refused {

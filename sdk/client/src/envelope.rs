@@ -40,7 +40,8 @@ pub(crate) fn has_filters(filters: &Value) -> bool {
 /// What an incoming frame is to the client.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Incoming {
-    /// The host's `connection` acknowledgement (only as the first frame).
+    /// The host's `connection` acknowledgement (only as the first frame,
+    /// and not its refusal form, `data.status = "error"`).
     Ack { connection_id: Option<String> },
     /// Has an id and is not an event: the answer to a request, if one is waiting.
     Reply { id: String, is_reply_type: bool },
@@ -50,7 +51,8 @@ pub(crate) enum Incoming {
 
 pub(crate) fn classify(frame: &Value, first: bool) -> Incoming {
     let kind = frame.get("type").and_then(Value::as_str);
-    if first && kind == Some("connection") {
+    let refused = frame.pointer("/data/status").and_then(Value::as_str) == Some("error");
+    if first && kind == Some("connection") && !refused {
         let connection_id = frame.get("connection_id").and_then(Value::as_str).map(str::to_owned);
         return Incoming::Ack { connection_id };
     }
@@ -121,6 +123,8 @@ mod tests {
         let ack = json!({"type": "connection", "status": "connected", "connection_id": "c-1"});
         assert_eq!(classify(&ack, true), Incoming::Ack { connection_id: Some("c-1".into()) });
         assert_eq!(classify(&ack, false), Incoming::Push, "only the first frame is the acknowledgement");
+        let refusal = json!({"type": "connection", "id": "n1", "data": {"status": "error", "error_code": "AUTHENTICATION_FAILED"}});
+        assert!(!matches!(classify(&refusal, true), Incoming::Ack { .. }), "a refusal is no acknowledgement");
         let event = json!({"type": "alert", "id": "e1", "data": {}, "meta": {"topic": "alert.cpu"}});
         assert_eq!(classify(&event, false), Incoming::Push, "events carry ids too, but are never replies");
         assert_eq!(

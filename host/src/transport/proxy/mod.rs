@@ -1,5 +1,6 @@
 //! The WebSocket reverse proxy: configured paths whose connections are
-//! relayed, frame for frame, to a pool of upstream WebSocket servers.
+//! relayed, message for message, to a pool of upstream WebSocket servers
+//! (each hop answers its own pings: see `relay`).
 //!
 //! It owns route matching (exact path, optional Host pattern), round-robin
 //! over the upstreams that pass health checks, the per-route connection

@@ -17,9 +17,21 @@
 //! with their code and reason. tungstenite (0.29) clients read 1014 as a
 //! protocol error and report 1002; browsers report 1014.
 //!
-//! Pings and pongs are relayed like data, but both of the proxy's sockets
-//! also answer pings themselves (tungstenite cannot be told not to), so a
-//! pinging side gets two pongs.
+//! Messages are relayed whole: tungstenite reassembles a fragmented message
+//! (up to [`MAX_MESSAGE_BYTES`]) and the other side gets it as one frame,
+//! in arrival order. RFC 6455 (section 5.4) lets an intermediary that
+//! negotiated no extension change fragmentation, and this one negotiates
+//! none.
+//!
+//! Pings and pongs do not cross the proxy: each hop answers its own. Each
+//! of the proxy's sockets is an endpoint of its own connection, and
+//! tungstenite answers a ping it reads with a pong carrying its payload,
+//! written before its next read or write. That cannot be turned off, and
+//! holding the pong until the far side's arrived would stall the relay
+//! behind a round trip; relaying the ping as well gave the pinging side a
+//! second pong (also for a ping between the fragments of a message). So a
+//! ping is answered once, at once, by the proxy, and tells its sender that
+//! its own hop is alive. An unsolicited pong is dropped.
 
 use super::refusal::ProxyRefusal;
 use super::routes::{request_host, rotation, upstream_url};
@@ -398,14 +410,23 @@ async fn client_to_upstream(from: &mut SplitStream<WebSocket>, to: &mut SplitSin
             }
             None => return Ending::ClientGone("connection ended without a close frame".into()),
         };
-        if let ws::Message::Close(frame) = message {
-            let code = frame.as_ref().map(|f| f.code);
-            let frame = frame.map(|f| upstream_close(f.code, f.reason.as_str()));
-            // If the upstream is already gone, the client has closed anyway.
-            let _ = to.send(ts::Message::Close(frame)).await;
-            return Ending::ClientClosed(code);
-        }
-        if let Err(error) = to.send(to_upstream(message)).await {
+        let message = match message {
+            ws::Message::Close(frame) => {
+                let code = frame.as_ref().map(|f| f.code);
+                let frame = frame.map(|f| upstream_close(f.code, f.reason.as_str()));
+                // If the upstream is already gone, the client has closed anyway.
+                let _ = to.send(ts::Message::Close(frame)).await;
+                return Ending::ClientClosed(code);
+            }
+            // Text is copied between axum's and tungstenite's `Utf8Bytes`:
+            // axum keeps its conversion private, and the alternative is
+            // `unsafe`.
+            ws::Message::Text(text) => ts::Message::Text(text.as_str().into()),
+            ws::Message::Binary(data) => ts::Message::Binary(data),
+            // Answered by the proxy's own socket (see the module doc).
+            ws::Message::Ping(_) | ws::Message::Pong(_) => continue,
+        };
+        if let Err(error) = to.send(message).await {
             return Ending::UpstreamGone(error.to_string());
         }
     }
@@ -428,26 +449,14 @@ async fn upstream_to_client(from: &mut SplitStream<UpstreamSocket>, to: &mut Spl
             }
             ts::Message::Text(text) => ws::Message::Text(text.as_str().into()),
             ts::Message::Binary(data) => ws::Message::Binary(data),
-            ts::Message::Ping(data) => ws::Message::Ping(data),
-            ts::Message::Pong(data) => ws::Message::Pong(data),
+            // Answered by the proxy's own socket (see the module doc).
+            ts::Message::Ping(_) | ts::Message::Pong(_) => continue,
             // Only produced when writing raw frames, never when reading.
             ts::Message::Frame(_) => continue,
         };
         if let Err(error) = to.send(message).await {
             return Ending::ClientGone(error.to_string());
         }
-    }
-}
-
-// Text is copied between axum's and tungstenite's `Utf8Bytes`: axum keeps
-// its conversion private, and the alternative is `unsafe`.
-fn to_upstream(message: ws::Message) -> ts::Message {
-    match message {
-        ws::Message::Text(text) => ts::Message::Text(text.as_str().into()),
-        ws::Message::Binary(data) => ts::Message::Binary(data),
-        ws::Message::Ping(data) => ts::Message::Ping(data),
-        ws::Message::Pong(data) => ts::Message::Pong(data),
-        ws::Message::Close(frame) => ts::Message::Close(frame.map(|f| upstream_close(f.code, f.reason.as_str()))),
     }
 }
 
