@@ -193,6 +193,9 @@ async fn revocations_and_runtime_limits_survive_a_restart() {
     let response = http.get(host.http("/api/status")).bearer_auth(CAM).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "the revoked key stays revoked");
     let mut refused = Client::try_connect(&host.url(), &[("authorization", &format!("Bearer {CAM}"))]).await.unwrap();
+    // The monitoring feed's connection frame in its error form, then the error.
+    let connection = refused.recv_frame().await;
+    assert_eq!((connection["type"].as_str(), connection["data"]["error_code"].as_str()), (Some("connection"), Some("AUTHENTICATION_FAILED")), "{connection}");
     assert_eq!(refused.recv_frame().await["data"]["code"], "AUTHENTICATION_FAILED");
     assert_eq!(refused.ending().await, Ending::Closed(Some(4001)));
     let config: Value = http.get(host.http("/api/config")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();

@@ -5,6 +5,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use switchyard::transport::proxy::{Health, Proxy, ProxyRouteConfig};
+use switchyard_tests::conformance;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -717,4 +718,36 @@ async fn through_the_host() {
         host.shutdown().await;
     })
     .await;
+}
+
+/// The raw-frame RFC 6455 cases the host's own endpoints pass (the test
+/// kit's `conformance`), run through the proxy against an echo upstream.
+async fn through_the_proxy(case: impl AsyncFnOnce(&conformance::Target)) {
+    let (_upstream, _proxy, addr) = echo_route().await;
+    case(&conformance::Target::echo(addr, "/echo")).await;
+}
+
+#[tokio::test]
+async fn through_the_proxy_a_client_close_is_echoed() {
+    through_the_proxy(conformance::client_close_is_echoed).await;
+}
+
+#[tokio::test]
+async fn through_the_proxy_protocol_violations_close_with_1002() {
+    through_the_proxy(conformance::protocol_violations_close_with_1002).await;
+}
+
+#[tokio::test]
+async fn through_the_proxy_invalid_close_codes_close_with_1002() {
+    through_the_proxy(conformance::invalid_close_codes_close_with_1002).await;
+}
+
+#[tokio::test]
+async fn through_the_proxy_invalid_utf8_closes_with_1007() {
+    through_the_proxy(conformance::invalid_utf8_closes_with_1007).await;
+}
+
+#[tokio::test]
+async fn through_the_proxy_fragments_with_interleaved_pings_are_one_message() {
+    through_the_proxy(conformance::fragments_with_interleaved_pings_are_one_message).await;
 }

@@ -36,7 +36,8 @@
 use super::refusal::ProxyRefusal;
 use super::routes::{request_host, rotation, upstream_url};
 use super::{Mount, Route, Upstream};
-use crate::wire::close::{self, BAD_GATEWAY, GOING_AWAY, TOO_BIG, TRY_AGAIN_LATER};
+use crate::transport::closing::Closing;
+use crate::wire::close::{self, BAD_GATEWAY, GOING_AWAY, INTERNAL_ERROR, INVALID_PAYLOAD, PROTOCOL_ERROR, TOO_BIG, TRY_AGAIN_LATER};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -313,6 +314,10 @@ enum Ending {
     /// The client's connection ended without a close frame.
     ClientGone(String),
     ClientTooBig,
+    /// The client broke the protocol (1002) or sent invalid UTF-8 (1007):
+    /// the proxy fails its connection with that code, as the host's own
+    /// endpoints do.
+    ClientBroke(u16),
     /// The upstream sent a close frame; it went on to the client.
     UpstreamClosed(Option<u16>),
     /// The upstream's connection ended without a close frame.
@@ -328,6 +333,14 @@ impl Ending {
             Ending::ClientClosed(_) | Ending::UpstreamClosed(_) => (None, None),
             Ending::ClientGone(_) => (None, Some((GOING_AWAY, "client went away"))),
             Ending::ClientTooBig => (Some((TOO_BIG, "message too big")), Some((GOING_AWAY, "client went away"))),
+            Ending::ClientBroke(code) => {
+                let reason = match *code {
+                    PROTOCOL_ERROR => "protocol error",
+                    INVALID_PAYLOAD => "invalid UTF-8",
+                    _ => "internal error",
+                };
+                (Some((*code, reason)), Some((GOING_AWAY, "client went away")))
+            }
             Ending::UpstreamGone(_) => (Some((BAD_GATEWAY, "upstream closed")), None),
             Ending::UpstreamTooBig => (Some((BAD_GATEWAY, "upstream closed")), Some((TOO_BIG, "message too big"))),
             Ending::ShuttingDown => (Some((GOING_AWAY, "proxy shutting down")), Some((GOING_AWAY, "proxy shutting down"))),
@@ -337,7 +350,7 @@ impl Ending {
     /// Who ended the session, for logs.
     fn closed_by(&self) -> &'static str {
         match self {
-            Ending::ClientClosed(_) | Ending::ClientGone(_) | Ending::ClientTooBig => "client",
+            Ending::ClientClosed(_) | Ending::ClientGone(_) | Ending::ClientTooBig | Ending::ClientBroke(_) => "client",
             Ending::UpstreamClosed(_) | Ending::UpstreamGone(_) | Ending::UpstreamTooBig => "upstream",
             Ending::ShuttingDown => "proxy",
         }
@@ -390,7 +403,9 @@ async fn relay(client: WebSocket, upstream: UpstreamSocket, session: Session) {
         while let Some(Ok(_)) = upstream_rx.next().await {}
     };
     let _ = tokio::time::timeout(FLUSH_ON_CLOSE, join(client_side, upstream_side)).await;
-    if matches!(ending, Ending::ClientTooBig) {
+    // The rest of the client's bad frame is unread: closing now would reset
+    // the connection before the client reads the Close. Linger.
+    if matches!(ending, Ending::ClientTooBig | Ending::ClientBroke(_)) {
         tokio::time::sleep(LINGER).await;
     }
     let (client_code, upstream_code) = ending.codes();
@@ -402,10 +417,10 @@ async fn client_to_upstream(from: &mut SplitStream<WebSocket>, to: &mut SplitSin
         let message = match from.next().await {
             Some(Ok(message)) => message,
             Some(Err(error)) => {
-                let error = error.into_inner();
-                return match error.downcast_ref::<ts::Error>() {
-                    Some(ts::Error::Capacity(_)) => Ending::ClientTooBig,
-                    _ => Ending::ClientGone(error.to_string()),
+                return match Closing::read_failed(error) {
+                    Closing::Close { code: TOO_BIG, .. } => Ending::ClientTooBig,
+                    Closing::Close { code: code @ (PROTOCOL_ERROR | INVALID_PAYLOAD | INTERNAL_ERROR), .. } => Ending::ClientBroke(code),
+                    other => Ending::ClientGone(other.reason().to_owned()),
                 };
             }
             None => return Ending::ClientGone("connection ended without a close frame".into()),
