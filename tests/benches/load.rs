@@ -78,6 +78,8 @@ struct Scenario {
     request: fn(&str) -> String,
     /// Whether the reply text answers the request with id `id`.
     check: fn(&Reply, &str) -> bool,
+    /// The server's process, whose CPU time is measured.
+    pid: Option<u32>,
 }
 
 /// The fields of a reply the checks read.
@@ -133,20 +135,21 @@ fn main() {
         switchyard_tests::HostProcess::spawn(&["clock"], &limits)
     });
     let host = settings.host.clone().or_else(|| spawned.as_ref().map(|h| h.addr.clone()));
+    let host_pid = spawned.as_ref().map(|h| h.pid());
     let mut scenarios = Vec::new();
     if let Some(echo) = &echo {
         let check: fn(&Reply, &str) -> bool = |reply, id| reply.kind == Some("get_time") && id_is(reply, id);
-        scenarios.push(Scenario { name: "echo", what: "bare tokio-tungstenite echo", url: format!("ws://{}/", echo.addr), request: get_time, check });
+        scenarios.push(Scenario { name: "echo", what: "bare tokio-tungstenite echo", url: format!("ws://{}/", echo.addr), request: get_time, check, pid: Some(echo.child.id()) });
     }
     if let Some(host) = &host {
         if wanted("native") {
             let check: fn(&Reply, &str) -> bool = |reply, id| reply.kind == Some("pong") && id_is(reply, id) && reply.data.is_some();
-            scenarios.push(Scenario { name: "native", what: "Switchyard, built-in ping", url: format!("ws://{host}/ws"), request: ping, check });
+            scenarios.push(Scenario { name: "native", what: "Switchyard, built-in ping", url: format!("ws://{host}/ws"), request: ping, check, pid: host_pid });
         }
         if wanted("wasm") {
             let check: fn(&Reply, &str) -> bool =
                 |reply, id| reply.kind == Some("reply") && id_is(reply, id) && reply.data.is_some_and(|d| d.get().contains("unix_ms"));
-            scenarios.push(Scenario { name: "wasm", what: "Switchyard, get_time via clock.wasm", url: format!("ws://{host}/ws"), request: get_time, check });
+            scenarios.push(Scenario { name: "wasm", what: "Switchyard, get_time via clock.wasm", url: format!("ws://{host}/ws"), request: get_time, check, pid: host_pid });
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -156,12 +159,19 @@ fn main() {
     };
     println!("{} connections, {load}, {} s per scenario, loopback; latency in µs", settings.connections, settings.seconds);
     println!(
-        "{:<8} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}  server",
-        "scenario", "msg/s", "×echo", "p50", "p90", "p99", "p99.9", "max", "errors", "missing"
+        "{:<8} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10}  server",
+        "scenario", "msg/s", "×echo", "p50", "p90", "p99", "p99.9", "max", "errors", "missing", "server µs/msg"
     );
     let mut baseline: Option<f64> = None;
     for scenario in &scenarios {
+        let cpu_before = scenario.pid.and_then(switchyard_tests::cpu_time);
         let measured = runtime.block_on(run(scenario, &settings));
+        // The server's CPU time per answered message: what each message costs
+        // it, whatever share of the two cores the client took.
+        let cpu = match (cpu_before, scenario.pid.and_then(switchyard_tests::cpu_time)) {
+            (Some(before), Some(after)) if measured.answered > 0 => format!("{:.1}", (after - before).as_secs_f64() * 1e6 / measured.answered as f64),
+            _ => "-".to_owned(),
+        };
         let rate = measured.per_second();
         if scenario.name == "echo" {
             baseline = Some(rate);
@@ -169,7 +179,7 @@ fn main() {
         let ratio = baseline.map_or("-".to_owned(), |b| format!("{:.2}", rate / b));
         let h = &measured.latency;
         println!(
-            "{:<8} {:>10.0} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}  {}",
+            "{:<8} {:>10.0} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10}  {}",
             scenario.name,
             rate,
             ratio,
@@ -180,6 +190,7 @@ fn main() {
             h.max(),
             measured.errors,
             measured.missing,
+            cpu,
             scenario.what,
         );
     }
