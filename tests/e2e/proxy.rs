@@ -6,6 +6,8 @@
 use futures_util::{SinkExt, StreamExt};
 use switchyard::transport::proxy::{Health, Proxy, ProxyRouteConfig};
 use switchyard_tests::conformance;
+use switchyard_tests::raw::opcode::{CLOSE, CONTINUATION, PONG, TEXT};
+use switchyard_tests::raw::{Ended, Frame, RawSocket};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -200,102 +202,23 @@ async fn refused(proxy: SocketAddr, path: &str, host: &str) -> (u16, serde_json:
     }
 }
 
-/// Opcodes (RFC 6455, section 5.2).
-const CONTINUATION: u8 = 0x0;
-const TEXT: u8 = 0x1;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xa;
-
-/// A bare-bones WebSocket client, for what tungstenite will not show or
-/// send: every frame as it is on the wire (pongs, fragments), and close code
-/// 1014 (Bad Gateway), which tungstenite treats as a protocol error and
-/// reports as 1002, where browsers report 1014.
-struct RawClient {
-    tcp: TcpStream,
-    buffer: Vec<u8>,
+/// A frame's opcode and payload, as the raw client read it.
+async fn next_frame(client: &mut RawSocket) -> (u8, Vec<u8>) {
+    let frame = client.frame().await.expect("the connection ended before a frame");
+    assert!(frame.fin, "a fragment from the proxy: {frame:?}");
+    (frame.opcode, frame.payload)
 }
 
-impl RawClient {
-    async fn connect(proxy: SocketAddr, path: &str) -> RawClient {
-        let mut tcp = TcpStream::connect(proxy).await.unwrap();
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {proxy}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        );
-        tcp.write_all(request.as_bytes()).await.unwrap();
-        let mut client = RawClient { tcp, buffer: Vec::new() };
-        let end = loop {
-            if let Some(end) = client.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end;
-            }
-            assert!(client.fill().await, "no handshake response");
-        };
-        let head = String::from_utf8_lossy(&client.buffer[..end]).into_owned();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        client.buffer.drain(..end + 4);
-        client
-    }
-
-    async fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, self.tcp.read(&mut chunk)).await.expect("nothing to read").unwrap_or(0);
-        self.buffer.extend_from_slice(&chunk[..n]);
-        n > 0
-    }
-
-    /// A whole message in one masked frame.
-    async fn send(&mut self, opcode: u8, payload: &[u8]) {
-        self.send_frame(true, opcode, payload).await;
-    }
-
-    /// One masked frame, final or not, with the masking key of RFC 6455's
-    /// own examples (section 5.7).
-    async fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
-        assert!(payload.len() < 126);
-        let key = [0x37, 0xfa, 0x21, 0x3d];
-        let mut frame = vec![if fin { 0x80 } else { 0 } | opcode, 0x80 | payload.len() as u8];
-        frame.extend_from_slice(&key);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        self.tcp.write_all(&frame).await.unwrap();
-    }
-
-    /// The next frame from the server: opcode and payload. The proxy sends
-    /// every message whole, so each frame is final.
-    async fn frame(&mut self) -> (u8, Vec<u8>) {
-        loop {
-            if self.buffer.len() >= 2 {
-                assert_ne!(self.buffer[0] & 0x80, 0, "a fragment from the proxy");
-                let (opcode, short) = (self.buffer[0] & 0x0f, (self.buffer[1] & 0x7f) as usize);
-                let (start, length) = match short {
-                    126 if self.buffer.len() >= 4 => (4, u16::from_be_bytes([self.buffer[2], self.buffer[3]]) as usize),
-                    126 | 127 => (usize::MAX, 0),
-                    short => (2, short),
-                };
-                assert!(short != 127, "no test frame is that large");
-                if start != usize::MAX && self.buffer.len() >= start + length {
-                    let payload = self.buffer[start..start + length].to_vec();
-                    self.buffer.drain(..start + length);
-                    return (opcode, payload);
-                }
-            }
-            assert!(self.fill().await, "connection ended before a whole frame");
-        }
-    }
-
-    /// Read to the close frame, answer it, and expect the connection to end.
-    async fn close_of(&mut self) -> (u16, String) {
-        loop {
-            let (opcode, payload) = self.frame().await;
-            if opcode == CLOSE {
-                let code = u16::from_be_bytes([payload[0], payload[1]]);
-                self.send(CLOSE, &payload[..2]).await;
-                let ended = !self.fill().await && self.buffer.is_empty();
-                assert!(ended, "the proxy left the connection open after closing it");
-                return (code, String::from_utf8(payload[2..].to_vec()).unwrap());
-            }
-        }
-    }
+/// Read to the server's Close, answer it, and expect TCP to close: its code
+/// and reason. (tungstenite reports 1014 as 1002, so 1014 needs the raw client.)
+async fn raw_close_of(client: &mut RawSocket) -> (u16, String) {
+    let (code, reason) = match client.ending().await {
+        Ended::Closed { code: Some(code), reason } => (code, String::from_utf8(reason).unwrap()),
+        other => panic!("expected a Close with a code, got {other:?}"),
+    };
+    client.answer_close(code).await;
+    assert!(client.tcp_closes_within(WAIT).await, "the proxy left the connection open after closing it");
+    (code, reason)
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -545,9 +468,9 @@ async fn close_codes_pass_through() {
         assert_eq!(close_of(&mut client).await, (4003, "bye".to_owned()));
 
         // The upstream drops TCP without a close frame: 1014.
-        let mut client = RawClient::connect(addr, "/video").await;
-        client.send(TEXT, b"drop").await;
-        assert_eq!(client.close_of().await, (1014, "upstream closed".to_owned()));
+        let mut client = RawSocket::connect(addr, "/video").await;
+        client.send(&Frame::text("drop")).await;
+        assert_eq!(raw_close_of(&mut client).await, (1014, "upstream closed".to_owned()));
 
         // The client closes with a code: the upstream gets it.
         while upstream.seen.try_recv().is_ok() {}
@@ -580,13 +503,13 @@ async fn echo_route() -> (Upstream, Arc<Proxy>, SocketAddr) {
 async fn a_ping_is_answered_once_with_its_payload() {
     bounded(async {
         let (_upstream, _proxy, addr) = echo_route().await;
-        let mut client = RawClient::connect(addr, "/echo").await;
+        let mut client = RawSocket::connect(addr, "/echo").await;
 
         for payload in [b"first".as_slice(), b"", b"third"] {
-            client.send(PING, payload).await;
-            client.send(TEXT, b"after the ping").await;
-            assert_eq!(client.frame().await, (PONG, payload.to_vec()));
-            assert_eq!(client.frame().await, (TEXT, b"after the ping".to_vec()), "one pong per ping");
+            client.send(&Frame::ping(payload)).await;
+            client.send(&Frame::text("after the ping")).await;
+            assert_eq!(next_frame(&mut client).await, (PONG, payload.to_vec()));
+            assert_eq!(next_frame(&mut client).await, (TEXT, b"after the ping".to_vec()), "one pong per ping");
         }
     })
     .await;
@@ -599,21 +522,21 @@ async fn a_ping_is_answered_once_with_its_payload() {
 async fn a_fragmented_message_arrives_whole_and_in_order() {
     bounded(async {
         let (_upstream, _proxy, addr) = echo_route().await;
-        let mut client = RawClient::connect(addr, "/echo").await;
+        let mut client = RawSocket::connect(addr, "/echo").await;
 
-        client.send(TEXT, b"before").await;
+        client.send(&Frame::text("before")).await;
         // "é" is split between the first two fragments.
-        client.send_frame(false, TEXT, b"h\xc3").await;
-        client.send_frame(true, PING, b"1").await;
-        client.send_frame(false, CONTINUATION, b"\xa9llo, ").await;
-        client.send_frame(true, PING, b"2").await;
-        client.send_frame(true, CONTINUATION, b"world").await;
-        client.send(TEXT, b"after").await;
+        client.send(&Frame::new(TEXT, b"h\xc3".as_slice()).not_final()).await;
+        client.send(&Frame::ping("1")).await;
+        client.send(&Frame::new(CONTINUATION, b"\xa9llo, ".as_slice()).not_final()).await;
+        client.send(&Frame::ping("2")).await;
+        client.send(&Frame::new(CONTINUATION, "world")).await;
+        client.send(&Frame::text("after")).await;
 
         let mut texts = Vec::new();
         let mut pongs = Vec::new();
         while texts.len() < 3 {
-            match client.frame().await {
+            match next_frame(&mut client).await {
                 (TEXT, payload) => texts.push(String::from_utf8(payload).unwrap()),
                 (PONG, payload) => pongs.push(payload),
                 other => panic!("unexpected frame {other:?}"),
@@ -632,20 +555,20 @@ async fn close_codes_and_reasons_pass_through_frame_by_frame() {
     bounded(async {
         let (mut upstream, proxy, addr) = echo_route().await;
 
-        let mut client = RawClient::connect(addr, "/echo").await;
+        let mut client = RawSocket::connect(addr, "/echo").await;
         while !matches!(upstream.next_seen().await, Seen::Handshake { .. }) {}
         let close = [4002u16.to_be_bytes().as_slice(), b"client done"].concat();
-        client.send(CLOSE, &close).await;
+        client.send(&Frame::close(4002, b"client done")).await;
         match upstream.next_seen().await {
             Seen::Closed(frame) => assert_eq!(frame, Some((4002, "client done".to_owned()))),
             other => panic!("expected the client's close, got {other:?}"),
         }
-        assert_eq!(client.frame().await, (CLOSE, close), "the proxy answers the close with its code");
-        assert!(!client.fill().await && client.buffer.is_empty(), "the proxy ends the connection after the handshake");
+        assert_eq!(next_frame(&mut client).await, (CLOSE, close), "the proxy answers the close with its code");
+        assert!(client.tcp_closes_within(WAIT).await, "the proxy ends the connection after the handshake");
 
-        let mut client = RawClient::connect(addr, "/echo").await;
-        client.send(TEXT, b"close-4003").await;
-        assert_eq!(client.close_of().await, (4003, "bye".to_owned()));
+        let mut client = RawSocket::connect(addr, "/echo").await;
+        client.send(&Frame::text("close-4003")).await;
+        assert_eq!(raw_close_of(&mut client).await, (4003, "bye".to_owned()));
         wait_for("every slot to be released", || proxy.status().routes[0].connections_open == 0).await;
     })
     .await;
