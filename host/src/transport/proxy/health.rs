@@ -14,7 +14,7 @@
 //! It owns the health record and its changes; it must not choose an
 //! upstream for a client (that is `routes` and the relay).
 
-use super::relay::{dial, DialError};
+use super::dial::{dial, DialError};
 use super::{Proxy, Route, Upstream};
 use axum::http::header;
 use axum::http::HeaderValue;

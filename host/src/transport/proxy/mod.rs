@@ -14,6 +14,7 @@
 //! with (`refusal`); `health` keeps each upstream in or out of rotation;
 //! `relay` upgrades the client, dials the upstream and passes frames.
 
+mod dial;
 mod health;
 mod refusal;
 mod relay;
@@ -22,7 +23,7 @@ mod routes;
 pub use crate::config::proxy::ProxyRouteConfig;
 pub use health::{Health, ProxyStatus, RouteStatus, UpstreamStatus, HEALTH_CHECK_AGENT};
 pub use refusal::ProxyRefusal;
-pub use relay::MAX_MESSAGE_BYTES;
+pub use dial::MAX_MESSAGE_BYTES;
 pub use routes::{validate, ProxyConfigError};
 
 use axum::http::Uri;

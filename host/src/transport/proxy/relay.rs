@@ -35,6 +35,7 @@
 
 use super::refusal::ProxyRefusal;
 use super::routes::{request_host, rotation, upstream_url};
+use super::dial::{dial, DialError, UpstreamSocket, BUFFER_BYTES, MAX_MESSAGE_BYTES};
 use super::{Mount, Route, Upstream};
 use crate::transport::closing::Closing;
 use crate::wire::close::{self, BAD_GATEWAY, GOING_AWAY, INTERNAL_ERROR, INVALID_PAYLOAD, PROTOCOL_ERROR, TOO_BIG, TRY_AGAIN_LATER};
@@ -51,21 +52,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::error::{ProtocolError, SubProtocolError};
 use tokio_tungstenite::tungstenite::handshake::client::Request as UpstreamRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self as ts};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
-
-/// The largest message (and frame) relayed in either direction.
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-
-/// Initial read and write buffer per socket; two sockets per session, and
-/// the buffers grow for large frames.
-const BUFFER_BYTES: usize = 32 * 1024;
 
 /// How long a closing session may take to finish both closing handshakes.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
@@ -76,12 +66,9 @@ const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 const LINGER: Duration = Duration::from_millis(500);
 
 
-
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-type UpstreamSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 // ------------------------------------------------------------- handshake --
 
@@ -235,38 +222,6 @@ struct Link {
     socket: UpstreamSocket,
     protocol: Option<HeaderValue>,
     upstream: String,
-}
-
-pub(super) enum DialError {
-    /// The upstream failed: out of rotation, try the next.
-    Fault(String),
-    /// The upstream (or the request) said no to this client: tell it.
-    Refused(ProxyRefusal),
-    NoUpstream,
-}
-
-fn upstream_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(BUFFER_BYTES)
-        .write_buffer_size(BUFFER_BYTES)
-        .max_write_buffer_size(MAX_MESSAGE_BYTES.saturating_mul(2))
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES))
-}
-
-pub(super) async fn dial(request: UpstreamRequest, timeout: Duration) -> Result<(UpstreamSocket, Option<HeaderValue>), DialError> {
-    let handshake = tokio_tungstenite::connect_async_with_config(request, Some(upstream_config()), true);
-    match tokio::time::timeout(timeout, handshake).await {
-        Err(_) => Err(DialError::Fault(format!("no handshake within {} ms", timeout.as_millis()))),
-        Ok(Ok((socket, response))) => Ok((socket, response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).cloned())),
-        Ok(Err(ts::Error::Http(response))) if response.status().is_client_error() => {
-            Err(DialError::Refused(ProxyRefusal::UpstreamRefused { status: response.status() }))
-        }
-        Ok(Err(ts::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(SubProtocolError::NoSubProtocol)))) => {
-            Err(DialError::Refused(ProxyRefusal::NoSubprotocol))
-        }
-        Ok(Err(error)) => Err(DialError::Fault(error.to_string())),
-    }
 }
 
 impl Route {
