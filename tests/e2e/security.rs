@@ -313,6 +313,29 @@ async fn past_max_http_connections_new_sockets_wait_their_turn() {
     host.shutdown().await;
 }
 
+/// An HTTP/2 connection (prior knowledge, then silence) is not served, so it
+/// cannot hold an HTTP place past the handshake timeout: hyper's HTTP/2
+/// server has no timeout that would end an idle one.
+#[tokio::test]
+async fn an_idle_http2_connection_does_not_hold_a_place() {
+    let host = Host::start_with(&["echo"], |config| {
+        config.limits.max_http_connections = 1;
+        config.limits.handshake_timeout_ms = 500;
+    })
+    .await;
+    let mut h2 = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+    // The HTTP/2 connection preface and an empty SETTINGS frame.
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    let mut answer = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), h2.read_to_end(&mut answer)).await;
+    assert!(ended.is_ok(), "an HTTP/2 connection stayed open: {:?}", String::from_utf8_lossy(&answer));
+    // The one place is free again.
+    let mut next = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), healthz(&mut next)).await.expect("served after the HTTP/2 connection");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    host.shutdown().await;
+}
+
 fn certificate() -> (String, String) {
     let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     (issued.cert.pem(), issued.signing_key.serialize_pem())

@@ -11,7 +11,8 @@
 //! counted by the hub's connection limit instead). Request bodies have
 //! their own deadline where handlers read them (`limits.body_timeout_ms`),
 //! and an idle keep-alive connection has the header-read timeout for its
-//! next request head, so no HTTP connection holds its permit for long. Every
+//! next request head, so no HTTP connection holds its permit for long.
+//! HTTP/2 with prior knowledge is not served (see [`Opening::Http2`]). Every
 //! error a connection is answered carries the JSON error body
 //! ([`http_errors`]). On shutdown the loop
 //! stops accepting and open HTTP connections finish their requests;
@@ -88,12 +89,11 @@ impl Listener {
                         let _permit = permit;
                         // hyper's header-read timeout starts once it reads;
                         // a client that never sends a byte is ours to drop.
-                        let mut first = [0u8; 1];
-                        if !matches!(tokio::time::timeout(handshake_timeout, tcp.peek(&mut first)).await, Ok(Ok(1))) {
-                            tracing::debug!(%remote, "no request within the handshake timeout");
-                            return;
+                        match opening(&tcp, handshake_timeout).await {
+                            Opening::Http1 => serve_connection(builder, tcp, remote, app, watcher).await,
+                            Opening::Http2 => tracing::debug!(%remote, "HTTP/2 with prior knowledge is not served"),
+                            Opening::Silent => tracing::debug!(%remote, "no request within the handshake timeout"),
                         }
-                        serve_connection(builder, tcp, remote, app, watcher).await
                     }));
                 }
                 Some(certificates) => {
@@ -114,6 +114,40 @@ impl Listener {
         if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
             tracing::warn!("HTTP connections still open after the {grace:?} grace period");
         }
+    }
+}
+
+/// How a plain-TCP client opens.
+enum Opening {
+    Http1,
+    /// The HTTP/2 connection preface. HTTP/2 is not served: hyper's HTTP/2
+    /// server has no header or idle timeout, so an idle HTTP/2 connection
+    /// would hold its place under `max_http_connections` for ever. The
+    /// WebSockets and the API are HTTP/1.1 (and TLS offers only http/1.1).
+    Http2,
+    /// Nothing within the handshake timeout, or closed.
+    Silent,
+}
+
+/// Peek at the client's first bytes, within `timeout`, without reading them.
+async fn opening(tcp: &tokio::net::TcpStream, timeout: Duration) -> Opening {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0";
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut seen = [0u8; PREFACE.len()];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, tcp.peek(&mut seen)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return Opening::Silent,
+        };
+        if !PREFACE.starts_with(&seen[..n]) {
+            return Opening::Http1;
+        }
+        if n == PREFACE.len() {
+            return Opening::Http2;
+        }
+        // Only part of the preface so far; peek answers at once while bytes
+        // wait, so pause before looking again.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
