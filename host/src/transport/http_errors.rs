@@ -72,11 +72,15 @@ pub struct JsonErrorHeads<IO> {
     /// A rewritten answer not yet written, and how much of it was.
     pending: Vec<u8>,
     written: usize,
+    /// A `101 Switching Protocols` went out: what follows are WebSocket
+    /// frames, passed through unread (a partial write could otherwise start
+    /// with a client-chosen payload that looks like an error head).
+    upgraded: bool,
 }
 
 impl<IO> JsonErrorHeads<IO> {
     pub fn new(inner: IO) -> Self {
-        JsonErrorHeads { inner, pending: Vec::new(), written: 0 }
+        JsonErrorHeads { inner, pending: Vec::new(), written: 0, upgraded: false }
     }
 }
 
@@ -96,6 +100,13 @@ impl<IO: AsyncWrite + Unpin> JsonErrorHeads<IO> {
 
     /// Take `buf` as written if it is hyper's answer, queuing the rewrite.
     fn intercept(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Option<Poll<io::Result<usize>>> {
+        if self.upgraded {
+            return None;
+        }
+        if buf.starts_with(b"HTTP/1.1 101 ") {
+            self.upgraded = true;
+            return None;
+        }
         let rewritten = rewrite(buf)?;
         self.pending = rewritten;
         self.written = 0;
@@ -195,5 +206,21 @@ mod tests {
         ] {
             assert!(rewrite(untouched).is_none(), "{}", String::from_utf8_lossy(untouched));
         }
+    }
+
+    #[tokio::test]
+    async fn after_an_upgrade_frames_pass_through_unread() {
+        use tokio::io::AsyncWriteExt;
+        let error_head = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        let mut plain = JsonErrorHeads::new(Vec::new());
+        plain.write_all(error_head).await.unwrap();
+        assert!(plain.inner.ends_with(b"}"), "an error head before any upgrade gets its body");
+
+        let mut upgraded = JsonErrorHeads::new(Vec::new());
+        let switching = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n";
+        upgraded.write_all(switching).await.unwrap();
+        // A partial frame write that happens to look like an error head.
+        upgraded.write_all(error_head).await.unwrap();
+        assert_eq!(upgraded.inner, [switching.as_slice(), error_head].concat());
     }
 }
