@@ -100,6 +100,11 @@ pub struct EndpointConfig {
     /// `envelope` (canonical and legacy formats) or `raw` (see docs/protocol.md).
     #[serde(default)]
     pub format: EndpointFormat,
+    /// `json` (text frames; the default) or `msgpack` (MessagePack in
+    /// binary frames). On a `json` endpoint a client may still ask for
+    /// the `msgpack` subprotocol.
+    #[serde(default)]
+    pub encoding: EndpointEncoding,
     /// Prefixed, with a dot, to every message type.
     #[serde(default)]
     pub namespace: Option<String>,
@@ -128,6 +133,14 @@ pub enum EndpointRole {
     #[default]
     Clients,
     Workers,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointEncoding {
+    #[default]
+    Json,
+    Msgpack,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -213,6 +226,7 @@ impl EndpointConfig {
         EndpointConfig {
             path: path.into(),
             format: EndpointFormat::Envelope,
+            encoding: EndpointEncoding::Json,
             namespace: None,
             default_type: None,
             subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
@@ -235,6 +249,7 @@ impl EndpointConfig {
             EndpointConfig {
                 path: "/rooms".into(),
                 format: EndpointFormat::Raw,
+                encoding: EndpointEncoding::Json,
                 namespace: Some("rooms".into()),
                 default_type: Some("identify".into()),
                 subscribe: Vec::new(),

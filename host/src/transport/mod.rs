@@ -23,7 +23,8 @@ pub mod tls;
 pub mod worker;
 pub mod ws;
 
-use crate::config::{EndpointConfig, EndpointFormat, EndpointRole, ListenerConfig};
+use crate::config::{EndpointConfig, EndpointEncoding, EndpointFormat, EndpointRole, ListenerConfig};
+use crate::wire::msgpack::Encoding;
 use crate::wire::dialect::Profile;
 use crate::routing::dispatch::Dispatcher;
 use crate::wire::frames::Ack;
@@ -67,6 +68,9 @@ pub struct Endpoint {
     /// Callers must present an API key.
     pub auth: bool,
     pub role: EndpointRole,
+    /// Every connection's encoding, unless it asks for the `msgpack`
+    /// subprotocol.
+    pub encoding: Encoding,
 }
 
 impl From<&EndpointConfig> for Endpoint {
@@ -82,6 +86,10 @@ impl From<&EndpointConfig> for Endpoint {
             ack: config.ack,
             auth: config.auth,
             role: config.role,
+            encoding: match config.encoding {
+                EndpointEncoding::Json => Encoding::Json,
+                EndpointEncoding::Msgpack => Encoding::MessagePack,
+            },
         }
     }
 }
@@ -95,6 +103,7 @@ impl From<&ListenerConfig> for Endpoint {
             ack: config.ack,
             auth: config.auth,
             role: config.role,
+            encoding: Encoding::Json,
         }
     }
 }

@@ -17,6 +17,7 @@ use super::{ApiError, Endpoint, Gateway};
 use crate::wire::dialect::{self, Profile};
 use crate::routing::dispatch::Caller;
 use crate::wire::close::{self, ABNORMAL, GOING_AWAY, NORMAL, SLOW_CONSUMER, TOO_BIG};
+use crate::wire::msgpack::{self, Encoding};
 use crate::wire::{frames, ErrorCode, Failure, Origin, Transport};
 use crate::config::EndpointRole;
 use crate::hub::{Connection, Outbox, Ticket};
@@ -62,6 +63,15 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // A client endpoint speaks MessagePack to clients that ask for it.
+    let (ws, encoding) = match endpoint.role {
+        EndpointRole::Clients => {
+            let ws = ws.protocols([msgpack::SUBPROTOCOL]);
+            let encoding = if ws.selected_protocol().is_some() { Encoding::MessagePack } else { endpoint.encoding };
+            (ws, encoding)
+        }
+        EndpointRole::Workers => (ws, Encoding::Json),
+    };
     if gateway.tasks.is_shutting_down() {
         return ApiError::from(Failure::new(ErrorCode::Unavailable, "the host is shutting down")).into_response();
     }
@@ -81,7 +91,7 @@ pub async fn upgrade(
         .filter(|id| !id.is_empty() && id.len() <= 128);
     let key = match security::bearer(header("authorization")) {
         Ok(key) => key.or(query.access_token.as_deref()),
-        Err(failure) => return refuse(gateway, endpoint, ws, failure),
+        Err(failure) => return refuse(gateway, endpoint, ws, failure, encoding),
     };
     let authenticated = if endpoint.auth {
         gateway.keyring.require(key, client_id.as_deref())
@@ -90,7 +100,7 @@ pub async fn upgrade(
     };
     let principal = match authenticated {
         Ok(principal) => principal,
-        Err(failure) => return refuse(gateway, endpoint, ws, failure),
+        Err(failure) => return refuse(gateway, endpoint, ws, failure, encoding),
     };
     let limits = gateway.limits.get();
     let ticket = match gateway.hub.admit(client_id.as_deref(), limits.max_connections, limits.max_connections_per_client) {
@@ -116,7 +126,7 @@ pub async fn upgrade(
     }
     ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
         let tasks = gateway.tasks.clone();
-        let peer = Peer { remote, client_id, principal, _ticket: ticket };
+        let peer = Peer { remote, client_id, principal, encoding, _ticket: ticket };
         tasks.track(serve(gateway, endpoint, socket, peer))
     })
 }
@@ -135,20 +145,21 @@ struct Peer {
     remote: SocketAddr,
     client_id: Option<String>,
     principal: Arc<Principal>,
+    encoding: Encoding,
     _ticket: Ticket,
 }
 
 /// Upgrade only to say why the caller is refused (first in the connection
 /// frame's error form where the endpoint acknowledges that way), and
 /// close (4001).
-fn refuse(gateway: Arc<Gateway>, endpoint: Endpoint, ws: WebSocketUpgrade, failure: Failure) -> Response {
+fn refuse(gateway: Arc<Gateway>, endpoint: Endpoint, ws: WebSocketUpgrade, failure: Failure, encoding: Encoding) -> Response {
     gateway.metrics.refused("auth");
     ws.on_upgrade(move |mut socket| async move {
         if let Some(refused) = frames::connection_refused(endpoint.ack, &failure) {
-            let _ = socket.send(Message::Text(refused.into())).await;
+            let _ = send(&mut socket, Bytes::from(refused), encoding).await;
         }
         let frame = dialect::unsolicited_error(&endpoint.profile, &failure);
-        let _ = socket.send(Message::Text(frame.into())).await;
+        let _ = send(&mut socket, Bytes::from(frame), encoding).await;
         closing::finish(socket, &Closing::close(close::AUTHENTICATION_FAILED, "authentication failed")).await;
     })
 }
@@ -166,9 +177,9 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, pee
         let frame = Bytes::from(dialect::unsolicited_error(&endpoint.profile, &failure));
         connection.deliver(frame, gateway.ws.send_timeout).await;
     }
-    let writer = tokio::spawn(write_loop(sink, outbox, Arc::clone(&connection), gateway.ws.heartbeat));
+    let writer = tokio::spawn(write_loop(sink, outbox, Arc::clone(&connection), gateway.ws.heartbeat, peer.encoding));
 
-    let closing = read_loop(&gateway, &endpoint, &mut stream, &connection, &peer.principal).await;
+    let closing = read_loop(&gateway, &endpoint, &mut stream, &connection, &peer).await;
     // Stops the writer (an earlier eviction keeps its own code).
     connection.evict(closing.code(), closing.reason());
     gateway.hub.disconnect(&connection.id);
@@ -181,7 +192,7 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, pee
         if matches!(closing, Closing::Close { code, .. } if code != SLOW_CONSUMER) {
             let flush = async {
                 while let Ok(frame) = outbox.try_recv() {
-                    if send_text(&mut socket, frame).await.is_err() {
+                    if send(&mut socket, frame, peer.encoding).await.is_err() {
                         break;
                     }
                 }
@@ -213,8 +224,9 @@ async fn read_loop(
     endpoint: &Endpoint,
     stream: &mut SplitStream<WebSocket>,
     connection: &Arc<Connection>,
-    principal: &Principal,
+    peer: &Peer,
 ) -> Closing {
+    let principal = &*peer.principal;
     let settings = &gateway.ws;
     let origin = Origin {
         connection_id: connection.id.clone(),
@@ -239,18 +251,23 @@ async fn read_loop(
                 return closing;
             }
         };
-        let frames = match message {
-            Message::Text(text) => {
+        let text = match (message, peer.encoding) {
+            (Message::Text(text), _) => Ok(text.as_str().to_owned()),
+            (Message::Binary(frame), Encoding::MessagePack) => msgpack::to_json(&frame),
+            (Message::Binary(_), Encoding::Json) => Err(Failure::new(
+                ErrorCode::InvalidMessage,
+                "binary frames are not accepted here: send JSON in text frames, or MessagePack on a connection that asked for the `msgpack` subprotocol",
+            )),
+            // tungstenite answers pings; a Close never gets here (see next_message).
+            (Message::Ping(_) | Message::Pong(_) | Message::Close(_), _) => continue,
+        };
+        let frames = match text {
+            Ok(text) => {
                 let caller = Caller { origin: origin.clone(), connection: Some(connection), principal };
                 let admit = || bucket.admit(&gateway.limits);
-                gateway.dispatcher.answer(text.as_str(), &endpoint.profile, &caller, admit).await
+                gateway.dispatcher.answer(&text, &endpoint.profile, &caller, admit).await
             }
-            Message::Binary(_) => vec![dialect::unsolicited_error(&endpoint.profile, &Failure::new(
-                ErrorCode::InvalidMessage,
-                "binary frames are not accepted: send JSON messages as text frames",
-            ))],
-            // tungstenite answers pings; a Close never gets here (see next_message).
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
+            Err(failure) => vec![dialect::unsolicited_error(&endpoint.profile, &failure)],
         };
         for frame in frames {
             if !connection.deliver(Bytes::from(frame), settings.send_timeout).await {
@@ -284,16 +301,16 @@ async fn write_loop(
     mut outbox: Outbox,
     connection: Arc<Connection>,
     heartbeat: Duration,
+    encoding: Encoding,
 ) -> (SplitSink<WebSocket, Message>, Outbox) {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     loop {
         let message = tokio::select! {
             biased;
             _ = connection.evicted() => break,
-            frame = outbox.recv() => match frame.map(Utf8Bytes::try_from) {
-                Some(Ok(text)) => Message::Text(text),
-                // The hub only queues serialized JSON; skip anything else.
-                Some(Err(_)) => continue,
+            frame = outbox.recv() => match frame.map(|frame| outgoing(frame, encoding)) {
+                Some(Some(message)) => message,
+                Some(None) => continue,
                 None => break,
             },
             _ = ticker.tick() => Message::Ping(Bytes::new()),
@@ -312,10 +329,19 @@ async fn write_loop(
     (sink, outbox)
 }
 
-async fn send_text(socket: &mut WebSocket, frame: Bytes) -> Result<(), axum::Error> {
-    match Utf8Bytes::try_from(frame) {
-        Ok(text) => socket.send(Message::Text(text)).await,
-        // The hub only queues serialized JSON; skip anything else.
-        Err(_) => Ok(()),
+async fn send(socket: &mut WebSocket, frame: Bytes, encoding: Encoding) -> Result<(), axum::Error> {
+    match outgoing(frame, encoding) {
+        Some(message) => socket.send(message).await,
+        None => Ok(()),
     }
+}
+
+/// A queued JSON frame as the connection's encoding has it sent. The hub
+/// only queues serialized JSON; anything else is logged and skipped.
+fn outgoing(frame: Bytes, encoding: Encoding) -> Option<Message> {
+    let encoded = match encoding {
+        Encoding::Json => Utf8Bytes::try_from(frame).map(Message::Text).map_err(|e| e.to_string()),
+        Encoding::MessagePack => msgpack::from_json(&frame).map(|packed| Message::Binary(packed.into())).map_err(|f| f.message),
+    };
+    encoded.map_err(|why| tracing::error!("a queued frame cannot be sent: {why}")).ok()
 }

@@ -9,6 +9,7 @@
 //!   messages, and the shared error body.
 //! - [`control`]: the video-control proxy's `/api/control` translation.
 //! - [`worker`]: the remote-worker protocol.
+//! - [`msgpack`]: MessagePack frames read into, and written from, JSON.
 //! - [`codes`]: every [`ErrorCode`] the host emits, with its HTTP status.
 //! - [`close`]: the WebSocket close codes the host sends.
 //!
@@ -22,6 +23,7 @@ pub mod control;
 pub mod dialect;
 pub mod envelope;
 pub mod frames;
+pub mod msgpack;
 pub mod worker;
 
 pub use codes::ErrorCode;
