@@ -149,7 +149,7 @@ pub fn routes(gateway: Arc<Gateway>) -> Router {
         router = router.route("/metrics", get(metrics));
     }
     for (path, endpoint) in &gateway.endpoints {
-        router = router.route(path, get(ws::upgrade).layer(Extension(endpoint.clone())));
+        router = router.route(path, get(ws::upgrade).layer(Extension(Arc::new(endpoint.clone()))));
     }
     let proxy = gateway.proxy.as_ref().map(|proxy| proxy.router());
     let app = router

@@ -37,8 +37,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Initial read and write buffer per connection.
-const BUFFER: usize = 8 * 1024;
+/// Read buffer per connection, and the most read from the socket at once.
+/// tungstenite fills (zeroes) the whole buffer on every read, so this is
+/// resident memory in every idle connection (the README's idle-connection
+/// figures); the price is one read per KiB of a large frame.
+pub const READ_BUFFER: usize = 1024;
+/// Frames are written out once this much is queued (or on flush).
+const WRITE_BUFFER: usize = 8 * 1024;
 
 /// How long a closing connection may take to flush what it has queued.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
@@ -57,7 +62,7 @@ pub struct ConnectQuery {
 /// bare HTTP status its WebSocket library may hide.
 pub async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
-    Extension(endpoint): Extension<Endpoint>,
+    Extension(endpoint): Extension<Arc<Endpoint>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(query): Query<ConnectQuery>,
     headers: HeaderMap,
@@ -114,7 +119,7 @@ pub async fn upgrade(
     let max = gateway.ws.max_frame_bytes;
     // Small initial buffers: they grow for large frames, and 10,000 idle
     // connections should not hold 2.5 GiB of them.
-    let ws = ws.read_buffer_size(BUFFER).write_buffer_size(BUFFER).max_write_buffer_size(max.saturating_mul(2));
+    let ws = ws.read_buffer_size(READ_BUFFER).write_buffer_size(WRITE_BUFFER).max_write_buffer_size(max.saturating_mul(2));
     if endpoint.role == EndpointRole::Workers {
         return ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
             let tasks = gateway.tasks.clone();
@@ -136,7 +141,7 @@ pub fn listener_routes(gateway: Arc<Gateway>, endpoint: Endpoint) -> axum::Route
     axum::Router::new()
         .route("/", get(upgrade))
         .route("/{*path}", get(upgrade))
-        .layer(Extension(endpoint))
+        .layer(Extension(Arc::new(endpoint)))
         .with_state(gateway)
 }
 
@@ -152,7 +157,7 @@ struct Peer {
 /// Upgrade only to say why the caller is refused (first in the connection
 /// frame's error form where the endpoint acknowledges that way), and
 /// close (4001).
-fn refuse(gateway: Arc<Gateway>, endpoint: Endpoint, ws: WebSocketUpgrade, failure: Failure, encoding: Encoding) -> Response {
+fn refuse(gateway: Arc<Gateway>, endpoint: Arc<Endpoint>, ws: WebSocketUpgrade, failure: Failure, encoding: Encoding) -> Response {
     gateway.metrics.refused("auth");
     ws.on_upgrade(move |mut socket| async move {
         if let Some(refused) = frames::connection_refused(endpoint.ack, &failure) {
@@ -164,7 +169,7 @@ fn refuse(gateway: Arc<Gateway>, endpoint: Endpoint, ws: WebSocketUpgrade, failu
     })
 }
 
-async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, peer: Peer) {
+async fn serve(gateway: Arc<Gateway>, endpoint: Arc<Endpoint>, socket: WebSocket, peer: Peer) {
     let key = peer.principal.key.clone();
     let (connection, outbox) = gateway.hub.connect(peer.client_id.clone(), Some(peer.remote), &endpoint.path, key);
     tracing::debug!(connection = %connection.id, remote = %peer.remote, endpoint = %endpoint.path, key = ?connection.key, "connected");
@@ -201,7 +206,9 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, pee
         }
         closing::finish(socket, &closing).await;
     };
-    join(close, gateway.dispatcher.connection_closed(&connection)).await;
+    // Boxed for the reason the answer is (see `read_loop`): the socket
+    // and the hooks' calls, held only while closing.
+    join(Box::pin(close), Box::pin(gateway.dispatcher.connection_closed(&connection))).await;
     tracing::debug!(connection = %connection.id, code = closing.code(), reason = closing.reason(), "disconnected");
 }
 
@@ -265,7 +272,10 @@ async fn read_loop(
             Ok(text) => {
                 let caller = Caller { origin: origin.clone(), connection: Some(connection), principal };
                 let admit = || bucket.admit(&gateway.limits);
-                gateway.dispatcher.answer(&text, &endpoint.profile, &caller, admit).await
+                // Boxed: the call's state (a plugin call's is several KiB)
+                // lives only while a message is answered, not in every idle
+                // connection's task.
+                Box::pin(gateway.dispatcher.answer(&text, &endpoint.profile, &caller, admit)).await
             }
             Err(failure) => vec![dialect::unsolicited_error(&endpoint.profile, &failure)],
         };
