@@ -14,6 +14,11 @@
 //!   lowest latency (an exponentially weighted moving average).
 //! - `round_robin`, `random`, `weighted_random` (by weight).
 //!
+//! A worker that never sends `register` (as the action server's workers
+//! did not) is registered for `workers.default_types`, weight 1, one
+//! request at a time, once its first frame is something else or it has
+//! been silent for `workers.register_timeout_ms`.
+//!
 //! A worker that sends nothing (no frame, no pong) for the heartbeat
 //! timeout is taken out of rotation and closed. A worker that disconnects
 //! mid-request fails that request with `WORKER_DISCONNECTED`, unless the
@@ -62,6 +67,11 @@ pub struct WorkerPool {
     roster_changes: Mutex<()>,
     pub timeout: Duration,
     pub heartbeat_timeout: Duration,
+    /// The types of a worker that does not register (`workers.default_types`).
+    pub default_types: Vec<String>,
+    /// How long a worker may stay silent before it is registered for
+    /// `default_types`.
+    pub register_timeout: Duration,
     max_workers: usize,
     cursor: AtomicUsize,
     /// Signalled when a slot frees or a worker joins.
@@ -70,12 +80,20 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     pub fn new(config: &WorkersConfig) -> anyhow::Result<WorkerPool> {
-        anyhow::ensure!(config.timeout_ms > 0 && config.heartbeat_timeout_ms > 0, "workers: timeouts must be positive");
+        anyhow::ensure!(
+            config.timeout_ms > 0 && config.heartbeat_timeout_ms > 0 && config.register_timeout_ms > 0,
+            "workers: timeouts must be positive"
+        );
+        for kind in &config.default_types {
+            Claim::parse(kind).map_err(|e| anyhow::anyhow!("workers.default_types: {e}"))?;
+        }
         Ok(WorkerPool {
             roster: ArcSwap::default(),
             roster_changes: Mutex::new(()),
             timeout: Duration::from_millis(config.timeout_ms),
             heartbeat_timeout: Duration::from_millis(config.heartbeat_timeout_ms),
+            default_types: config.default_types.clone(),
+            register_timeout: Duration::from_millis(config.register_timeout_ms),
             max_workers: config.max_workers,
             cursor: AtomicUsize::new(0),
             freed: Notify::new(),
