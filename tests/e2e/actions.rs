@@ -14,6 +14,7 @@ use switchyard_tests::{Client, Ending, Host};
 const OPS: &str = "ops-key-0123456789abcdef";
 const NARROW: &str = "narrow-key-0123456789abcdef";
 const OTHER: &str = "other-key-0123456789abcdef";
+const MUTE: &str = "mute-key-0123456789abcdef";
 
 fn key(name: &str, secret: &str, types: &[&str], admin: bool) -> ApiKeyConfig {
     ApiKeyConfig {
@@ -26,10 +27,16 @@ fn key(name: &str, secret: &str, types: &[&str], admin: bool) -> ApiKeyConfig {
     }
 }
 
-/// Keys `ops` (admin), `narrow` (only `echo`) and `other`; anonymous
-/// callers keep the default scopes.
+/// Keys `ops` (admin), `narrow` (`echo` and `get_client_info`), `other`
+/// (everything) and `mute` (only `echo`); anonymous callers keep the
+/// default scopes.
 fn keyed(config: &mut Config) {
-    config.auth.keys = vec![key("ops", OPS, &["*"], true), key("narrow", NARROW, &["echo"], false), key("other", OTHER, &["*"], false)];
+    config.auth.keys = vec![
+        key("ops", OPS, &["*"], true),
+        key("narrow", NARROW, &["echo", "get_client_info"], false),
+        key("other", OTHER, &["*"], false),
+        key("mute", MUTE, &["echo"], false),
+    ];
 }
 
 async fn connect_as(host: &Host, secret: Option<&str>, client_id: &str) -> Client {
@@ -62,8 +69,7 @@ async fn get_client_info_lists_the_connections_the_callers_key_may_see() {
     let anonymous_2 = connect_as(&host, None, "anon-2").await;
     let mut ops = connect_as(&host, Some(OPS), "ops-1").await;
 
-    // The request form, from a key that may send only `echo`: its own
-    // connections, nobody else's.
+    // The request form, from a narrow key: its own connections, nobody else's.
     let reply = narrow.request(action("m1", "get_client_info")).await;
     assert_eq!((&reply["type"], &reply["msg_id"], &reply["success"]), (&json!("response"), &json!("m1"), &json!(true)), "{reply}");
     assert_eq!(ids(&reply["data"]["clients"]), set(&[&narrow, &narrow_2]), "{reply}");
@@ -80,6 +86,13 @@ async fn get_client_info_lists_the_connections_the_callers_key_may_see() {
     // An admin key sees every connection.
     let reply = ops.call("get_client_info", json!({})).await;
     assert_eq!(ids(&reply["data"]["clients"]), set(&[&narrow, &narrow_2, &other, &anonymous, &anonymous_2, &ops]), "{reply}");
+
+    // A key whose scope does not cover the type is refused, and stays connected.
+    let mut mute = connect_as(&host, Some(MUTE), "mute-1").await;
+    let reply = mute.request(action("m9", "get_client_info")).await;
+    assert_eq!((&reply["success"], &reply["error"]["code"]), (&json!(false), &json!("FORBIDDEN")), "{reply}");
+    assert_eq!(mute.call("heartbeat", json!({})).await["data"]["status"], "alive");
+    mute.close().await;
 
     // One that left is no longer listed.
     narrow_2.close().await;
@@ -103,8 +116,8 @@ async fn heartbeats_are_answered_and_never_refused() {
         c.limits.message_burst = 1;
     })
     .await;
-    // A key whose scope does not name `heartbeat`, over its rate limit.
-    let mut narrow = connect_as(&host, Some(NARROW), "beating").await;
+    // A key whose scope does not name `heartbeat` (nor `ping`), over its rate limit.
+    let mut narrow = connect_as(&host, Some(MUTE), "beating").await;
     let mut limited = false;
     for n in 0..10 {
         let reply = narrow.call("ping", json!({})).await;

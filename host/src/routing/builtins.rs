@@ -6,9 +6,10 @@
 //! claims it.
 //!
 //! `get_client_info` lists what the caller's key may see: an `admin` key
-//! every connection, any other key the connections opened with that same
-//! key, and an anonymous caller the other anonymous connections (on a host
-//! without keys, as on the action server, everyone).
+//! every connection, any other key (whose scope covers the type) the
+//! connections opened with that same key, and an anonymous caller (when
+//! `auth.anonymous` covers it) the anonymous connections: on a host
+//! without keys, as on the action server, everyone.
 
 use super::Caller;
 use super::target::Builtin;
@@ -79,6 +80,9 @@ pub fn run(builtin: Builtin, envelope: &Envelope, caller: &Caller<'_>, hub: &Hub
         }
         Builtin::ClientInfo => {
             let principal = caller.principal;
+            if !principal.scopes.admin {
+                principal.may_send("get_client_info")?;
+            }
             let clients: Vec<_> = hub
                 .connections()
                 .iter()
