@@ -310,7 +310,7 @@ async fn a_silent_worker_leaves_the_rotation() {
 }
 
 /// The two-port layout, every type to workers by `strategy`, and workers
-/// that do not register serving `get_time` and `calculate`.
+/// that do not register serving every type, as the action server's did.
 async fn two_ports_with_implicit_workers(strategy: Strategy) -> Host {
     let loopback = "127.0.0.1:0".parse().unwrap();
     Host::start_with(&[], |c| {
@@ -319,7 +319,7 @@ async fn two_ports_with_implicit_workers(strategy: Strategy) -> Host {
             ListenerConfig { listen: loopback, role: EndpointRole::Clients, ack: Ack::None, auth: false },
         ];
         c.workers.types = vec![rule("*", Serve::Workers, false, Some(strategy))];
-        c.workers.default_types = vec!["get_time".into(), "calculate".into()];
+        c.workers.default_types = vec!["*".into()];
         c.workers.register_timeout_ms = 200;
     })
     .await
@@ -356,7 +356,7 @@ async fn a_worker_like_the_action_servers_basic_client_serves_requesters_under_e
         let ids: Vec<String> = listed.iter().map(|w| w["id"].as_str().unwrap().to_owned()).collect();
         for worker in &listed {
             assert!(worker["id"].as_str().unwrap().starts_with("worker-"), "a generated id: {worker}");
-            assert_eq!((&worker["types"], &worker["weight"]), (&json!(["get_time", "calculate"]), &json!(1.0)), "{worker}");
+            assert_eq!((&worker["types"], &worker["weight"], &worker["concurrency"]), (&json!(["*"]), &json!(1.0), &json!(1)), "{worker}");
         }
 
         let (mut requester, _) = tokio_tungstenite::connect_async(format!("ws://{requesters}")).await.unwrap();

@@ -42,8 +42,9 @@ pub struct WorkersConfig {
     pub heartbeat_timeout_ms: u64,
     /// Most workers connected at once.
     pub max_workers: usize,
-    /// The types a worker serves when it never sends `register` (the action
-    /// server's workers are registered on connect): its first frame is
+    /// The types (names, `prefix.*`, or `*` for every type) a worker serves
+    /// when it never sends `register` (the action server's workers are
+    /// registered on connect): its first frame is
     /// something else, or it says nothing for `register_timeout_ms`. Empty:
     /// such a worker is refused (an `INVALID_MESSAGE` error frame, close 1008).
     pub default_types: Vec<String>,

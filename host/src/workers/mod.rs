@@ -44,6 +44,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use worker::Attempt;
 
+/// A type a worker serves: a name, `prefix.*`, or `*` (`None`) for every
+/// type, as the action server's workers took every command.
+fn worker_type(text: &str) -> Result<Option<Claim>, crate::routing::router::RouteError> {
+    if text == "*" {
+        Ok(None)
+    } else {
+        Claim::parse(text).map(Some)
+    }
+}
+
 /// Connected workers by id.
 type Roster = HashMap<String, Arc<Worker>>;
 
@@ -85,7 +95,7 @@ impl WorkerPool {
             "workers: timeouts must be positive"
         );
         for kind in &config.default_types {
-            Claim::parse(kind).map_err(|e| anyhow::anyhow!("workers.default_types: {e}"))?;
+            worker_type(kind).map_err(|e| anyhow::anyhow!("workers.default_types: {e}"))?;
         }
         Ok(WorkerPool {
             roster: ArcSwap::default(),
@@ -117,7 +127,7 @@ impl WorkerPool {
         if registration.types.is_empty() {
             return Err(invalid("a worker must register at least one type".into()));
         }
-        let types = registration.types.iter().map(|t| Claim::parse(t).map_err(|e| invalid(e.to_string()))).collect::<Result<Vec<_>, _>>()?;
+        let types = registration.types.iter().map(|t| worker_type(t).map_err(|e| invalid(e.to_string()))).collect::<Result<Vec<_>, _>>()?;
         if !(registration.weight > 0.0 && registration.weight <= 1000.0) {
             return Err(invalid("weight must be in (0, 1000]".into()));
         }
@@ -259,5 +269,31 @@ impl WorkerPool {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_may_serve_every_type_and_default_types_are_checked() {
+        let pool = WorkerPool::new(&WorkersConfig::default()).unwrap();
+        let (outbox, _frames) = mpsc::channel(1);
+        let every = pool.register(Registration::implicit(&["*".into()]), None, outbox.clone()).unwrap();
+        assert!(pool.serves("get_time") && pool.serves("tasks.run"));
+        assert_eq!(every.info().types, ["*"]);
+        assert!(every.id.starts_with("worker-") && every.info().weight == 1.0 && every.info().concurrency == 1);
+        let named = pool.register(Registration::implicit(&["jobs.*".into(), "get_time".into()]), None, outbox).unwrap();
+        assert_eq!(named.info().types, ["jobs.*", "get_time"]);
+
+        let config = |types: &[&str], register_timeout_ms| WorkersConfig {
+            default_types: types.iter().map(|t| t.to_string()).collect(),
+            register_timeout_ms,
+            ..WorkersConfig::default()
+        };
+        assert!(WorkerPool::new(&config(&["*", "a.*", "b"], 100)).is_ok());
+        assert!(WorkerPool::new(&config(&["a b"], 100)).is_err());
+        assert!(WorkerPool::new(&config(&["a"], 0)).is_err());
     }
 }
