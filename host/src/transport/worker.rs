@@ -157,6 +157,9 @@ async fn first_frame(gateway: &Gateway, socket: &mut WebSocket) -> Result<Result
             Message::Text(text) if implicit => return Ok(Ok(First::Implicit(Some(text.as_str().to_owned())))),
             Message::Text(_) => return Ok(Err(refused("the first frame must be {\"type\":\"register\",...}"))),
             Message::Ping(_) | Message::Pong(_) => continue,
+            // A binary frame means nothing to the worker protocol (later
+            // ones are ignored too).
+            _ if implicit => return Ok(Ok(First::Implicit(None))),
             _ => return Ok(Err(refused("expected a register frame (text)"))),
         }
     }
