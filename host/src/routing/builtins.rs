@@ -1,11 +1,20 @@
 //! The message types the host answers itself: `ping`, `subscribe`,
-//! `unsubscribe`, and for administrators `host.connections`, `host.send`
-//! and `host.broadcast`. Plugins cannot claim them.
+//! `unsubscribe`, for administrators `host.connections`, `host.send` and
+//! `host.broadcast`, and the action server's own: `get_client_info`,
+//! `heartbeat`, `connect`, `disconnect`. Plugins cannot claim them. The
+//! action server's `notification` is answered here too when no plugin
+//! claims it.
+//!
+//! `get_client_info` lists what the caller's key may see: an `admin` key
+//! every connection, any other key (whose scope covers the type) the
+//! connections opened with that same key, and an anonymous caller (when
+//! `auth.anonymous` covers it) the anonymous connections: on a host
+//! without keys, as on the action server, everyone.
 
 use super::Caller;
 use super::target::Builtin;
 use crate::hub::{Connection, Hub, SubscribeRequest};
-use crate::wire::{envelope, frames, ErrorCode, Failure, Outcome, Reply, ServedBy};
+use crate::wire::{close, envelope, frames, ErrorCode, Failure, Outcome, Reply, ServedBy};
 use crate::wire::Envelope;
 use serde::Deserialize;
 use serde_json::value::{to_raw_value, RawValue};
@@ -68,6 +77,42 @@ pub fn run(builtin: Builtin, envelope: &Envelope, caller: &Caller<'_>, hub: &Hub
             let message = pushed("broadcast", json!({ "message": broadcast.message }), caller)?;
             let except = caller.connection.map(|c| c.id.as_str());
             (to_json(&json!({ "delivered": hub.broadcast_except(&message, except) }))?, "reply")
+        }
+        Builtin::ClientInfo => {
+            let principal = caller.principal;
+            if !principal.scopes.admin {
+                principal.may_send("get_client_info")?;
+            }
+            let clients: Vec<_> = hub
+                .connections()
+                .iter()
+                .filter(|c| principal.scopes.admin || c.key == principal.key)
+                .map(|c| {
+                    let info = c.info();
+                    json!({ "id": info.id, "client_id": info.client_id, "endpoint": info.endpoint, "connected_at": info.connected_at })
+                })
+                .collect();
+            (to_json(&json!({ "count": clients.len(), "clients": clients }))?, "reply")
+        }
+        // Any frame already counts as a sign of life (the idle timeout
+        // restarts with each); the answer tells the client the host is there.
+        Builtin::Heartbeat => (to_json(&json!({ "status": "alive", "server_time": envelope::now_rfc3339() }))?, "reply"),
+        Builtin::Connect => {
+            let connection = caller.connection.map(|c| c.id.as_str());
+            let client_id = caller.origin.client_id.as_deref().or(connection);
+            let answer = json!({ "status": "connected", "connection_id": connection, "client_id": client_id, "server_time": envelope::now_rfc3339() });
+            (to_json(&answer)?, "reply")
+        }
+        Builtin::Disconnect => {
+            // The answer is queued before the host's Close (see transport/ws.rs).
+            if let Some(connection) = caller.connection {
+                connection.evict(close::NORMAL, "the client said disconnect");
+            }
+            (to_json(&json!({ "status": "disconnected" }))?, "reply")
+        }
+        Builtin::Notification => {
+            tracing::debug!(connection = %caller.origin.connection_id, data = %envelope.data.get(), "notification taken (no plugin claims it)");
+            (to_json(&json!({ "status": "received" }))?, "reply")
         }
     };
     Ok(Reply { data, served_by: ServedBy::host(), reply_type })
