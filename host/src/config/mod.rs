@@ -312,6 +312,9 @@ pub struct LimitsConfig {
     /// Bytes queued per connection before it is a slow consumer (beside
     /// `outbox_frames`); one frame larger than this still goes out alone.
     pub outbox_bytes: usize,
+    /// Calls to one client (from plugins, the API, the console) waiting
+    /// for its answers at once; more fail with `CLIENT_BUSY`.
+    pub max_client_calls: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -381,6 +384,7 @@ impl Default for LimitsConfig {
             max_upload_bytes: 128 << 20,
             body_timeout_ms: 10_000,
             outbox_bytes: 4 << 20,
+            max_client_calls: 64,
         }
     }
 }

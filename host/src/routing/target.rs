@@ -31,16 +31,20 @@ pub enum Builtin {
     Send,
     /// `host.broadcast`: `{message}` to every other connection (admin).
     Broadcast,
+    /// `host.call`: `{to, action, params, timeout_ms}`, a request to one
+    /// client, answered with its answer (admin).
+    Call,
 }
 
 impl Builtin {
-    pub const ALL: [(&'static str, Builtin); 6] = [
+    pub const ALL: [(&'static str, Builtin); 7] = [
         ("ping", Builtin::Ping),
         ("subscribe", Builtin::Subscribe),
         ("unsubscribe", Builtin::Unsubscribe),
         ("host.connections", Builtin::Connections),
         ("host.send", Builtin::Send),
         ("host.broadcast", Builtin::Broadcast),
+        ("host.call", Builtin::Call),
     ];
 
     pub fn of(kind: &str) -> Option<Builtin> {

@@ -1,7 +1,11 @@
 //! The WebSocket transport: one reader and one writer task per connection.
 //!
 //! The reader answers messages in arrival order, one at a time, so a
-//! client's commands take effect in the order it sent them. Replies and
+//! client's commands take effect in the order it sent them. Answers to the
+//! host's own calls to the client ([`wire::calls`](crate::wire::calls)) are
+//! taken before anything is routed, even while a message is being answered
+//! (a plugin may call the very client whose message it handles); a message
+//! that arrives meanwhile waits its turn. Replies and
 //! events go through the connection's bounded outbox to the writer, which
 //! also sends heartbeat pings. A client that stops reading fills its outbox
 //! and is evicted; one that goes silent past the idle timeout is closed.
@@ -17,7 +21,7 @@ use super::{ApiError, Endpoint, Gateway};
 use crate::wire::dialect::{self, Profile};
 use crate::routing::dispatch::Caller;
 use crate::wire::close::{self, ABNORMAL, GOING_AWAY, NORMAL, SLOW_CONSUMER, TOO_BIG};
-use crate::wire::{frames, ErrorCode, Failure, Origin, Transport};
+use crate::wire::{calls, frames, ErrorCode, Failure, Origin, Transport};
 use crate::config::EndpointRole;
 use crate::hub::{Connection, Outbox, Ticket};
 use crate::admission::security::{self, Principal};
@@ -223,11 +227,16 @@ async fn read_loop(
         endpoint: endpoint.path.clone(),
     };
     let mut bucket = gateway.limits.message_bucket();
+    // A frame read while the previous message was being answered.
+    let mut held = None;
     loop {
-        let next = tokio::select! {
-            _ = gateway.tasks.shutdown_signal().cancelled() => return Closing::close(GOING_AWAY, "server shutting down"),
-            _ = connection.evicted() => return evicted(connection),
-            next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
+        let next = match held.take() {
+            Some(frame) => Ok(frame),
+            None => tokio::select! {
+                _ = gateway.tasks.shutdown_signal().cancelled() => return Closing::close(GOING_AWAY, "server shutting down"),
+                _ = connection.evicted() => return evicted(connection),
+                next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
+            },
         };
         let message = match next.map(closing::next_message) {
             Err(_) => return Closing::close(close::IDLE_TIMEOUT, "idle timeout: no frames or pongs"),
@@ -241,9 +250,31 @@ async fn read_loop(
         };
         let frames = match message {
             Message::Text(text) => {
+                if let Some(answer) = calls::answer(text.as_str()) {
+                    gateway.hub.answered(&connection.id, answer);
+                    continue;
+                }
                 let caller = Caller { origin: origin.clone(), connection: Some(connection), principal };
                 let admit = || bucket.admit(&gateway.limits);
-                gateway.dispatcher.answer(text.as_str(), &endpoint.profile, &caller, admit).await
+                let answering = gateway.dispatcher.answer(text.as_str(), &endpoint.profile, &caller, admit);
+                tokio::pin!(answering);
+                loop {
+                    tokio::select! {
+                        frames = &mut answering => break frames,
+                        next = stream.next(), if held.is_none() => {
+                            let answer = match &next {
+                                Some(Ok(Message::Text(text))) => calls::answer(text.as_str()),
+                                _ => None,
+                            };
+                            match answer {
+                                Some(answer) => {
+                                    gateway.hub.answered(&connection.id, answer);
+                                }
+                                None => held = Some(next),
+                            }
+                        }
+                    }
+                }
             }
             Message::Binary(_) => vec![dialect::unsolicited_error(&endpoint.profile, &Failure::new(
                 ErrorCode::InvalidMessage,

@@ -9,6 +9,7 @@
 //!   messages, and the shared error body.
 //! - [`control`]: the video-control proxy's `/api/control` translation.
 //! - [`worker`]: the remote-worker protocol.
+//! - [`calls`]: calls the host makes to clients, and their answers.
 //! - [`codes`]: every [`ErrorCode`] the host emits, with its HTTP status.
 //! - [`close`]: the WebSocket close codes the host sends.
 //!
@@ -16,6 +17,7 @@
 //! nowhere else, so routing and plugins only ever see one envelope. Nothing
 //! here does I/O.
 
+pub mod calls;
 pub mod close;
 pub mod codes;
 pub mod control;
