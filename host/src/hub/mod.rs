@@ -433,6 +433,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_call_reaches_a_device_and_its_answer_comes_back_to_it_alone() {
+        let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 16, outbox_bytes: 1 << 20, max_client_calls: 1 }, HubMetrics::default()));
+        let (device, mut outbox) = hub.connect(None, None, "/ws", None);
+        let (other, _other_outbox) = hub.connect(None, None, "/ws", None);
+        hub.set_identity(&device.id, "sensor-1", None).unwrap();
+        let params = raw(json!({"unit": "C"}));
+        let target = ClientRef::Device("sensor-1".into());
+        let call = hub.call(&target, "read", &params, Duration::from_secs(5));
+        let answer = async {
+            let frame: Value = serde_json::from_slice(&outbox.recv().await.unwrap()).unwrap();
+            assert_eq!((frame["type"].as_str(), &frame["data"]), (Some("read"), &json!({"unit": "C"})));
+            let id = frame["id"].as_str().unwrap();
+            // Busy while it waits; another connection cannot answer for it.
+            let busy = hub.call(&target, "read", &params, Duration::from_secs(5)).await.unwrap_err();
+            assert!(busy.is(ErrorCode::ClientBusy));
+            let text = json!({"type": "reply", "id": id, "data": 21.5}).to_string();
+            assert!(!hub.answered(&other.id, crate::wire::calls::answer(&text).unwrap()));
+            assert!(hub.answered(&device.id, crate::wire::calls::answer(&text).unwrap()));
+        };
+        let (answered, ()) = tokio::join!(call, answer);
+        assert_eq!(answered.unwrap().get(), "21.5");
+        assert_eq!(hub.calls_waiting(), 0);
+        let gone = hub.call(&ClientRef::Device("sensor-2".into()), "read", &params, Duration::from_secs(5)).await;
+        assert!(gone.unwrap_err().is(ErrorCode::NotFound));
+    }
+
+    #[tokio::test]
     async fn a_full_outbox_evicts_the_slow_consumer() {
         let hub = Hub::new(HubLimits { outbox_frames: 2, outbox_bytes: 1 << 20, max_client_calls: 4 }, HubMetrics::default());
         let (slow, _rx) = hub.connect(None, None, "/ws", None);

@@ -111,7 +111,7 @@ where
         let allowed = Arc::clone(&allowed);
         Box::pin(async move {
             let command = params.get("command").and_then(Value::as_str).unwrap_or_default().to_owned();
-            if !allowed.iter().any(|p| *p == command) {
+            if !allowed.contains(&command) {
                 return Err(Failure::new("COMMAND_REFUSED", format!("{command:?} is not among the programs this client runs")));
             }
             let args: Vec<String> = match params.get("args") {
