@@ -418,6 +418,7 @@ impl Config {
         anyhow::ensure!(l.outbox_frames > 0, "limits.outbox_frames must be positive");
         anyhow::ensure!(l.max_connections_per_client > 0, "limits.max_connections_per_client must be positive");
         anyhow::ensure!(l.max_http_connections > 0, "limits.max_http_connections must be positive");
+        anyhow::ensure!(l.max_client_calls > 0, "limits.max_client_calls must be positive");
         anyhow::ensure!(l.handshake_timeout_ms > 0, "limits.handshake_timeout_ms must be positive");
         anyhow::ensure!(l.max_body_bytes > 0 && l.max_upload_bytes > 0, "limits.max_body_bytes and max_upload_bytes must be positive");
         anyhow::ensure!(l.body_timeout_ms > 0, "limits.body_timeout_ms must be positive");

@@ -54,7 +54,7 @@ impl Drop for Place<'_> {
 
 impl Calls {
     pub(super) fn new(max_per_connection: usize, metrics: CallMetrics) -> Calls {
-        Calls { waiting: Mutex::default(), max_per_connection: max_per_connection.max(1), metrics }
+        Calls { waiting: Mutex::default(), max_per_connection, metrics }
     }
 
     /// Send `action` with `params` to `connection` and wait at most
