@@ -129,6 +129,25 @@ async fn a_plugin_may_call_the_client_whose_message_it_is_answering() {
 }
 
 #[tokio::test]
+async fn a_client_that_leaves_while_a_plugin_calls_it_about_its_own_message_ends_the_call_at_once() {
+    let host = Host::start_with(&["caller"], |config| config.plugins.deadline_ms = 60_000).await;
+    let mut client = host.connect().await;
+    let ask = json!({"action": "confirm", "timeout_ms": 50_000});
+    client.send_text(&json!({"type": "caller.ask_me", "id": "q", "data": ask}).to_string()).await;
+    assert_eq!(client.recv_frame().await["type"], "confirm");
+    client.close().await;
+    // The call ends as the client goes, long before its 50 s timeout.
+    let ended = async {
+        while metric(&host, "switchyard_client_calls_disconnected_total").await < 1.0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(switchyard_tests::PATIENCE, ended).await.expect("the call ends with the client");
+    assert_eq!(metric(&host, "switchyard_client_calls_waiting").await, 0.0);
+    host.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_call_that_gets_no_answer_in_time_fails_with_client_timeout() {
     let host = Host::start(&["caller"]).await;
     let mut silent = host.connect().await;

@@ -84,7 +84,11 @@ impl Calls {
         tokio::select! {
             answer = rx => match answer {
                 Ok(answer) => {
-                    self.metrics.answered.inc();
+                    if answer.as_ref().is_err_and(|f| f.is(ErrorCode::ClientDisconnected)) {
+                        self.metrics.disconnected.inc();
+                    } else {
+                        self.metrics.answered.inc();
+                    }
                     answer
                 }
                 // The sender only goes with the table entry, which this call owns.
@@ -119,6 +123,21 @@ impl Calls {
             self.metrics.unmatched.inc();
         }
         delivered
+    }
+
+    /// Fail the calls waiting on a client that has gone while its
+    /// connection is still answering its last message (so is not evicted
+    /// yet): they end now, not at their timeout.
+    pub(super) fn abandon(&self, connection_id: &str) {
+        let gone: Vec<Waiting> = {
+            let mut table = lock(&self.waiting);
+            let ids: Vec<String> = table.iter().filter(|(_, w)| w.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
+            ids.iter().filter_map(|id| table.remove(id)).collect()
+        };
+        for waiting in gone {
+            let failure = Failure::new(ErrorCode::ClientDisconnected, format!("connection {connection_id} closed before it answered"));
+            let _ = waiting.answer.send(Err(failure));
+        }
     }
 
     /// Calls waiting now, over every connection.

@@ -265,6 +265,12 @@ impl Hub {
         self.calls.answered(connection_id, answer)
     }
 
+    /// The client on `connection_id` has gone (its socket ended) while the
+    /// connection still answers its last message: its calls fail now.
+    pub fn client_gone(&self, connection_id: &str) {
+        self.calls.abandon(connection_id);
+    }
+
     /// Calls to clients waiting for an answer now.
     pub fn calls_waiting(&self) -> usize {
         self.calls.waiting()

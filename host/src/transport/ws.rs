@@ -270,7 +270,13 @@ async fn read_loop(
                                 Some(answer) => {
                                     gateway.hub.answered(&connection.id, answer);
                                 }
-                                None => held = Some(next),
+                                None => {
+                                    // A call to this client must not wait out its timeout for a client that is gone.
+                                    if matches!(next, None | Some(Err(_)) | Some(Ok(Message::Close(_)))) {
+                                        gateway.hub.client_gone(&connection.id);
+                                    }
+                                    held = Some(next);
+                                }
                             }
                         }
                     }
