@@ -78,7 +78,11 @@ impl Server {
                 }
             }
         }
-        let hub_limits = HubLimits { outbox_frames: config.limits.outbox_frames, outbox_bytes: config.limits.outbox_bytes };
+        let hub_limits = HubLimits {
+            outbox_frames: config.limits.outbox_frames,
+            outbox_bytes: config.limits.outbox_bytes,
+            max_client_calls: config.limits.max_client_calls,
+        };
         let hub = Arc::new(Hub::new(hub_limits, metrics.hub.clone()));
         let p = &config.plugins;
         let kv = Arc::new(MemoryKv::new(KvQuota { max_value_bytes: p.kv_max_value_bytes, max_keys: p.kv_max_keys }));
@@ -92,7 +96,7 @@ impl Server {
             let system = Arc::clone(&system);
             tasks.spawn(|stop| system.sample_every(SYSTEM_SAMPLE_EVERY, stop));
         }
-        let services = Services { events: hub.clone(), kv, rooms: hub.clone(), system };
+        let services = Services { events: hub.clone(), kv, rooms: hub.clone(), calls: hub.clone(), system };
         let settings = p.settings_text().into_iter().map(|(name, values)| (name, Arc::new(values))).collect();
         let runtime = Runtime::new(plugin_limits, p.cache_dir.clone(), p.grants.clone(), settings, services)?;
         let worker_rules = Arc::new(WorkerRules::from_config(&config.workers).context("workers.types")?);

@@ -555,11 +555,12 @@ pub mod rig {
     impl Rig {
         /// A rig compiling into `cache_dir` (`None`: no compile cache).
         pub fn new(cache_dir: Option<PathBuf>) -> Rig {
-            let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 64, outbox_bytes: 4 << 20 }, Default::default()));
+            let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 64, outbox_bytes: 4 << 20, max_client_calls: 64 }, Default::default()));
             let services = Services {
                 events: hub.clone(),
                 kv: Arc::new(MemoryKv::default()),
                 rooms: hub.clone(),
+                calls: hub.clone(),
                 system: Arc::new(HostSystem::default()),
             };
             let limits = PluginLimits { deadline: Duration::from_secs(30), memory_bytes: 256 << 20, max_instances: 4 };

@@ -61,7 +61,7 @@ enum Command {
         #[arg(long, env = "SWITCHYARD_KEY", hide_env_values = true)]
         key: Option<String>,
     },
-    /// Interactive console: help, list, send, broadcast, subscribe, request, quit.
+    /// Interactive console: help, list, send, broadcast, call, subscribe, request, quit.
     Console {
         /// WebSocket URL, e.g. ws://127.0.0.1:8080/ws
         url: String,

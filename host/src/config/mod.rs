@@ -327,6 +327,9 @@ pub struct LimitsConfig {
     /// Bytes queued per connection before it is a slow consumer (beside
     /// `outbox_frames`); one frame larger than this still goes out alone.
     pub outbox_bytes: usize,
+    /// Calls to one client (from plugins, the API, the console) waiting
+    /// for its answers at once; more fail with `CLIENT_BUSY`.
+    pub max_client_calls: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -396,6 +399,7 @@ impl Default for LimitsConfig {
             max_upload_bytes: 128 << 20,
             body_timeout_ms: 10_000,
             outbox_bytes: 4 << 20,
+            max_client_calls: 64,
         }
     }
 }
@@ -429,6 +433,7 @@ impl Config {
         anyhow::ensure!(l.outbox_frames > 0, "limits.outbox_frames must be positive");
         anyhow::ensure!(l.max_connections_per_client > 0, "limits.max_connections_per_client must be positive");
         anyhow::ensure!(l.max_http_connections > 0, "limits.max_http_connections must be positive");
+        anyhow::ensure!(l.max_client_calls > 0, "limits.max_client_calls must be positive");
         anyhow::ensure!(l.handshake_timeout_ms > 0, "limits.handshake_timeout_ms must be positive");
         anyhow::ensure!(l.max_body_bytes > 0 && l.max_upload_bytes > 0, "limits.max_body_bytes and max_upload_bytes must be positive");
         anyhow::ensure!(l.body_timeout_ms > 0, "limits.body_timeout_ms must be positive");

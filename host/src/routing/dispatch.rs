@@ -71,6 +71,9 @@ impl Dispatcher {
                 return (rejection.reply_to, Err(rejection.failure));
             }
         };
+        if let Some(connection) = caller.connection {
+            connection.note_dialect(request.reply_to.dialect);
+        }
         let envelope = &request.envelope;
         let span = tracing::debug_span!("message", id = %envelope.id, r#type = %envelope.kind, plugin = Empty, code = Empty, latency_us = Empty);
         let started = Instant::now();
@@ -106,7 +109,7 @@ impl Dispatcher {
         // One snapshot per message: a swap during the call does not affect it.
         let routes = self.routes.load_full();
         match routes.resolve(&envelope.kind) {
-            Route::Builtin(builtin) => builtins::run(builtin, envelope, caller, &self.hub),
+            Route::Builtin(builtin) => builtins::run(builtin, envelope, caller, &self.hub).await,
             Route::Plugin(plugin) => self.call_plugin(plugin, envelope, caller).await,
             Route::Workers { fallback: Some(plugin), .. } if !self.workers.available(&envelope.kind) => {
                 self.call_plugin(plugin, envelope, caller).await

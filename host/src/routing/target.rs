@@ -46,6 +46,9 @@ pub enum Builtin {
     /// `notification` that no plugin claims: taken and acknowledged (a
     /// plugin may claim the type; it is not reserved).
     Notification,
+    /// `host.call`: `{to, action, params, timeout_ms}`, a request to one
+    /// client, answered with its answer (admin).
+    Call,
 }
 
 /// The one-way message type the action server accepted from any client,
@@ -55,7 +58,7 @@ pub const NOTIFICATION: &str = "notification";
 impl Builtin {
     /// The reserved built-ins (`notification` is not reserved: see
     /// [`Builtin::Notification`]).
-    pub const ALL: [(&'static str, Builtin); 10] = [
+    pub const ALL: [(&'static str, Builtin); 11] = [
         ("ping", Builtin::Ping),
         ("subscribe", Builtin::Subscribe),
         ("unsubscribe", Builtin::Unsubscribe),
@@ -66,6 +69,7 @@ impl Builtin {
         ("heartbeat", Builtin::Heartbeat),
         ("connect", Builtin::Connect),
         ("disconnect", Builtin::Disconnect),
+        ("host.call", Builtin::Call),
     ];
 
     pub fn of(kind: &str) -> Option<Builtin> {

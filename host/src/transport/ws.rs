@@ -1,7 +1,11 @@
 //! The WebSocket transport: one reader and one writer task per connection.
 //!
 //! The reader answers messages in arrival order, one at a time, so a
-//! client's commands take effect in the order it sent them. Replies and
+//! client's commands take effect in the order it sent them. Answers to the
+//! host's own calls to the client ([`wire::calls`](crate::wire::calls)) are
+//! taken before anything is routed, even while a message is being answered
+//! (a plugin may call the very client whose message it handles); a message
+//! that arrives meanwhile waits its turn. Replies and
 //! events go through the connection's bounded outbox to the writer, which
 //! also sends heartbeat pings. A client that stops reading fills its outbox
 //! and is evicted; one that goes silent past the idle timeout is closed.
@@ -18,7 +22,7 @@ use crate::wire::dialect::{self, Profile};
 use crate::routing::dispatch::Caller;
 use crate::wire::close::{self, ABNORMAL, GOING_AWAY, NORMAL, SLOW_CONSUMER, TOO_BIG};
 use crate::wire::msgpack::{self, Encoding};
-use crate::wire::{frames, ErrorCode, Failure, Origin, Transport};
+use crate::wire::{calls, frames, ErrorCode, Failure, Origin, Transport};
 use crate::config::EndpointRole;
 use crate::hub::{Connection, Outbox, Ticket};
 use crate::admission::security::{self, Principal};
@@ -242,11 +246,16 @@ async fn read_loop(
         endpoint: endpoint.path.clone(),
     };
     let mut bucket = gateway.limits.message_bucket();
+    // A frame read while the previous message was being answered.
+    let mut held = None;
     loop {
-        let next = tokio::select! {
-            _ = gateway.tasks.shutdown_signal().cancelled() => return Closing::close(GOING_AWAY, "server shutting down"),
-            _ = connection.evicted() => return evicted(connection),
-            next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
+        let next = match held.take() {
+            Some(frame) => Ok(frame),
+            None => tokio::select! {
+                _ = gateway.tasks.shutdown_signal().cancelled() => return Closing::close(GOING_AWAY, "server shutting down"),
+                _ = connection.evicted() => return evicted(connection),
+                next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
+            },
         };
         let message = match next.map(closing::next_message) {
             Err(_) => return Closing::close(close::IDLE_TIMEOUT, "idle timeout: no frames or pongs"),
@@ -258,24 +267,45 @@ async fn read_loop(
                 return closing;
             }
         };
-        let text = match (message, peer.encoding) {
-            (Message::Text(text), _) => Ok(text.as_str().to_owned()),
-            (Message::Binary(frame), Encoding::MessagePack) => msgpack::to_json(&frame),
-            (Message::Binary(_), Encoding::Json) => Err(Failure::new(
-                ErrorCode::InvalidMessage,
-                "binary frames are not accepted here: send JSON in text frames, or MessagePack on a connection that asked for the `msgpack` subprotocol",
-            )),
-            // tungstenite answers pings; a Close never gets here (see next_message).
-            (Message::Ping(_) | Message::Pong(_) | Message::Close(_), _) => continue,
-        };
+        let Some(text) = incoming(&message, peer.encoding) else { continue };
         let frames = match text {
             Ok(text) => {
+                if let Some(answer) = calls::answer(&text) {
+                    gateway.hub.answered(&connection.id, answer);
+                    continue;
+                }
                 let caller = Caller { origin: origin.clone(), connection: Some(connection), principal };
                 let admit = || bucket.admit(&gateway.limits);
                 // Boxed: the call's state (a plugin call's is several KiB)
                 // lives only while a message is answered, not in every idle
                 // connection's task.
-                Box::pin(gateway.dispatcher.answer(&text, &endpoint.profile, &caller, admit)).await
+                let mut answering = Box::pin(gateway.dispatcher.answer(&text, &endpoint.profile, &caller, admit));
+                // Meanwhile, answers to the host's calls to this client are
+                // taken as they come (a plugin may be calling the client
+                // whose message it answers); any other frame waits.
+                loop {
+                    tokio::select! {
+                        frames = &mut answering => break frames,
+                        next = stream.next(), if held.is_none() => {
+                            let answer = match &next {
+                                Some(Ok(message)) => incoming(message, peer.encoding).and_then(Result::ok).and_then(|text| calls::answer(&text)),
+                                _ => None,
+                            };
+                            match answer {
+                                Some(answer) => {
+                                    gateway.hub.answered(&connection.id, answer);
+                                }
+                                None => {
+                                    // A call to this client must not wait out its timeout for a client that is gone.
+                                    if matches!(next, None | Some(Err(_)) | Some(Ok(Message::Close(_)))) {
+                                        gateway.hub.client_gone(&connection.id);
+                                    }
+                                    held = Some(next);
+                                }
+                            }
+                        }
+                    }
+                }
             }
             Err(failure) => vec![dialect::unsolicited_error(&endpoint.profile, &failure)],
         };
@@ -285,6 +315,21 @@ async fn read_loop(
             }
         }
     }
+}
+
+/// A data frame as JSON text in the connection's encoding, or why it
+/// cannot be read; `None` for control frames (tungstenite answers pings; a
+/// Close never gets here, see `next_message`).
+fn incoming(message: &Message, encoding: Encoding) -> Option<Result<String, Failure>> {
+    Some(match (message, encoding) {
+        (Message::Text(text), _) => Ok(text.as_str().to_owned()),
+        (Message::Binary(frame), Encoding::MessagePack) => msgpack::to_json(frame),
+        (Message::Binary(_), Encoding::Json) => Err(Failure::new(
+            ErrorCode::InvalidMessage,
+            "binary frames are not accepted here: send JSON in text frames, or MessagePack on a connection that asked for the `msgpack` subprotocol",
+        )),
+        (Message::Ping(_) | Message::Pong(_) | Message::Close(_), _) => return None,
+    })
 }
 
 /// How an evicted connection closes: with the eviction's code, or not at

@@ -65,7 +65,7 @@ error_codes! {
         "over the message or connection rate; `retry_after` says when to try again (ms)";
     TooManyConnections = "TOO_MANY_CONNECTIONS", 503,
         "at `limits.max_connections`, the client id's `max_connections_per_client`, `workers.max_workers`, or a proxy route's `max_connections`";
-    NotFound = "NOT_FOUND", 404, "HTTP: no such route, plugin, room, key or proxy route";
+    NotFound = "NOT_FOUND", 404, "HTTP: no such route, plugin, room, key or proxy route; a call to a client: no such connection or device";
     MethodNotAllowed = "METHOD_NOT_ALLOWED", 405, "HTTP: the route exists, but not for this method";
     RequestTimeout = "REQUEST_TIMEOUT", 408, "HTTP: the request body did not arrive whole within `limits.body_timeout_ms`";
     UriTooLong = "URI_TOO_LONG", 414, "HTTP: the request URI is over the HTTP parser's 64 KiB";
@@ -89,6 +89,13 @@ error_codes! {
         "`events.send`, `rooms.join`, `identity.set`, `host.send` or an API send: no such connection, or it is closing";
     DeviceNotFound = "DEVICE_NOT_FOUND", 404, "`identity.send-to-device`: no connected device with that id";
     CapabilityDenied = "CAPABILITY_DENIED", 403, "`system.figures` without the `system` grant";
+
+    // Calls to clients (`clients.call`, `POST /api/connections/{id}/call`, the console's `call`).
+    ClientTimeout = "CLIENT_TIMEOUT", 504,
+        "a call to a client: no answer within its `timeout_ms`, or before the calling plugin's deadline";
+    ClientDisconnected = "CLIENT_DISCONNECTED", 502, "a call to a client: its connection closed or was evicted before it answered";
+    ClientBusy = "CLIENT_BUSY", 503, "a call to a client that already has `limits.max_client_calls` calls waiting for its answers";
+    ClientFailed = "CLIENT_FAILED", 502, "a call to a client: the client answered with a failure that named no code";
 
     // Plugin loads: `status` events, `plugin inspect` and the plugin API.
     PluginReadFailed = "PLUGIN_READ_FAILED", 422, "the plugin file could not be read";

@@ -20,7 +20,7 @@ pub use plugin::{BareInstance, PluginStats, PluginVersion};
 
 use crate::routing::router::{Claim, RouteError};
 use crate::config::Grant;
-use crate::services::{EventSink, KvStore, Rooms, SystemFigures};
+use crate::services::{ClientCalls, EventSink, KvStore, Rooms, SystemFigures};
 use crate::wire::ErrorCode;
 use arc_swap::ArcSwap;
 use cache::{CacheOutcome, CompileCache};
@@ -54,7 +54,7 @@ pub struct PluginLimits {
 pub enum LoadError {
     #[error("not a valid component: {0}")]
     Compile(String),
-    #[error("not a switchyard:plugin component (0.1.0 or 0.2.0): {0}")]
+    #[error("not a switchyard:plugin component (0.1.0, 0.2.0 or 0.3.0): {0}")]
     WrongWorld(String),
     #[error("failed to instantiate: {0}")]
     Instantiate(String),
@@ -86,6 +86,7 @@ pub struct Services {
     pub events: Arc<dyn EventSink>,
     pub kv: Arc<dyn KvStore>,
     pub rooms: Arc<dyn Rooms>,
+    pub calls: Arc<dyn ClientCalls>,
     pub system: Arc<dyn SystemFigures>,
 }
 
@@ -165,6 +166,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         world::v0_1::Plugin::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
         world::v0_2::PluginWithHooks::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        world::v0_3::PluginFull::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
         spawn_epoch_ticker(&engine);
         let cache = CompileCache::new(&engine, cache_dir);
         let deadline_ms = AtomicU64::new(limits.deadline.as_millis() as u64);

@@ -1,10 +1,19 @@
 //! `kv`: the plugin's key-value store, scoped by plugin name so that state
 //! outlives any one version of the plugin.
+//!
+//! 0.1 and 0.2 read an absent key for anything that goes wrong; 0.3's
+//! functions are fallible and async, so a store that must commit before a
+//! write returns can await it without holding any other call.
 
 use super::failure;
-use crate::wire::ErrorCode;
-use crate::plugins::runtime::world::{v0_1, v0_2};
+use crate::plugins::runtime::world::{v0_1, v0_2, v0_3};
 use crate::plugins::runtime::PluginState;
+use crate::services::KvError;
+use crate::wire::{ErrorCode, Failure};
+
+fn quota(error: KvError) -> Failure {
+    failure(ErrorCode::KvQuotaExceeded, error)
+}
 
 macro_rules! kv_host {
     ($($v:ident),*) => {$(
@@ -14,8 +23,7 @@ macro_rules! kv_host {
             }
 
             fn set(&mut self, key: String, value: String) -> Result<(), $v::types::Failure> {
-                let result = self.services.kv.set(&self.identity.name, &key, value);
-                result.map_err(|e| failure(ErrorCode::KvQuotaExceeded, e).into())
+                self.services.kv.set(&self.identity.name, &key, value).map_err(|e| quota(e).into())
             }
 
             fn delete(&mut self, key: String) {
@@ -29,3 +37,22 @@ macro_rules! kv_host {
     )*};
 }
 kv_host!(v0_1, v0_2);
+
+impl v0_3::kv::Host for PluginState {
+    async fn get(&mut self, key: String) -> Result<Option<String>, v0_3::types::Failure> {
+        Ok(self.services.kv.get(&self.identity.name, &key))
+    }
+
+    async fn set(&mut self, key: String, value: String) -> Result<(), v0_3::types::Failure> {
+        self.services.kv.set(&self.identity.name, &key, value).map_err(|e| quota(e).into())
+    }
+
+    async fn delete(&mut self, key: String) -> Result<(), v0_3::types::Failure> {
+        self.services.kv.delete(&self.identity.name, &key);
+        Ok(())
+    }
+
+    async fn keys(&mut self, prefix: String) -> Result<Vec<String>, v0_3::types::Failure> {
+        Ok(self.services.kv.keys(&self.identity.name, &prefix))
+    }
+}
