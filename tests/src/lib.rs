@@ -561,7 +561,13 @@ pub mod rig {
                 rooms: hub.clone(),
                 system: Arc::new(HostSystem::default()),
             };
-            let limits = PluginLimits { deadline: Duration::from_secs(30), memory_bytes: 256 << 20, max_instances: 4 };
+            let limits = PluginLimits {
+                deadline: Duration::from_secs(30),
+                memory_bytes: 256 << 20,
+                max_instances: 4,
+                breaker: Default::default(),
+                cpu: Default::default(),
+            };
             let runtime = Runtime::new(limits, cache_dir, HashMap::new(), HashMap::new(), services).unwrap();
             let registry = Registry::new(runtime, hub.clone(), Default::default(), Default::default(), Default::default());
             let mut tunables = Tunables::from_config(&Config::default());

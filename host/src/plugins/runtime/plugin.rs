@@ -11,6 +11,8 @@ use super::world::{v0_1, v0_2};
 use super::{parse_claims, Compiled, LoadError, PluginIdentity, PluginState, Runtime};
 use crate::wire::{Envelope, ErrorCode, Failure, Origin};
 use crate::routing::router::Claim;
+use crate::plugins::breaker::Breaker;
+use crate::plugins::share::CpuShare;
 use crossbeam_queue::ArrayQueue;
 use serde_json::value::RawValue;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,6 +131,10 @@ pub struct PluginVersion {
     /// Whether the code was compiled for this load or taken from the cache.
     pub compiled: CacheOutcome,
     pub stats: PluginStats,
+    /// Fails calls fast while the plugin keeps timing out or trapping.
+    pub breaker: Breaker,
+    /// How many calls may execute guest code at once.
+    pub cpu: CpuShare,
     pre: InstancePre<PluginState>,
     exports: Contract,
     idle: ArrayQueue<Instance>,
@@ -167,7 +173,10 @@ impl PluginVersion {
 
         let identity = Arc::new(PluginIdentity { name: manifest.name, version: manifest.version });
         let max = runtime.limits.max_instances.max(1);
+        let breaker_policy = runtime.limits.breaker.policy_for(&identity.name);
         let version = PluginVersion {
+            breaker: Breaker::new(breaker_policy, &identity.name, &identity.version, Arc::clone(&runtime.services.events)),
+            cpu: CpuShare::new(runtime.limits.cpu.share_of(&identity.name), runtime.workers, max),
             identity: Arc::clone(&identity),
             description: manifest.description,
             claims,
@@ -276,6 +285,13 @@ impl PluginVersion {
                     format!("all {} instances of plugin {} stayed busy past the deadline", limits.max_instances, self.name()),
                 ));
             }
+        };
+        let Some(_executing) = self.cpu.enter(deadline).await else {
+            self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            return Err(Failure::new(
+                ErrorCode::PluginTimeout,
+                format!("plugin {} waited past the deadline for its CPU share ({} calls at once)", self.name(), self.cpu.size()),
+            ));
         };
         let mut instance = match self.idle.pop() {
             Some(instance) => instance,
