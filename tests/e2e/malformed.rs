@@ -296,7 +296,7 @@ async fn frames_that_end_the_connection_get_their_documented_close_codes() {
         socket.text().await;
         let mut bytes = br#"{"type":"echo","data":"#.to_vec();
         const INVALID: &[&[u8]] = &[&[0xff], &[0xc3, 0x28], &[0xed, 0xa0, 0x80], &[0xf8, 0x88, 0x80, 0x80, 0x80], &[0xe2, 0x82], &[0x80]];
-        let bad: &[u8] = *rng.pick(INVALID);
+        let bad: &[u8] = rng.pick::<&[u8]>(INVALID);
         bytes.extend_from_slice(bad);
         bytes.extend_from_slice(b"\"}");
         if n % 2 == 0 {
