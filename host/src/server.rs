@@ -90,6 +90,8 @@ impl Server {
             deadline: limits.get().deadline(),
             memory_bytes: p.memory_mib << 20,
             max_instances: p.max_instances,
+            breaker: p.breaker.clone(),
+            cpu: p.cpu(),
         };
         let system = Arc::new(HostSystem::default());
         if p.grants.values().any(|grant| grant.system) {

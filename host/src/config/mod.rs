@@ -3,11 +3,13 @@
 //! variables override the file (flag > environment > file > default).
 
 pub mod auth;
+pub mod isolation;
 pub mod proxy;
 pub mod workers;
 
 pub use crate::wire::frames::Ack;
 pub use auth::{ApiKeyConfig, AuthConfig, ScopeConfig};
+pub use isolation::{BreakerConfig, BreakerPolicy, CpuShareConfig};
 use proxy::ProxyRouteConfig;
 use workers::WorkersConfig;
 use serde::Deserialize;
@@ -287,6 +289,16 @@ pub struct PluginsConfig {
     pub grants: HashMap<String, Grant>,
     /// Values each plugin (by manifest name) reads with `settings.get`.
     pub settings: HashMap<String, HashMap<String, toml::Value>>,
+    /// The circuit breaker: after `failures` timeouts or traps within
+    /// `window_ms`, calls fail fast with `PLUGIN_UNAVAILABLE` for
+    /// `cooldown_ms`, then one probe call decides. `[plugins.breaker.NAME]`
+    /// overrides it per plugin.
+    pub breaker: BreakerConfig,
+    /// The fraction of the async worker threads one plugin's calls may
+    /// occupy at once, in (0, 1]; at least one call always runs.
+    pub cpu_share: f64,
+    /// `cpu_share` per plugin, by manifest name.
+    pub cpu_shares: HashMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -376,6 +388,9 @@ impl Default for PluginsConfig {
             kv_max_keys: 10_000,
             grants: HashMap::from([("sysmon".to_owned(), Grant { system: true, ..Grant::default() })]),
             settings: HashMap::new(),
+            breaker: BreakerConfig::default(),
+            cpu_share: isolation::DEFAULT_CPU_SHARE,
+            cpu_shares: HashMap::new(),
         }
     }
 }
@@ -427,6 +442,8 @@ impl Config {
         anyhow::ensure!(p.deadline_ms > 0, "plugins.deadline_ms must be positive");
         anyhow::ensure!(p.memory_mib > 0, "plugins.memory_mib must be positive");
         anyhow::ensure!(p.max_instances > 0, "plugins.max_instances must be positive");
+        p.breaker.validate()?;
+        p.cpu().validate()?;
         let l = &self.limits;
         anyhow::ensure!(l.max_message_bytes > 0, "limits.max_message_bytes must be positive");
         anyhow::ensure!(l.max_frame_bytes >= l.max_message_bytes, "limits.max_frame_bytes must be at least limits.max_message_bytes");
@@ -471,6 +488,11 @@ impl Config {
 }
 
 impl PluginsConfig {
+    /// `cpu_share` with its per plugin overrides.
+    pub fn cpu(&self) -> CpuShareConfig {
+        CpuShareConfig { default: self.cpu_share, plugins: self.cpu_shares.clone() }
+    }
+
     /// Settings as the strings plugins read: TOML strings as they are,
     /// other values in their TOML form.
     pub fn settings_text(&self) -> HashMap<String, HashMap<String, String>> {

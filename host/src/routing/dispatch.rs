@@ -123,6 +123,8 @@ impl Dispatcher {
     }
 
     async fn call_plugin(&self, plugin: &Arc<PluginVersion>, envelope: &Envelope, caller: &Caller<'_>) -> Outcome {
+        // An open breaker answers before any instance or hook is touched.
+        let ticket = plugin.breaker.admit(self.limits.get().deadline())?;
         if let Some(connection) = caller.connection.filter(|c| c.touch(plugin.name())) {
             if let Err(failure) = plugin.connection_opened(&connection.id).await {
                 tracing::warn!(plugin = plugin.name(), connection = %connection.id, "connection-opened hook failed: {failure}");
@@ -131,6 +133,7 @@ impl Dispatcher {
         let started = Instant::now();
         let data = plugin.call(envelope, &caller.origin).await;
         self.metrics.plugin_call(plugin.name(), plugin.version(), started.elapsed());
+        ticket.settle(data.as_ref().err());
         let data = data?;
         let served_by = ServedBy { name: plugin.name().to_owned(), version: plugin.version().to_owned() };
         Ok(Reply { data, served_by, reply_type: "reply" })

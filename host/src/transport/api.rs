@@ -188,6 +188,13 @@ fn plugin_info(gateway: &Gateway, plugin: &PluginVersion) -> Value {
         "calls": stats.calls.load(std::sync::atomic::Ordering::Relaxed),
         "error_count": stats.errors(),
         "latency_us": { "p50": latency.map(|l| l.0), "p99": latency.map(|l| l.1) },
+        "breaker": {
+            "enabled": plugin.breaker.policy().is_some(),
+            "state": plugin.breaker.state().as_str(),
+            "times_opened": plugin.breaker.times_opened(),
+            "retry_after": plugin.breaker.retry_after_ms(),
+        },
+        "cpu": { "slots": plugin.cpu.size(), "executing": plugin.cpu.executing() },
     })
 }
 

@@ -215,7 +215,8 @@ impl IntoResponse for ApiError {
 }
 
 /// The headers an error response carries: `WWW-Authenticate` for a
-/// refused key, `Retry-After` (whole seconds) for a rate limit.
+/// refused key, `Retry-After` (whole seconds) for a rate limit or an open
+/// circuit breaker.
 pub fn error_headers(failure: &Failure, headers: &mut axum::http::HeaderMap) {
     if failure.is(ErrorCode::AuthenticationFailed) {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

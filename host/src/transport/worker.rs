@@ -155,7 +155,12 @@ async fn first_frame(gateway: &Gateway, socket: &mut WebSocket) -> Result<Result
                 return Ok(protocol::registration(text.as_str()).map(First::Register))
             }
             Message::Text(text) if implicit => return Ok(Ok(First::Implicit(Some(text.as_str().to_owned())))),
-            Message::Text(_) => return Ok(Err(refused("the first frame must be {\"type\":\"register\",...}"))),
+            Message::Text(text) => {
+                return Ok(Err(match serde_json::from_str::<serde::de::IgnoredAny>(text.as_str()) {
+                    Err(e) => Failure::new(ErrorCode::InvalidJson, format!("the first frame is not JSON: {e}")),
+                    Ok(_) => refused("the first frame must be {\"type\":\"register\",...}"),
+                }))
+            }
             Message::Ping(_) | Message::Pong(_) => continue,
             // A binary frame means nothing to the worker protocol (later
             // ones are ignored too).

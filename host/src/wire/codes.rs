@@ -53,9 +53,11 @@ error_codes! {
     PayloadTooLarge = "PAYLOAD_TOO_LARGE", 413,
         "the message is over `limits.max_message_bytes` (the connection stays open), or a frame over `limits.max_frame_bytes` (then close 1009), or an HTTP body over its limit";
     PluginTimeout = "PLUGIN_TIMEOUT", 504,
-        "the plugin ran past `plugins.deadline_ms`, or all its instances stayed busy that long";
+        "the plugin ran past `plugins.deadline_ms`, or all its instances, or its CPU share (`plugins.cpu_share`), stayed busy that long";
     PluginFailed = "PLUGIN_FAILED", 502,
         "the plugin trapped (a panic, a memory cap hit, an invalid reply); its instance is replaced; the message says why in one line, the wasm backtrace is in the host's log with the message id";
+    PluginUnavailable = "PLUGIN_UNAVAILABLE", 503,
+        "the plugin's circuit breaker is open after repeated timeouts or traps (`plugins.breaker`); `retry_after` says when it is tried again (ms)";
     Internal = "INTERNAL_ERROR", 500, "a host fault; please report it";
     AuthenticationFailed = "AUTHENTICATION_FAILED", 401,
         "a missing (where required), wrong or revoked API key; on a WebSocket, followed by close 4001";

@@ -166,7 +166,7 @@ fn decode_canonical(text: &str, wire: Wire, profile: &Profile) -> Result<Request
         None => uuid::Uuid::new_v4().simple().to_string(),
         Some(raw) => match scalar_id(raw) {
             Some(id) => id,
-            None => return Err(reject(reply_to, "\"id\" must be a string or a number")),
+            None => return Err(reject(ReplyTo { id: echoable(reply_to.id), ..reply_to }, "\"id\" must be a string or a number")),
         },
     };
     if reply_to.id.is_none() {
@@ -197,7 +197,7 @@ fn decode_action(wire: Wire) -> Result<Request, Rejection> {
     let raw_id = wire.msg_id.map(RawValue::to_owned);
     let mut reply_to = ReplyTo { dialect: Dialect::Action, id: raw_id, kind: None };
     let Some(id) = wire.msg_id.and_then(scalar_id) else {
-        return Err(reject(reply_to, "\"msg_id\" must be a string or a number"));
+        return Err(reject(ReplyTo { id: echoable(reply_to.id), ..reply_to }, "\"msg_id\" must be a string or a number"));
     };
     let Some(data) = wire.data else {
         return Err(reject(reply_to, "a request needs \"data\": {\"action\", \"params\"}"));
@@ -239,7 +239,7 @@ fn decode_command(wire: Wire) -> Result<Request, Rejection> {
         None => uuid::Uuid::new_v4().simple().to_string(),
         Some(raw) => match scalar_id(raw) {
             Some(id) => id,
-            None => return Err(reject(reply_to, "\"request_id\" must be a string or a number")),
+            None => return Err(reject(ReplyTo { id: echoable(reply_to.id), ..reply_to }, "\"request_id\" must be a string or a number")),
         },
     };
     let kind = match wire.command.map(type_name) {
@@ -263,10 +263,18 @@ fn scalar_id(raw: &RawValue) -> Option<String> {
     if text.starts_with('"') {
         serde_json::from_str(text).ok()
     } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        Some(text.to_owned())
+        // Echoed as it came: only a number a JSON parser can read back (not 1e400).
+        text.parse::<f64>().is_ok_and(f64::is_finite).then(|| text.to_owned())
     } else {
         None
     }
+}
+
+/// The id a rejection echoes: what the client sent if a strict JSON parser
+/// can read it back, else `null` (a lone surrogate escape or an infinite
+/// number would make the error reply itself unreadable).
+fn echoable(raw: Option<Box<RawValue>>) -> Option<Box<RawValue>> {
+    raw.filter(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).is_ok())
 }
 
 fn type_name(raw: &RawValue) -> Result<String, String> {

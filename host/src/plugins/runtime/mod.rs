@@ -19,7 +19,7 @@ pub mod world;
 pub use plugin::{BareInstance, PluginStats, PluginVersion};
 
 use crate::routing::router::{Claim, RouteError};
-use crate::config::Grant;
+use crate::config::{BreakerConfig, CpuShareConfig, Grant};
 use crate::services::{ClientCalls, EventSink, KvStore, Rooms, SystemFigures};
 use crate::wire::ErrorCode;
 use arc_swap::ArcSwap;
@@ -46,6 +46,11 @@ pub struct PluginLimits {
     pub memory_bytes: usize,
     /// Warm instances, and so concurrent calls, per plugin version.
     pub max_instances: usize,
+    /// The circuit breaker of each plugin version, by plugin name.
+    pub breaker: BreakerConfig,
+    /// How many of its calls each plugin may execute at once, as a share
+    /// of the worker threads.
+    pub cpu: CpuShareConfig,
 }
 
 /// Why a component could not become a plugin version. Every variant keeps
@@ -115,6 +120,9 @@ pub struct PluginState {
     system_granted: bool,
     /// The `log` capability's lines, limited like the guest's output.
     log_budget: output::LineBudget,
+    /// The current call's place in its plugin's CPU share, given back while
+    /// the call waits on a client.
+    cpu: Option<crate::plugins::share::CpuSlot>,
 }
 
 impl PluginState {
@@ -144,6 +152,8 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     cache: CompileCache,
     limits: PluginLimits,
+    /// The async worker threads calls run on, which CPU shares divide.
+    workers: usize,
     /// The per-call deadline in milliseconds, adjustable while serving.
     deadline_ms: AtomicU64,
     grants: HashMap<String, Grant>,
@@ -170,7 +180,8 @@ impl Runtime {
         spawn_epoch_ticker(&engine);
         let cache = CompileCache::new(&engine, cache_dir);
         let deadline_ms = AtomicU64::new(limits.deadline.as_millis() as u64);
-        Ok(Arc::new(Runtime { engine, linker, cache, limits, deadline_ms, grants, settings, services }))
+        let workers = crate::plugins::share::worker_threads();
+        Ok(Arc::new(Runtime { engine, linker, cache, limits, workers, deadline_ms, grants, settings, services }))
     }
 
     pub fn limits(&self) -> &PluginLimits {
@@ -240,6 +251,7 @@ impl Runtime {
             output_name,
             services: self.services.clone(),
             log_budget: output::LineBudget::default(),
+            cpu: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);

@@ -11,6 +11,8 @@ use super::world::{v0_1, v0_2, v0_3};
 use super::{parse_claims, Compiled, LoadError, PluginIdentity, PluginState, Runtime};
 use crate::wire::{Envelope, ErrorCode, Failure, Origin};
 use crate::routing::router::Claim;
+use crate::plugins::breaker::Breaker;
+use crate::plugins::share::CpuShare;
 use crossbeam_queue::ArrayQueue;
 use serde_json::value::RawValue;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -177,6 +179,10 @@ pub struct PluginVersion {
     /// Whether the code was compiled for this load or taken from the cache.
     pub compiled: CacheOutcome,
     pub stats: PluginStats,
+    /// Fails calls fast while the plugin keeps timing out or trapping.
+    pub breaker: Breaker,
+    /// How many calls may execute guest code at once.
+    pub cpu: CpuShare,
     pre: InstancePre<PluginState>,
     exports: Contract,
     idle: ArrayQueue<Instance>,
@@ -212,7 +218,10 @@ impl PluginVersion {
 
         let identity = Arc::new(PluginIdentity { name: manifest.name, version: manifest.version });
         let max = runtime.limits.max_instances.max(1);
+        let breaker_policy = runtime.limits.breaker.policy_for(&identity.name);
         let version = PluginVersion {
+            breaker: Breaker::new(breaker_policy, &identity.name, &identity.version, Arc::clone(&runtime.services.events)),
+            cpu: CpuShare::new(runtime.limits.cpu.share_of(&identity.name), runtime.workers, max),
             identity: Arc::clone(&identity),
             description: manifest.description,
             claims,
@@ -329,6 +338,13 @@ impl PluginVersion {
                 ));
             }
         };
+        let Some(executing) = self.cpu.enter(deadline).await else {
+            self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            return Err(Failure::new(
+                ErrorCode::PluginTimeout,
+                format!("plugin {} waited past the deadline for its CPU share ({} calls at once)", self.name(), self.cpu.size()),
+            ));
+        };
         let mut instance = match self.idle.pop() {
             Some(instance) => instance,
             None => {
@@ -339,10 +355,13 @@ impl PluginVersion {
             }
         };
         instance.store.data_mut().deadline = deadline;
+        instance.store.data_mut().cpu = Some(executing);
         instance.store.set_epoch_deadline(1);
         match instance.invoke(call).await {
             Ok(answer) => {
-                // A finished call leaves the instance sound: keep it warm.
+                // A finished call leaves the instance sound: keep it warm,
+                // its CPU slot given back.
+                instance.store.data_mut().cpu = None;
                 let _ = self.idle.push(instance);
                 Ok(answer)
             }
