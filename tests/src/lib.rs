@@ -9,6 +9,7 @@
 //! [`node_with_ws`] install stock client libraries for tests to run.
 
 pub mod conformance;
+pub mod databases;
 pub mod raw;
 
 use futures_util::{SinkExt, StreamExt};

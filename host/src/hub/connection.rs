@@ -232,6 +232,11 @@ impl Connection {
         }
     }
 
+    /// The device id it identified as, if any.
+    pub fn device_id(&self) -> Option<String> {
+        lock(&self.presence).device_id.clone()
+    }
+
     pub(super) fn member(&self) -> Member {
         let presence = lock(&self.presence);
         Member { connection_id: self.id.clone(), device_id: presence.device_id.clone(), identity: presence.identity.clone() }

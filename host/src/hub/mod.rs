@@ -14,6 +14,7 @@ pub use connection::{Connection, ConnectionInfo, Filters, Outbox, MAX_SUBSCRIPTI
 use crate::observability::metrics::HubMetrics;
 use crate::routing::router::Claim;
 use crate::services::{EventSink, Member, Rooms};
+use crate::store::history::{Direction, History, MessageRecord};
 use crate::sync::{lock, read, write};
 use crate::wire::{frames, ErrorCode, Failure};
 use bytes::Bytes;
@@ -80,6 +81,7 @@ pub struct Hub {
     rooms: RwLock<HashMap<String, Vec<String>>>,
     /// Device id to the connection it is on.
     devices: RwLock<HashMap<String, String>>,
+    history: History,
 }
 
 /// The `data` of a `subscribe` request (the monitoring feed's format).
@@ -92,8 +94,19 @@ pub struct SubscribeRequest {
 
 impl Hub {
     pub fn new(limits: HubLimits, metrics: HubMetrics) -> Self {
+        Hub::with_history(limits, metrics, History::off())
+    }
+
+    /// A hub that records connections and what it delivers in `history`.
+    pub fn with_history(limits: HubLimits, metrics: HubMetrics, history: History) -> Self {
         let admission = Arc::new(Admission { counts: Mutex::default(), gauge: metrics.connections.clone() });
-        Hub { limits, metrics, admission, connections: RwLock::default(), rooms: RwLock::default(), devices: RwLock::default() }
+        let (connections, rooms, devices) = (RwLock::default(), RwLock::default(), RwLock::default());
+        Hub { limits, metrics, admission, connections, rooms, devices, history }
+    }
+
+    /// Where connections and messages are recorded.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// Reserve a place for one more connection, within `max` in all and
@@ -131,6 +144,7 @@ impl Hub {
         let queued = QueuedBytes::new(self.limits.outbox_bytes);
         let connection = Arc::new(Connection::new(client_id, remote, endpoint, key, &self.metrics, tx, Arc::clone(&queued)));
         self.write().insert(connection.id.clone(), Arc::clone(&connection));
+        self.history.opened(&connection.id, endpoint, connection.client_id.as_deref(), remote.map(|r| r.to_string()));
         (connection, Outbox::new(rx, queued))
     }
 
@@ -299,6 +313,7 @@ impl Rooms for Hub {
         for connection in ids.iter().filter(|id| Some(id.as_str()) != exclude).filter_map(|id| self.connection(id)) {
             queued += u32::from(connection.offer(frame.clone()));
         }
+        self.delivered("room.broadcast", exclude, &format!("room:{room}"), message);
         Ok(queued)
     }
 
@@ -328,7 +343,9 @@ impl Rooms for Hub {
         let connection_id = read(&self.devices).get(device_id).cloned().ok_or_else(|| {
             Failure::new(ErrorCode::DeviceNotFound, format!("no connected device {device_id}"))
         })?;
-        self.send(&connection_id, message)
+        self.offer_to(&connection_id, message)?;
+        self.delivered("device.direct", None, &format!("device:{device_id}"), message);
+        Ok(())
     }
 }
 
@@ -345,10 +362,33 @@ impl EventSink for Hub {
                 queued += 1;
             }
         }
+        self.delivered("event", Some(source), &format!("topic:{topic}"), data);
         Ok(queued)
     }
 
     fn send(&self, connection_id: &str, message: &RawValue) -> Result<(), Failure> {
+        self.offer_to(connection_id, message)?;
+        self.delivered("connection.send", None, &format!("connection:{connection_id}"), message);
+        Ok(())
+    }
+}
+
+impl Hub {
+    /// Record one message the host sent out, to `target`.
+    fn delivered(&self, kind: &str, sender: Option<&str>, target: &str, message: &RawValue) {
+        self.history.message(kind, |payload| MessageRecord {
+            id: String::new(),
+            kind: kind.to_owned(),
+            sender: sender.map(str::to_owned),
+            target: Some(target.to_owned()),
+            direction: Some(Direction::Out),
+            outcome: "OK".to_owned(),
+            payload: payload.then(|| message.get().to_owned()),
+            ..MessageRecord::default()
+        });
+    }
+
+    fn offer_to(&self, connection_id: &str, message: &RawValue) -> Result<(), Failure> {
         let connection = self.live(connection_id)?;
         if connection.offer(Bytes::copy_from_slice(message.get().as_bytes())) {
             Ok(())

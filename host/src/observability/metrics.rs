@@ -50,6 +50,16 @@ pub struct HubMetrics {
     pub outbox_drops: Counter,
 }
 
+/// What history recording moves.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryMetrics {
+    /// Records written to the database.
+    pub written: Counter,
+    /// Records not written: the queue was full, or the database refused
+    /// them past every retry.
+    pub dropped: Counter,
+}
+
 /// What the registry moves.
 #[derive(Debug, Clone, Default)]
 pub struct RegistryMetrics {
@@ -61,6 +71,7 @@ pub struct Metrics {
     registry: Registry,
     pub hub: HubMetrics,
     pub plugins: RegistryMetrics,
+    pub history: HistoryMetrics,
     pub connections_accepted: Counter,
     /// Connections refused, by reason (`limit`, `client_limit`, `rate`,
     /// `auth`, `origin`).
@@ -97,6 +108,7 @@ impl Metrics {
             errors_total: AtomicU64::new(0),
             hub,
             plugins,
+            history: HistoryMetrics::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open WebSocket connections", metrics.hub.connections.clone());
@@ -111,6 +123,12 @@ impl Metrics {
         registry.register("plugin_swaps", "Plugin versions replaced while serving", metrics.plugins.swaps.clone());
         registry.register("plugin_load_failures", "Plugin loads that failed", metrics.plugins.load_failures.clone());
         registry.register("outbox_drops", "Frames dropped because a connection's send queue was full", metrics.hub.outbox_drops.clone());
+        registry.register("history_written", "History records written to the database", metrics.history.written.clone());
+        registry.register(
+            "history_dropped",
+            "History records not written (queue full, or refused by the database past every retry)",
+            metrics.history.dropped.clone(),
+        );
         registry.register("rate_limited", "Requests refused by a rate limit, by limit", metrics.rate_limited.clone());
         Metrics { registry, ..metrics }
     }
