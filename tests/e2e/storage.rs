@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use switchyard::config::Config;
 use switchyard::store::db::{text, Database};
 use switchyard_tests::databases::{DbServer, Kind};
-use switchyard_tests::{Client, Host};
+use switchyard_tests::{Client, Host, HostProcess};
 
 /// Where a test's database is: a SQLite file in a folder of its own, or a
 /// private server.
@@ -54,7 +54,7 @@ macro_rules! on_every_backend {
     };
 }
 
-on_every_backend!(plugin_state_survives_a_restart, history_records_connections_and_messages);
+on_every_backend!(plugin_state_survives_a_restart, history_records_connections_and_messages, the_room_servers_tables_answer_its_queries);
 
 async fn identify(host: &Host, device: &str) -> (Client, Value) {
     let mut client = Client::connect_without_ack(&host.endpoint("/rooms")).await;
@@ -139,6 +139,84 @@ async fn history_records_connections_and_messages(store: Store) {
     db.close().await;
 }
 
+async fn room_device(host: &Host, identify: Value) -> (Client, Value) {
+    let mut client = Client::connect_without_ack(&host.endpoint("/rooms")).await;
+    client.send_text(&identify.to_string()).await;
+    assert_eq!(client.recv_frame().await["type"], "connection");
+    let room = client.recv_frame().await;
+    (client, room)
+}
+
+/// A three-device session (join, broadcast, direct, query), then the room
+/// server's kind of SQL on its five tables.
+async fn the_room_servers_tables_answer_its_queries(store: Store) {
+    let host = Host::start_with(&["rooms"], |c| store.configure(c)).await;
+    let (mut a, joined) = room_device(&host, json!({"device_id": "device_a", "identity": "mobile"})).await;
+    let room = joined["room_id"].as_str().unwrap().to_owned();
+    let (mut b, _) = room_device(&host, json!({"device_id": "device_b", "identity": "tablet", "room_id": room})).await;
+    let (mut c, _) = room_device(&host, json!({"device_id": "device_c", "identity": "tv", "room_id": room})).await;
+    a.send_text(r#"{"type":"message","content":"hello all"}"#).await;
+    assert_eq!(b.recv_frame().await["content"], "hello all");
+    assert_eq!(c.recv_frame().await["content"], "hello all");
+    b.send_text(r#"{"type":"message","content":"psst","target_device_id":"device_c"}"#).await;
+    assert_eq!(c.recv_frame().await["content"], "psst");
+    a.send_text(r#"{"type":"query_room"}"#).await;
+    assert_eq!(a.recv_frame().await["total_clients"], 3);
+
+    let db = store.open().await;
+    let started = Instant::now();
+    let count = |table: &str| format!("SELECT COUNT(*) FROM {table}");
+    while sqlx::query_scalar::<_, i64>(&count("room_queries")).fetch_one(db.pool()).await.unwrap() < 1 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the query never reached the tables");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for client in [a, b, c] {
+        client.close().await;
+    }
+    closed(&host).await;
+    host.shutdown().await;
+
+    let strings = |sql: String, n: usize| {
+        let db = &db;
+        let room = room.clone();
+        async move {
+            let rows = sqlx::query(&db.sql(&sql)).bind(room).fetch_all(db.pool()).await.unwrap();
+            rows.iter().map(|row| (0..n).map(|i| text(row, i).unwrap()).collect::<Vec<_>>()).collect::<Vec<_>>()
+        }
+    };
+    let s = |v: &str| Some(v.to_owned());
+    assert_eq!(strings("SELECT room_id FROM rooms WHERE room_id = ?".into(), 1).await, [vec![s(&room)]]);
+    assert_eq!(
+        strings("SELECT device_id, last_room_id FROM devices WHERE last_room_id = ? ORDER BY device_id".into(), 2).await,
+        [vec![s("device_a"), s(&room)], vec![s("device_b"), s(&room)], vec![s("device_c"), s(&room)]]
+    );
+    assert_eq!(
+        strings("SELECT device_id, client_ip FROM connections WHERE room_id = ? ORDER BY connected_at, id".into(), 2).await,
+        [vec![s("device_a"), s("127.0.0.1")], vec![s("device_b"), s("127.0.0.1")], vec![s("device_c"), s("127.0.0.1")]]
+    );
+    assert_eq!(
+        strings("SELECT from_device_id, to_device_id, message_type, message_content FROM messages WHERE room_id = ? ORDER BY sent_at, id".into(), 4).await,
+        [
+            vec![s("device_a"), None, s("broadcast"), s("hello all")],
+            vec![s("device_b"), s("device_c"), s("direct"), s("psst")]
+        ]
+    );
+    assert_eq!(strings("SELECT device_id FROM room_queries WHERE room_id = ?".into(), 1).await, [vec![s("device_a")]]);
+    // Time arithmetic in each dialect: the session's connections in the last hour.
+    let recent = match store.server.as_ref().map(DbServer::kind) {
+        None => "connected_at > datetime('now', '-1 hour')",
+        Some(Kind::Postgres) => "connected_at > (NOW() AT TIME ZONE 'UTC') - INTERVAL '1 hour'",
+        Some(Kind::Mariadb) => "connected_at > UTC_TIMESTAMP() - INTERVAL 1 HOUR",
+    };
+    let n: i64 = sqlx::query_scalar(&db.sql(&format!("SELECT COUNT(*) FROM connections WHERE room_id = ? AND {recent}")))
+        .bind(&room)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    db.close().await;
+}
+
 /// Wait until the host has seen every client's close.
 async fn closed(host: &Host) {
     let started = Instant::now();
@@ -206,5 +284,102 @@ async fn a_postgres_outage_fails_kv_writes_and_counts_history_drops_then_recover
     let row = sqlx::query("SELECT value FROM kv WHERE plugin = 'video' AND kv_key = 'playback'").fetch_one(db.pool()).await.unwrap();
     let paused = text(&row, 0).unwrap().unwrap();
     assert!(paused.contains("paused"), "{paused}");
+    db.close().await;
+}
+
+/// Devices identify under load (each `identify` commits two kv writes
+/// before its reply) while echo messages fill history; the host is killed
+/// with SIGKILL mid-load and started again on the same SQLite file. The
+/// file is whole, every acknowledged kv write is there, every history row
+/// is complete, and what history misses of the acknowledged messages is
+/// at most what its queue held.
+#[tokio::test]
+async fn a_host_killed_under_load_restarts_consistent() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let store = Store::new(None).unwrap();
+    const QUEUE: i64 = 256;
+    let toml = format!("[storage]\nurl = {:?}\n[storage.history]\nqueue = {QUEUE}\n", store.url);
+    let host = HostProcess::spawn(&["rooms", "echo"], &toml);
+    let mut load = Vec::new();
+    for n in 0..4 {
+        let addr = host.addr.clone();
+        load.push(tokio::spawn(async move {
+            // (device ids acknowledged, echo ids acknowledged), until the host dies.
+            let (mut devices, mut echoes) = (Vec::new(), Vec::new());
+            let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+            let _ack = ws.next().await;
+            for i in 0.. {
+                let device = format!("d{n}-{i}");
+                let rooms = tokio_tungstenite::connect_async(format!("ws://{addr}/rooms")).await;
+                let Ok((mut rooms, _)) = rooms else { break };
+                if rooms.send(Message::text(json!({"device_id": device}).to_string())).await.is_err() {
+                    break;
+                }
+                let (_, joined) = (rooms.next().await, rooms.next().await);
+                match joined {
+                    Some(Ok(Message::Text(text))) if text.contains("created_new") => devices.push(device),
+                    _ => break,
+                }
+                let _ = rooms.close(None).await;
+                let id = format!("e{n}-{i}");
+                if ws.send(Message::text(json!({"type": "echo", "id": id, "data": {"message": "x"}}).to_string())).await.is_err() {
+                    break;
+                }
+                match ws.next().await {
+                    Some(Ok(Message::Text(text))) if text.contains("Echo") => echoes.push(id),
+                    _ => break,
+                }
+            }
+            (devices, echoes)
+        }));
+    }
+    // Kill once the load is well under way.
+    let started = Instant::now();
+    let db = store.open().await;
+    while sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM kv").fetch_one(db.pool()).await.unwrap() < 100 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the load never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    db.close().await;
+    drop(host); // SIGKILL
+    let mut acked_devices = Vec::new();
+    let mut acked_echoes = Vec::new();
+    for task in load {
+        let (devices, echoes) = task.await.unwrap();
+        acked_devices.extend(devices);
+        acked_echoes.extend(echoes);
+    }
+    assert!(acked_devices.len() >= 10, "{acked_devices:?}");
+
+    // It starts again on the same file, and serves.
+    let host = HostProcess::spawn(&["rooms", "echo"], &toml);
+    let mut client = Client::connect(&format!("ws://{}/ws", host.addr)).await;
+    assert_eq!(client.call("echo", json!({"message": "again"})).await["data"], "Echo: again");
+    let mut device = Client::connect_without_ack(&format!("ws://{}/rooms", host.addr)).await;
+    device.send_text(&json!({"device_id": acked_devices[0]}).to_string()).await;
+    device.recv_frame().await;
+    assert_eq!(device.recv_frame().await["status"], "reconnected");
+    drop(host);
+
+    let db = store.open().await;
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(integrity, "ok");
+    let rows = sqlx::query("SELECT kv_key FROM kv WHERE plugin = 'rooms'").fetch_all(db.pool()).await.unwrap();
+    let keys: std::collections::HashSet<String> = rows.iter().map(|r| text(r, 0).unwrap().unwrap()).collect();
+    for device in &acked_devices {
+        assert!(keys.contains(&format!("device:{device}")), "acknowledged kv write of {device} lost");
+    }
+    let torn: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM message_history WHERE message_id IS NULL OR msg_type IS NULL OR outcome IS NULL OR direction NOT IN ('in', 'out')",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(torn, 0);
+    let rows = sqlx::query("SELECT message_id FROM message_history WHERE msg_type = 'echo'").fetch_all(db.pool()).await.unwrap();
+    let recorded: std::collections::HashSet<String> = rows.iter().map(|r| text(r, 0).unwrap().unwrap()).collect();
+    let missing = acked_echoes.iter().filter(|id| !recorded.contains(*id)).count() as i64;
+    assert!(missing <= QUEUE, "{missing} acknowledged messages missing from history, more than the queue holds");
     db.close().await;
 }

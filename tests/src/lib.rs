@@ -176,7 +176,9 @@ impl HostProcess {
     /// Serve the named guests, with `extra_toml` (any tables but
     /// `[plugins]`) appended to the configuration.
     pub fn spawn(guests: &[&str], extra_toml: &str) -> HostProcess {
-        let binary = workspace_root().join("target/release/switchyard");
+        // The build's target folder: CARGO_TARGET_DIR when the tests run with one.
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+        let binary = target.join("release/switchyard");
         assert!(binary.is_file(), "build the host first: cargo build --release -p switchyard-cli");
         let dir = tempfile::tempdir().expect("temp folder");
         let plugins = dir.path().join("plugins");

@@ -341,3 +341,9 @@ pub struct ConnectionInfo {
     pub subscriptions: Vec<String>,
 }
 
+impl crate::store::history::Presence for Connection {
+    fn device_and_room(&self) -> (Option<String>, Option<String>) {
+        let presence = lock(&self.presence);
+        (presence.device_id.clone(), presence.room.clone())
+    }
+}

@@ -14,7 +14,7 @@ pub use connection::{Connection, ConnectionInfo, Filters, Outbox, MAX_SUBSCRIPTI
 use crate::observability::metrics::HubMetrics;
 use crate::routing::router::Claim;
 use crate::services::{EventSink, Member, Rooms};
-use crate::store::history::{Direction, History, MessageRecord};
+use crate::store::history::{Direction, History, MessageRecord, Presence, DEVICE_DIRECT, ROOM_BROADCAST};
 use crate::sync::{lock, read, write};
 use crate::wire::{frames, ErrorCode, Failure};
 use bytes::Bytes;
@@ -287,7 +287,11 @@ impl Rooms for Hub {
         self.leave_room(&connection);
         write(&self.rooms).entry(room.to_owned()).or_default().push(connection_id.to_owned());
         lock(&connection.presence).room = Some(room.to_owned());
-        self.presence_event("join", room, &connection.member());
+        let member = connection.member();
+        self.presence_event("join", room, &member);
+        if self.history.enabled() {
+            self.history.joined(room, member.device_id.as_deref(), connection.remote.map(|r| r.ip().to_string()));
+        }
         Ok(())
     }
 
@@ -313,7 +317,10 @@ impl Rooms for Hub {
         for connection in ids.iter().filter(|id| Some(id.as_str()) != exclude).filter_map(|id| self.connection(id)) {
             queued += u32::from(connection.offer(frame.clone()));
         }
-        self.delivered("room.broadcast", exclude, &format!("room:{room}"), message);
+        if self.history.enabled() {
+            let sender = exclude.and_then(|id| self.connection(id)).map(|c| c as Arc<dyn Presence>);
+            self.delivered(ROOM_BROADCAST, exclude, &format!("room:{room}"), message, sender);
+        }
         Ok(queued)
     }
 
@@ -344,7 +351,10 @@ impl Rooms for Hub {
             Failure::new(ErrorCode::DeviceNotFound, format!("no connected device {device_id}"))
         })?;
         self.offer_to(&connection_id, message)?;
-        self.delivered("device.direct", None, &format!("device:{device_id}"), message);
+        if self.history.enabled() {
+            let target = self.connection(&connection_id).map(|c| c as Arc<dyn Presence>);
+            self.delivered(DEVICE_DIRECT, None, &format!("device:{device_id}"), message, target);
+        }
         Ok(())
     }
 }
@@ -362,20 +372,20 @@ impl EventSink for Hub {
                 queued += 1;
             }
         }
-        self.delivered("event", Some(source), &format!("topic:{topic}"), data);
+        self.delivered("event", Some(source), &format!("topic:{topic}"), data, None);
         Ok(queued)
     }
 
     fn send(&self, connection_id: &str, message: &RawValue) -> Result<(), Failure> {
         self.offer_to(connection_id, message)?;
-        self.delivered("connection.send", None, &format!("connection:{connection_id}"), message);
+        self.delivered("connection.send", None, &format!("connection:{connection_id}"), message, None);
         Ok(())
     }
 }
 
 impl Hub {
     /// Record one message the host sent out, to `target`.
-    fn delivered(&self, kind: &str, sender: Option<&str>, target: &str, message: &RawValue) {
+    fn delivered(&self, kind: &str, sender: Option<&str>, target: &str, message: &RawValue, presence: Option<Arc<dyn Presence>>) {
         self.history.message(kind, |payload| MessageRecord {
             id: String::new(),
             kind: kind.to_owned(),
@@ -384,6 +394,7 @@ impl Hub {
             direction: Some(Direction::Out),
             outcome: "OK".to_owned(),
             payload: payload.then(|| message.get().to_owned()),
+            presence,
             ..MessageRecord::default()
         });
     }

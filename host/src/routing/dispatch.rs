@@ -107,6 +107,7 @@ impl Dispatcher {
             latency_us: latency.as_micros() as i64,
             payload: payload.then(|| envelope.data.get().to_owned()),
             target: None,
+            presence: caller.connection.map(|c| Arc::clone(c) as Arc<dyn history::Presence>),
         });
         (request.reply_to, outcome)
     }

@@ -54,12 +54,15 @@ impl Backend {
         match self {
             Backend::Sqlite => &[
                 (1, "kv and history", include_str!("migrations/sqlite/0001_kv_and_history.sql")),
+                (2, "room server tables", include_str!("migrations/sqlite/0002_room_server_tables.sql")),
             ],
             Backend::Postgres => &[
                 (1, "kv and history", include_str!("migrations/postgres/0001_kv_and_history.sql")),
+                (2, "room server tables", include_str!("migrations/postgres/0002_room_server_tables.sql")),
             ],
             Backend::Mysql => &[
                 (1, "kv and history", include_str!("migrations/mysql/0001_kv_and_history.sql")),
+                (2, "room server tables", include_str!("migrations/mysql/0002_room_server_tables.sql")),
             ],
         }
     }
@@ -205,6 +208,14 @@ pub fn text(row: &sqlx::any::AnyRow, index: usize) -> Result<Option<String>, sql
     }
 }
 
+/// `ms` (since the epoch) as UTC text, `YYYY-MM-DD HH:MM:SS.mmm`, which
+/// each backend reads as a timestamp.
+pub fn utc_text(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    let text = humantime::format_rfc3339_millis(time).to_string();
+    text.trim_end_matches('Z').replacen('T', " ", 1)
+}
+
 /// Milliseconds since the Unix epoch, the history tables' time unit.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -222,6 +233,7 @@ mod tests {
         let error = Backend::of("redis://u:secret@h").unwrap_err().to_string();
         assert!(!error.contains("secret"), "{error}");
         assert_eq!(redact("postgres://u:pw@h:5/db"), "postgres://u:***@h:5/db");
+        assert_eq!(utc_text(1_764_610_580_123), "2025-12-01 17:36:20.123");
     }
 
     #[tokio::test]
@@ -229,12 +241,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("switchyard-db-{}", uuid::Uuid::new_v4().simple()));
         let url = default_url(&dir.join("data"));
         let db = Database::open(&url, 4, Duration::from_secs(5)).await.unwrap();
-        assert_eq!(db.version().await.unwrap(), 1);
+        assert_eq!(db.version().await.unwrap(), 2);
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(db.pool()).await.unwrap();
         assert_eq!(mode, "wal");
         db.close().await;
         let again = Database::open(&url, 4, Duration::from_secs(5)).await.unwrap();
-        assert_eq!(again.version().await.unwrap(), 1, "a second start applies nothing twice");
+        assert_eq!(again.version().await.unwrap(), 2, "a second start applies nothing twice");
         again.close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -11,7 +11,7 @@
 //! never dropped silently. The guarantee: **a message whose reply was sent
 //! is in history unless `switchyard_history_dropped_total` rose.**
 
-use super::db::{now_ms, Database};
+use super::db::{now_ms, utc_text, Backend, Database};
 use crate::config::storage::HistoryConfig;
 use crate::observability::metrics::HistoryMetrics;
 use std::collections::BTreeSet;
@@ -44,8 +44,14 @@ impl Direction {
     }
 }
 
+/// What a connection is at the moment: its device and its room. The
+/// writer asks, off the hot path, for the room server's tables.
+pub trait Presence: Send + Sync {
+    fn device_and_room(&self) -> (Option<String>, Option<String>);
+}
+
 /// One routed message, as history keeps it.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct MessageRecord {
     pub id: String,
     pub kind: String,
@@ -60,11 +66,15 @@ pub struct MessageRecord {
     pub plugin_version: Option<String>,
     pub latency_us: i64,
     pub payload: Option<String>,
+    /// For the room server's tables: the sender (a query, a broadcast) or
+    /// the target (a direct send) connection.
+    pub presence: Option<Arc<dyn Presence>>,
 }
 
 enum Record {
     Opened { id: String, endpoint: String, client_id: Option<String>, remote: Option<String>, at: i64 },
     Closed { id: String, device_id: Option<String>, code: u16, reason: String, at: i64 },
+    Joined { room: String, device_id: Option<String>, client_ip: Option<String>, at: i64 },
     Message(MessageRecord, i64),
 }
 
@@ -136,6 +146,13 @@ impl History {
     pub fn closed(&self, id: &str, device_id: Option<&str>, code: u16, reason: &str) {
         let Some(shared) = &self.shared else { return };
         shared.push(Record::Closed { id: id.to_owned(), device_id: device_id.map(cut), code, reason: cut(reason), at: now_ms() });
+    }
+
+    /// A connection joined `room` (the room server's `rooms`, `devices`
+    /// and `connections` tables).
+    pub fn joined(&self, room: &str, device_id: Option<&str>, client_ip: Option<String>) {
+        let Some(shared) = &self.shared else { return };
+        shared.push(Record::Joined { room: cut(room), device_id: device_id.map(cut), client_ip, at: now_ms() });
     }
 
     /// Record one message of type `kind`, built by `record` only when
@@ -273,9 +290,18 @@ async fn write_batch(db: &Database, records: &[Record]) -> Result<(), sqlx::Erro
         "INSERT INTO message_history (message_id, msg_type, sender, target, direction, outcome, plugin, plugin_version, latency_us, payload, at_ms) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
+    let rooms = RoomSql::new(db);
     let mut tx = db.pool().begin().await?;
     for record in records {
         match record {
+            Record::Joined { room, device_id, client_ip, at } => {
+                let at = utc_text(*at);
+                sqlx::query(&rooms.room).bind(room).bind(&at).execute(&mut *tx).await?;
+                if let Some(device) = device_id {
+                    sqlx::query(&rooms.device).bind(device).bind(&at).bind(room).execute(&mut *tx).await?;
+                }
+                sqlx::query(&rooms.connection).bind(device_id.as_deref()).bind(room).bind(client_ip.as_deref()).bind(&at).execute(&mut *tx).await?;
+            }
             Record::Opened { id, endpoint, client_id, remote, at } => {
                 sqlx::query(&open).bind(id).bind(endpoint).bind(client_id.as_deref()).bind(remote.as_deref()).bind(*at).execute(&mut *tx).await?;
             }
@@ -297,8 +323,90 @@ async fn write_batch(db: &Database, records: &[Record]) -> Result<(), sqlx::Erro
                     .bind(*at)
                     .execute(&mut *tx)
                     .await?;
+                rooms.message(m, *at, &mut tx).await?;
             }
         }
     }
     tx.commit().await
 }
+
+/// The room server's tables' statements, in the backend's dialect.
+struct RoomSql {
+    room: String,
+    device: String,
+    connection: String,
+    message: String,
+    query: String,
+}
+
+impl RoomSql {
+    fn new(db: &Database) -> RoomSql {
+        let ts = match db.backend() {
+            Backend::Sqlite => "?",
+            Backend::Postgres => "CAST(? AS TIMESTAMP(3))",
+            Backend::Mysql => "CAST(? AS DATETIME(3))",
+        };
+        let (room, device) = match db.backend() {
+            Backend::Mysql => (
+                format!("INSERT IGNORE INTO rooms (room_id, created_at) VALUES (?, {ts})"),
+                format!(
+                    "INSERT INTO devices (device_id, last_connected_at, last_room_id) VALUES (?, {ts}, ?) \
+                     ON DUPLICATE KEY UPDATE last_connected_at = VALUES(last_connected_at), last_room_id = VALUES(last_room_id)"
+                ),
+            ),
+            Backend::Sqlite | Backend::Postgres => (
+                format!("INSERT INTO rooms (room_id, created_at) VALUES (?, {ts}) ON CONFLICT (room_id) DO NOTHING"),
+                format!(
+                    "INSERT INTO devices (device_id, last_connected_at, last_room_id) VALUES (?, {ts}, ?) \
+                     ON CONFLICT (device_id) DO UPDATE SET last_connected_at = excluded.last_connected_at, last_room_id = excluded.last_room_id"
+                ),
+            ),
+        };
+        let sql = |q: String| db.sql(&q).into_owned();
+        RoomSql {
+            room: sql(room),
+            device: sql(device),
+            connection: sql(format!("INSERT INTO connections (device_id, room_id, client_ip, connected_at) VALUES (?, ?, ?, {ts})")),
+            message: sql(format!(
+                "INSERT INTO messages (room_id, from_device_id, to_device_id, message_type, message_content, sent_at) VALUES (?, ?, ?, ?, ?, {ts})"
+            )),
+            query: sql(format!("INSERT INTO room_queries (device_id, room_id, queried_at) VALUES (?, ?, {ts})")),
+        }
+    }
+
+    /// The rows a message makes in the room server's tables: a room
+    /// broadcast or a direct send in `messages`, an answered `query_room`
+    /// in `room_queries`.
+    async fn message(&self, m: &MessageRecord, at: i64, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), sqlx::Error> {
+        let presence = || m.presence.as_ref().map_or((None, None), |p| p.device_and_room());
+        match (m.direction, m.kind.as_str()) {
+            (Some(Direction::In), kind) if kind.rsplit('.').next() == Some("query_room") && m.outcome == "OK" => {
+                let (device, room) = presence();
+                sqlx::query(&self.query).bind(device).bind(room).bind(utc_text(at)).execute(&mut **tx).await?;
+            }
+            (Some(Direction::Out), kind @ (ROOM_BROADCAST | DEVICE_DIRECT)) => {
+                let sent: Option<serde_json::Value> = m.payload.as_deref().and_then(|p| serde_json::from_str(p).ok());
+                let field = |name: &str| sent.as_ref().and_then(|v| v.get(name)).cloned();
+                let content = field("content").map(|c| match c {
+                    serde_json::Value::String(text) => text,
+                    other => other.to_string(),
+                });
+                let from = field("from_device_id").and_then(|v| v.as_str().map(str::to_owned));
+                let target = m.target.as_deref().unwrap_or_default();
+                let (room, from, to, kind) = if kind == ROOM_BROADCAST {
+                    let from = from.or_else(|| presence().0);
+                    (target.strip_prefix("room:").map(str::to_owned), from, None, "broadcast")
+                } else {
+                    (presence().1, from, target.strip_prefix("device:").map(str::to_owned), "direct")
+                };
+                sqlx::query(&self.message).bind(room).bind(from).bind(to).bind(kind).bind(content).bind(utc_text(at)).execute(&mut **tx).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The kinds of the messages the hub sends out to a room and to a device.
+pub const ROOM_BROADCAST: &str = "room.broadcast";
+pub const DEVICE_DIRECT: &str = "device.direct";
