@@ -87,6 +87,8 @@ impl Server {
         let url = storage.url.clone().unwrap_or_else(|| db::default_url(&config.data_dir));
         let database = Database::open(&url, storage.max_connections, ms(storage.timeout_ms)).await?;
         let history = History::start(database.clone(), &storage.history, metrics.history.clone());
+        let (retention_db, retention) = (database.clone(), storage.retention.clone());
+        tasks.spawn(|stop| crate::store::retention::run(retention_db, retention, stop));
         let hub_limits = HubLimits { outbox_frames: config.limits.outbox_frames, outbox_bytes: config.limits.outbox_bytes };
         let hub = Arc::new(Hub::with_history(hub_limits, metrics.hub.clone(), history.clone()));
         let p = &config.plugins;

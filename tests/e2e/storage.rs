@@ -54,7 +54,7 @@ macro_rules! on_every_backend {
     };
 }
 
-on_every_backend!(plugin_state_survives_a_restart, history_records_connections_and_messages, the_room_servers_tables_answer_its_queries);
+on_every_backend!(plugin_state_survives_a_restart, history_records_connections_and_messages, the_room_servers_tables_answer_its_queries, retention_deletes_what_it_should_and_nothing_else);
 
 async fn identify(host: &Host, device: &str) -> (Client, Value) {
     let mut client = Client::connect_without_ack(&host.endpoint("/rooms")).await;
@@ -214,6 +214,59 @@ async fn the_room_servers_tables_answer_its_queries(store: Store) {
         .await
         .unwrap();
     assert_eq!(n, 3);
+    db.close().await;
+}
+
+/// Old and surplus rows put in before the host starts; retention (every
+/// 50 ms, batches of 2) removes exactly those.
+async fn retention_deletes_what_it_should_and_nothing_else(store: Store) {
+    let db = store.open().await;
+    let day_ms = 86_400_000;
+    let now = switchyard::store::db::now_ms();
+    let insert = db.sql(
+        "INSERT INTO message_history (message_id, msg_type, direction, outcome, latency_us, at_ms) VALUES (?, 'echo', 'in', 'OK', 1, ?)",
+    );
+    for (id, at) in [("old1", now - 3 * day_ms), ("old2", now - 2 * day_ms), ("old3", now - 2 * day_ms), ("new1", now), ("new2", now)] {
+        sqlx::query(&insert).bind(id).bind(at).execute(db.pool()).await.unwrap();
+    }
+    let ts = match store.server.as_ref().map(DbServer::kind) {
+        None => "?",
+        Some(Kind::Postgres) => "CAST(? AS TIMESTAMP(3))",
+        Some(Kind::Mariadb) => "CAST(? AS DATETIME(3))",
+    };
+    let insert = db.sql(&format!("INSERT INTO room_queries (device_id, room_id, queried_at) VALUES (?, 'R', {ts})")).into_owned();
+    for n in 1..=5 {
+        sqlx::query(&insert).bind(format!("q{n}")).bind(switchyard::store::db::utc_text(now)).execute(db.pool()).await.unwrap();
+    }
+    let host = Host::start_with(&[], |c| {
+        store.configure(c);
+        c.storage.retention.every_ms = 50;
+        c.storage.retention.batch = 2;
+        let table = |age: Option<u64>, rows: Option<u64>| switchyard::config::storage::TableRetention { max_age_s: age, max_rows: rows };
+        c.storage.retention.tables.insert("message_history".into(), table(Some(86_400), None));
+        c.storage.retention.tables.insert("room_queries".into(), table(None, Some(2)));
+    })
+    .await;
+    let remaining = |sql: &'static str| {
+        let db = &db;
+        async move {
+            let rows = sqlx::query(sql).fetch_all(db.pool()).await.unwrap();
+            rows.iter().map(|r| text(r, 0).unwrap().unwrap()).collect::<Vec<_>>()
+        }
+    };
+    let started = Instant::now();
+    loop {
+        let messages = remaining("SELECT message_id FROM message_history ORDER BY seq").await;
+        let queries = remaining("SELECT device_id FROM room_queries ORDER BY id").await;
+        if messages.len() <= 2 && queries.len() <= 2 {
+            assert_eq!(messages, ["new1", "new2"], "only rows past max_age_s go");
+            assert_eq!(queries, ["q4", "q5"], "the newest max_rows stay");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "retention never ran: {messages:?} {queries:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    host.shutdown().await;
     db.close().await;
 }
 

@@ -456,6 +456,14 @@ impl Config {
         anyhow::ensure!(s.max_connections > 0, "storage.max_connections must be positive");
         anyhow::ensure!(s.timeout_ms > 0, "storage.timeout_ms must be positive");
         anyhow::ensure!(s.history.queue > 0 && s.history.batch > 0, "storage.history.queue and batch must be positive");
+        anyhow::ensure!(s.retention.every_ms > 0 && s.retention.batch > 0, "storage.retention.every_ms and batch must be positive");
+        for table in s.retention.tables.keys() {
+            anyhow::ensure!(
+                crate::store::retention::table_names().any(|name| name == table),
+                "storage.retention.tables.{table}: no such history table (one of {})",
+                crate::store::retention::table_names().collect::<Vec<_>>().join(", ")
+            );
+        }
         if let Some(url) = &s.url {
             crate::store::db::Backend::of(url)?;
         }

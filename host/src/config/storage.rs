@@ -5,7 +5,7 @@
 //! database and [`crate::store::history`] applies the history settings.
 
 use serde::Deserialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// `[storage]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +23,37 @@ pub struct StorageConfig {
     /// `plugins.deadline_ms`.
     pub timeout_ms: u64,
     pub history: HistoryConfig,
+    pub retention: RetentionConfig,
+}
+
+/// `[storage.retention]`: how long history is kept. Tables not named are
+/// kept whole.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How often retention runs.
+    pub every_ms: u64,
+    /// Most rows one delete statement removes.
+    pub batch: u32,
+    /// By table: `message_history`, `connection_history`, `messages`,
+    /// `connections`, `room_queries`.
+    pub tables: BTreeMap<String, TableRetention>,
+}
+
+/// `[storage.retention.tables.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TableRetention {
+    /// Rows older than this many seconds are deleted.
+    pub max_age_s: Option<u64>,
+    /// Only the newest this many rows are kept.
+    pub max_rows: Option<u64>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { every_ms: 60_000, batch: 1_000, tables: BTreeMap::new() }
+    }
 }
 
 /// `[storage.history]`: connection and message history.
@@ -44,7 +75,7 @@ pub struct HistoryConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { url: None, max_connections: 8, timeout_ms: 1_000, history: HistoryConfig::default() }
+        StorageConfig { url: None, max_connections: 8, timeout_ms: 1_000, history: HistoryConfig::default(), retention: RetentionConfig::default() }
     }
 }
 

@@ -7,6 +7,8 @@
 //!   an in-memory store.
 //! - [`history`]: connection and message history, through a bounded queue,
 //!   written in batches off the hot path.
+//! - [`retention`]: deletes old history in the background, in bounded
+//!   batches.
 //! - [`host_state`]: key revocations and limits changed at run time, kept
 //!   in a file under the data folder so they survive a restart.
 
@@ -15,3 +17,4 @@ pub mod history;
 pub mod host_state;
 pub mod kv;
 pub mod memory;
+pub mod retention;
