@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest text kept in an indexed column; longer values are cut.
 const MAX_FIELD_CHARS: usize = 255;
+/// Message rows per `INSERT` statement (11 parameters each).
+const MESSAGES_PER_INSERT: usize = 64;
 /// A batch the database refuses (not an outage) is tried this many times.
 const REFUSED_ATTEMPTS: u32 = 3;
 
@@ -286,10 +288,6 @@ async fn write_batch(db: &Database, records: &[Record]) -> Result<(), sqlx::Erro
     let close = db.sql(
         "UPDATE connection_history SET disconnected_ms = ?, device_id = COALESCE(?, device_id), close_code = ?, close_reason = ? WHERE id = ?",
     );
-    let message = db.sql(
-        "INSERT INTO message_history (message_id, msg_type, sender, target, direction, outcome, plugin, plugin_version, latency_us, payload, at_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    );
     let rooms = RoomSql::new(db);
     let mut tx = db.pool().begin().await?;
     for record in records {
@@ -308,24 +306,36 @@ async fn write_batch(db: &Database, records: &[Record]) -> Result<(), sqlx::Erro
             Record::Closed { id, device_id, code, reason, at } => {
                 sqlx::query(&close).bind(*at).bind(device_id.as_deref()).bind(i32::from(*code)).bind(reason).bind(id).execute(&mut *tx).await?;
             }
-            Record::Message(m, at) => {
-                sqlx::query(&message)
-                    .bind(&m.id)
-                    .bind(&m.kind)
-                    .bind(m.sender.as_deref())
-                    .bind(m.target.as_deref())
-                    .bind(m.direction.unwrap_or(Direction::In).as_str())
-                    .bind(&m.outcome)
-                    .bind(m.plugin.as_deref())
-                    .bind(m.plugin_version.as_deref())
-                    .bind(m.latency_us)
-                    .bind(m.payload.as_deref())
-                    .bind(*at)
-                    .execute(&mut *tx)
-                    .await?;
-                rooms.message(m, *at, &mut tx).await?;
-            }
+            Record::Message(m, at) => rooms.message(m, *at, &mut tx).await?,
         }
+    }
+    // Messages go in many rows per statement: most of a batch is messages.
+    let messages: Vec<(&MessageRecord, i64)> =
+        records.iter().filter_map(|r| if let Record::Message(m, at) = r { Some((m, *at)) } else { None }).collect();
+    for chunk in messages.chunks(MESSAGES_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO message_history (message_id, msg_type, sender, target, direction, outcome, plugin, plugin_version, latency_us, payload, at_ms) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" });
+        }
+        let sql = db.sql(&sql);
+        let mut query = sqlx::query(&sql);
+        for (m, at) in chunk {
+            query = query
+                .bind(&m.id)
+                .bind(&m.kind)
+                .bind(m.sender.as_deref())
+                .bind(m.target.as_deref())
+                .bind(m.direction.unwrap_or(Direction::In).as_str())
+                .bind(&m.outcome)
+                .bind(m.plugin.as_deref())
+                .bind(m.plugin_version.as_deref())
+                .bind(m.latency_us)
+                .bind(m.payload.as_deref())
+                .bind(*at);
+        }
+        query.execute(&mut *tx).await?;
     }
     tx.commit().await
 }
