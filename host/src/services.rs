@@ -57,13 +57,21 @@ pub enum KvError {
     ValueTooLarge { len: usize, limit: usize },
     #[error("plugin already has {limit} keys")]
     TooManyKeys { limit: usize },
+    /// The store could not commit the write; nothing changed.
+    #[error("the key-value store is unavailable: {0}")]
+    Unavailable(String),
 }
 
+/// A write in progress: done (and durable, for a durable store) when it
+/// resolves. It runs to the end even if the caller stops waiting.
+pub type KvWrite = Pin<Box<dyn Future<Output = Result<(), KvError>> + Send + 'static>>;
+
 /// Key-value state scoped by plugin name, outliving any one plugin version.
+/// Reads come from memory and never wait; writes may wait for a commit.
 pub trait KvStore: Send + Sync + 'static {
     fn get(&self, plugin: &str, key: &str) -> Option<String>;
-    fn set(&self, plugin: &str, key: &str, value: String) -> Result<(), KvError>;
-    fn delete(&self, plugin: &str, key: &str);
+    fn set(&self, plugin: &str, key: &str, value: String) -> KvWrite;
+    fn delete(&self, plugin: &str, key: &str) -> KvWrite;
     fn keys(&self, plugin: &str, prefix: &str) -> Vec<String>;
 }
 

@@ -9,6 +9,7 @@
 //! [`node_with_ws`] install stock client libraries for tests to run.
 
 pub mod conformance;
+pub mod databases;
 pub mod echo;
 pub mod raw;
 
@@ -191,7 +192,12 @@ impl HostProcess {
             std::fs::copy(guest(name), plugins.join(format!("{name}.wasm"))).expect("install guest");
         }
         let config = dir.path().join("host.toml");
-        let toml = format!("listen = \"127.0.0.1:0\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n{extra_toml}\n", shared_cache());
+        // Its own data folder, so its default database is its own too.
+        let data = dir.path().join("data");
+        let toml = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n{extra_toml}\n",
+            shared_cache()
+        );
         std::fs::write(&config, toml).expect("write config");
         let mut child = Command::new(binary)
             .args(["serve", "--config"])

@@ -5,12 +5,14 @@
 pub mod auth;
 pub mod isolation;
 pub mod proxy;
+pub mod storage;
 pub mod workers;
 
 pub use crate::wire::frames::Ack;
 pub use auth::{ApiKeyConfig, AuthConfig, ScopeConfig};
 pub use isolation::{BreakerConfig, BreakerPolicy, CpuShareConfig};
 use proxy::ProxyRouteConfig;
+use storage::StorageConfig;
 use workers::WorkersConfig;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -43,8 +45,11 @@ pub struct Config {
     /// relayed to upstream `ws://` servers.
     pub proxy: Vec<ProxyRouteConfig>,
     /// The host's own state that must survive a restart: key revocations
-    /// and limits changed at run time (`runtime.json`).
+    /// and limits changed at run time (`runtime.json`), and the default
+    /// SQLite database (`switchyard.db`).
     pub data_dir: PathBuf,
+    /// The database: plugin key-value state and history.
+    pub storage: StorageConfig,
 }
 
 /// An extra listener: one endpoint, any path, no HTTP API.
@@ -370,6 +375,7 @@ impl Default for Config {
             listeners: Vec::new(),
             proxy: Vec::new(),
             data_dir: PathBuf::from(".switchyard/data"),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -483,6 +489,21 @@ impl Config {
         let w = &self.websocket;
         anyhow::ensure!(w.heartbeat_interval_ms > 0, "websocket.heartbeat_interval_ms must be positive");
         anyhow::ensure!(w.idle_timeout_ms > w.heartbeat_interval_ms, "websocket.idle_timeout_ms must exceed the heartbeat interval");
+        let s = &self.storage;
+        anyhow::ensure!(s.max_connections > 0, "storage.max_connections must be positive");
+        anyhow::ensure!(s.timeout_ms > 0, "storage.timeout_ms must be positive");
+        anyhow::ensure!(s.history.queue > 0 && s.history.batch > 0, "storage.history.queue and batch must be positive");
+        anyhow::ensure!(s.retention.every_ms > 0 && s.retention.batch > 0, "storage.retention.every_ms and batch must be positive");
+        for table in s.retention.tables.keys() {
+            anyhow::ensure!(
+                crate::store::retention::table_names().any(|name| name == table),
+                "storage.retention.tables.{table}: no such history table (one of {})",
+                crate::store::retention::table_names().collect::<Vec<_>>().join(", ")
+            );
+        }
+        if let Some(url) = &s.url {
+            crate::store::db::Backend::of(url)?;
+        }
         Ok(())
     }
 }

@@ -258,6 +258,11 @@ impl Connection {
         }
     }
 
+    /// The device id it identified as, if any.
+    pub fn device_id(&self) -> Option<String> {
+        lock(&self.presence).device_id.clone()
+    }
+
     pub(super) fn member(&self) -> Member {
         let presence = lock(&self.presence);
         Member { connection_id: self.id.clone(), device_id: presence.device_id.clone(), identity: presence.identity.clone() }
@@ -362,3 +367,9 @@ pub struct ConnectionInfo {
     pub subscriptions: Vec<String>,
 }
 
+impl crate::store::history::Presence for Connection {
+    fn device_and_room(&self) -> (Option<String>, Option<String>) {
+        let presence = lock(&self.presence);
+        (presence.device_id.clone(), presence.room.clone())
+    }
+}

@@ -17,6 +17,7 @@ pub use connection::{Connection, ConnectionInfo, Filters, Outbox, MAX_SUBSCRIPTI
 use crate::observability::metrics::HubMetrics;
 use crate::routing::router::Claim;
 use crate::services::{ClientCalls, ClientRef, EventSink, Member, Rooms};
+use crate::store::history::{Direction, History, MessageRecord, Presence, DEVICE_DIRECT, ROOM_BROADCAST};
 use crate::sync::{lock, read, write};
 use crate::wire::calls::ClientAnswer;
 use crate::wire::{frames, ErrorCode, Failure};
@@ -89,6 +90,7 @@ pub struct Hub {
     /// Device id to the connection it is on.
     devices: RwLock<HashMap<String, String>>,
     calls: Calls,
+    history: History,
 }
 
 /// The `data` of a `subscribe` request (the monitoring feed's format).
@@ -101,9 +103,20 @@ pub struct SubscribeRequest {
 
 impl Hub {
     pub fn new(limits: HubLimits, metrics: HubMetrics) -> Self {
+        Hub::with_history(limits, metrics, History::off())
+    }
+
+    /// A hub that records connections and what it delivers in `history`.
+    pub fn with_history(limits: HubLimits, metrics: HubMetrics, history: History) -> Self {
         let admission = Arc::new(Admission { counts: Mutex::default(), gauge: metrics.connections.clone() });
         let calls = Calls::new(limits.max_client_calls, metrics.calls.clone());
-        Hub { limits, metrics, admission, connections: RwLock::default(), rooms: RwLock::default(), devices: RwLock::default(), calls }
+        let (connections, rooms, devices) = (RwLock::default(), RwLock::default(), RwLock::default());
+        Hub { limits, metrics, admission, connections, rooms, devices, calls, history }
+    }
+
+    /// Where connections and messages are recorded.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// Reserve a place for one more connection, within `max` in all and
@@ -141,6 +154,7 @@ impl Hub {
         let queued = QueuedBytes::new(self.limits.outbox_bytes);
         let connection = Arc::new(Connection::new(client_id, remote, endpoint, key, &self.metrics, tx, Arc::clone(&queued)));
         self.write().insert(connection.id.clone(), Arc::clone(&connection));
+        self.history.opened(&connection.id, endpoint, connection.client_id.as_deref(), remote.map(|r| r.to_string()));
         (connection, Outbox::new(rx, queued))
     }
 
@@ -313,7 +327,11 @@ impl Rooms for Hub {
         self.leave_room(&connection);
         write(&self.rooms).entry(room.to_owned()).or_default().push(connection_id.to_owned());
         lock(&connection.presence).room = Some(room.to_owned());
-        self.presence_event("join", room, &connection.member());
+        let member = connection.member();
+        self.presence_event("join", room, &member);
+        if self.history.enabled() {
+            self.history.joined(room, member.device_id.as_deref(), connection.remote.map(|r| r.ip().to_string()));
+        }
         Ok(())
     }
 
@@ -338,6 +356,10 @@ impl Rooms for Hub {
         let mut queued = 0;
         for connection in ids.iter().filter(|id| Some(id.as_str()) != exclude).filter_map(|id| self.connection(id)) {
             queued += u32::from(connection.offer(frame.clone()));
+        }
+        if self.history.enabled() {
+            let sender = exclude.and_then(|id| self.connection(id)).map(|c| c as Arc<dyn Presence>);
+            self.delivered(ROOM_BROADCAST, exclude, &format!("room:{room}"), message, sender);
         }
         Ok(queued)
     }
@@ -368,7 +390,12 @@ impl Rooms for Hub {
         let connection_id = read(&self.devices).get(device_id).cloned().ok_or_else(|| {
             Failure::new(ErrorCode::DeviceNotFound, format!("no connected device {device_id}"))
         })?;
-        self.send(&connection_id, message)
+        self.offer_to(&connection_id, message)?;
+        if self.history.enabled() {
+            let target = self.connection(&connection_id).map(|c| c as Arc<dyn Presence>);
+            self.delivered(DEVICE_DIRECT, None, &format!("device:{device_id}"), message, target);
+        }
+        Ok(())
     }
 }
 
@@ -391,10 +418,34 @@ impl EventSink for Hub {
                 queued += 1;
             }
         }
+        self.delivered("event", Some(source), &format!("topic:{topic}"), data, None);
         Ok(queued)
     }
 
     fn send(&self, connection_id: &str, message: &RawValue) -> Result<(), Failure> {
+        self.offer_to(connection_id, message)?;
+        self.delivered("connection.send", None, &format!("connection:{connection_id}"), message, None);
+        Ok(())
+    }
+}
+
+impl Hub {
+    /// Record one message the host sent out, to `target`.
+    fn delivered(&self, kind: &str, sender: Option<&str>, target: &str, message: &RawValue, presence: Option<Arc<dyn Presence>>) {
+        self.history.message(kind, |payload| MessageRecord {
+            id: String::new(),
+            kind: kind.to_owned(),
+            sender: sender.map(str::to_owned),
+            target: Some(target.to_owned()),
+            direction: Some(Direction::Out),
+            outcome: "OK".to_owned(),
+            payload: payload.then(|| message.get().to_owned()),
+            presence,
+            ..MessageRecord::default()
+        });
+    }
+
+    fn offer_to(&self, connection_id: &str, message: &RawValue) -> Result<(), Failure> {
         let connection = self.live(connection_id)?;
         if connection.offer(Bytes::copy_from_slice(message.get().as_bytes())) {
             Ok(())

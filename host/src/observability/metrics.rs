@@ -66,6 +66,16 @@ pub struct CallMetrics {
     pub waiting: Gauge,
 }
 
+/// What history recording moves.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryMetrics {
+    /// Records written to the database.
+    pub written: Counter,
+    /// Records not written: the queue was full, or the database refused
+    /// them past every retry.
+    pub dropped: Counter,
+}
+
 /// What the registry moves.
 #[derive(Debug, Clone, Default)]
 pub struct RegistryMetrics {
@@ -77,6 +87,7 @@ pub struct Metrics {
     registry: Registry,
     pub hub: HubMetrics,
     pub plugins: RegistryMetrics,
+    pub history: HistoryMetrics,
     pub connections_accepted: Counter,
     /// Connections refused, by reason (`limit`, `client_limit`, `rate`,
     /// `auth`, `origin`).
@@ -113,6 +124,7 @@ impl Metrics {
             errors_total: AtomicU64::new(0),
             hub,
             plugins,
+            history: HistoryMetrics::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open WebSocket connections", metrics.hub.connections.clone());
@@ -135,6 +147,12 @@ impl Metrics {
         registry.register("client_calls_busy", "Calls refused because the client had too many waiting", calls.busy.clone());
         registry.register("client_answers_unmatched", "Answers from clients that matched no waiting call", calls.unmatched.clone());
         registry.register("client_calls_waiting", "Calls to clients waiting for an answer", calls.waiting.clone());
+        registry.register("history_written", "History records written to the database", metrics.history.written.clone());
+        registry.register(
+            "history_dropped",
+            "History records not written (queue full, or refused by the database past every retry)",
+            metrics.history.dropped.clone(),
+        );
         registry.register("rate_limited", "Requests refused by a rate limit, by limit", metrics.rate_limited.clone());
         Metrics { registry, ..metrics }
     }

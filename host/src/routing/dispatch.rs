@@ -14,6 +14,7 @@ use crate::admission::limits::LiveLimits;
 use crate::hub::{Connection, Hub};
 use crate::observability::metrics::Metrics;
 use crate::plugins::runtime::PluginVersion;
+use crate::store::history;
 use crate::wire::dialect::{self, Profile, ReplyTo};
 use crate::wire::{Envelope, ErrorCode, Failure, Outcome, Reply, ServedBy};
 use crate::workers::WorkerPool;
@@ -101,6 +102,19 @@ impl Dispatcher {
             span.record("plugin", reply.served_by.name.as_str());
         }
         span.in_scope(|| tracing::debug!("answered"));
+        self.hub.history().message(&envelope.kind, |payload| history::MessageRecord {
+            id: envelope.id.clone(),
+            kind: envelope.kind.clone(),
+            sender: Some(caller.origin.connection_id.clone()),
+            direction: Some(history::Direction::In),
+            outcome: code.to_owned(),
+            plugin: outcome.as_ref().ok().map(|r| r.served_by.name.clone()),
+            plugin_version: outcome.as_ref().ok().map(|r| r.served_by.version.clone()),
+            latency_us: latency.as_micros() as i64,
+            payload: payload.then(|| envelope.data.get().to_owned()),
+            target: None,
+            presence: caller.connection.map(|c| Arc::clone(c) as Arc<dyn history::Presence>),
+        });
         (request.reply_to, outcome)
     }
 

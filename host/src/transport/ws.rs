@@ -191,7 +191,9 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Arc<Endpoint>, socket: WebSocket
     let closing = read_loop(&gateway, &endpoint, &mut stream, &connection, &peer).await;
     // Stops the writer (an earlier eviction keeps its own code).
     connection.evict(closing.code(), closing.reason());
+    let device = connection.device_id();
     gateway.hub.disconnect(&connection.id);
+    gateway.hub.history().closed(&connection.id, device.as_deref(), closing.code(), closing.reason());
     let close = async {
         // A writer that panicked took the socket with it.
         let Ok((sink, mut outbox)) = writer.await else { return };

@@ -87,6 +87,8 @@ error_codes! {
     // Host capabilities, as plugins see them (a plugin may pass them on).
     InvalidData = "INVALID_DATA", 422, "a capability was handed text that is not JSON, or not a message object";
     KvQuotaExceeded = "KV_QUOTA_EXCEEDED", 422, "`kv.set` over the plugin's value size or key count quota";
+    KvUnavailable = "KV_UNAVAILABLE", 503,
+        "a `kv` write could not be committed (the database is down or slow); nothing changed, retry later";
     ConnectionNotFound = "CONNECTION_NOT_FOUND", 404,
         "`events.send`, `rooms.join`, `identity.set`, `host.send` or an API send: no such connection, or it is closing";
     DeviceNotFound = "DEVICE_NOT_FOUND", 404, "`identity.send-to-device`: no connected device with that id";

@@ -391,6 +391,11 @@ impl PluginVersion {
             return Failure::new(ErrorCode::PluginTimeout, format!("plugin {} ran past its {ms} ms deadline", self.name()));
         }
         self.stats.traps.fetch_add(1, Ordering::Relaxed);
+        if let Some(failure) = error.downcast_ref::<Failure>() {
+            // A capability ended the call with its own code (a 0.1/0.2 `kv.delete` that could not commit).
+            tracing::warn!(plugin = self.name(), version = self.version(), message_id, "call ended by the host: {failure}");
+            return failure.clone();
+        }
         tracing::warn!(plugin = self.name(), version = self.version(), message_id, "plugin trapped: {error:?}");
         Failure::new(ErrorCode::PluginFailed, format!("plugin {} failed: {}", self.name(), reason(&error)))
     }

@@ -11,6 +11,8 @@ pub mod v0_1 {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1.0",
         world: "plugin",
+        // kv writes wait for the durable store's commit (capabilities/kv.rs).
+        imports: { "switchyard:plugin/kv.set": async, "switchyard:plugin/kv.delete": async | trappable },
         exports: { default: async },
     });
 
@@ -23,6 +25,8 @@ pub mod v0_2 {
     wasmtime::component::bindgen!({
         path: "../wit/v0.2.0",
         world: "plugin-with-hooks",
+        // kv writes wait for the durable store's commit (capabilities/kv.rs).
+        imports: { "switchyard:plugin/kv.set": async, "switchyard:plugin/kv.delete": async | trappable },
         exports: { default: async },
     });
 

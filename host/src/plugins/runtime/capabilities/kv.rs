@@ -1,9 +1,13 @@
 //! `kv`: the plugin's key-value store, scoped by plugin name so that state
-//! outlives any one version of the plugin.
+//! outlives any one version of the plugin. Reads come from memory; a write
+//! returns once the store has committed it.
 //!
-//! 0.1 and 0.2 read an absent key for anything that goes wrong; 0.3's
-//! functions are fallible and async, so a store that must commit before a
-//! write returns can await it without holding any other call.
+//! When the store cannot commit, `set` fails with `KV_UNAVAILABLE`. In
+//! contracts 0.1 and 0.2, `delete` cannot return a failure: a delete that
+//! cannot be committed ends the plugin's call, and the client is answered
+//! `KV_UNAVAILABLE` (the instance is discarded, as after any fault). Their
+//! `get` and `keys` read memory and cannot fail. In 0.3 every function is
+//! fallible, and `delete` reports `KV_UNAVAILABLE` to the plugin.
 
 use super::failure;
 use crate::plugins::runtime::world::{v0_1, v0_2, v0_3};
@@ -11,8 +15,12 @@ use crate::plugins::runtime::PluginState;
 use crate::services::KvError;
 use crate::wire::{ErrorCode, Failure};
 
-fn quota(error: KvError) -> Failure {
-    failure(ErrorCode::KvQuotaExceeded, error)
+/// A kv failure as the plugin sees it.
+pub(crate) fn kv_failure(error: KvError) -> Failure {
+    match error {
+        KvError::Unavailable(_) => failure(ErrorCode::KvUnavailable, error),
+        KvError::ValueTooLarge { .. } | KvError::TooManyKeys { .. } => failure(ErrorCode::KvQuotaExceeded, error),
+    }
 }
 
 macro_rules! kv_host {
@@ -22,12 +30,14 @@ macro_rules! kv_host {
                 self.services.kv.get(&self.identity.name, &key)
             }
 
-            fn set(&mut self, key: String, value: String) -> Result<(), $v::types::Failure> {
-                self.services.kv.set(&self.identity.name, &key, value).map_err(|e| quota(e).into())
+            async fn set(&mut self, key: String, value: String) -> Result<(), $v::types::Failure> {
+                let result = self.services.kv.set(&self.identity.name, &key, value).await;
+                result.map_err(|e| kv_failure(e).into())
             }
 
-            fn delete(&mut self, key: String) {
-                self.services.kv.delete(&self.identity.name, &key)
+            async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+                let result = self.services.kv.delete(&self.identity.name, &key).await;
+                result.map_err(|e| wasmtime::Error::new(kv_failure(e)))
             }
 
             fn keys(&mut self, prefix: String) -> Vec<String> {
@@ -44,12 +54,13 @@ impl v0_3::kv::Host for PluginState {
     }
 
     async fn set(&mut self, key: String, value: String) -> Result<(), v0_3::types::Failure> {
-        self.services.kv.set(&self.identity.name, &key, value).map_err(|e| quota(e).into())
+        let result = self.services.kv.set(&self.identity.name, &key, value).await;
+        result.map_err(|e| kv_failure(e).into())
     }
 
     async fn delete(&mut self, key: String) -> Result<(), v0_3::types::Failure> {
-        self.services.kv.delete(&self.identity.name, &key);
-        Ok(())
+        let result = self.services.kv.delete(&self.identity.name, &key).await;
+        result.map_err(|e| kv_failure(e).into())
     }
 
     async fn keys(&mut self, prefix: String) -> Result<Vec<String>, v0_3::types::Failure> {
