@@ -19,4 +19,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq "${missing[@]}"
 fi
 
+# Installed above, so a missing server is a failure here, not a skip.
+export SWITCHYARD_REQUIRE_DATABASES=1
 cargo test --release "$@"
