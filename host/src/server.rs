@@ -16,7 +16,10 @@ use crate::plugins::registry::Registry;
 use crate::plugins::runtime::{PluginLimits, Runtime, Services};
 use crate::admission::security::Keyring;
 use crate::store::host_state::HostState;
-use crate::store::memory::{KvQuota, MemoryKv};
+use crate::store::db::{self, Database};
+use crate::store::history::History;
+use crate::store::kv::DurableKv;
+use crate::store::memory::KvQuota;
 use crate::observability::system::HostSystem;
 use crate::transport::listener::Listener;
 use crate::transport::proxy::Proxy;
@@ -40,6 +43,8 @@ pub struct Server {
     registry: Arc<Registry>,
     hub: Arc<Hub>,
     gateway: Arc<Gateway>,
+    history: History,
+    database: Database,
 }
 
 /// A URL the host serves, and what is there.
@@ -78,21 +83,34 @@ impl Server {
                 }
             }
         }
-        let hub_limits = HubLimits { outbox_frames: config.limits.outbox_frames, outbox_bytes: config.limits.outbox_bytes };
-        let hub = Arc::new(Hub::new(hub_limits, metrics.hub.clone()));
+        let storage = &config.storage;
+        let url = storage.url.clone().unwrap_or_else(|| db::default_url(&config.data_dir));
+        let database = Database::open(&url, storage.max_connections, ms(storage.timeout_ms)).await?;
+        let history = History::start(database.clone(), &storage.history, metrics.history.clone());
+        let (retention_db, retention) = (database.clone(), storage.retention.clone());
+        tasks.spawn(|stop| crate::store::retention::run(retention_db, retention, stop));
+        let hub_limits = HubLimits {
+            outbox_frames: config.limits.outbox_frames,
+            outbox_bytes: config.limits.outbox_bytes,
+            max_client_calls: config.limits.max_client_calls,
+        };
+        let hub = Arc::new(Hub::with_history(hub_limits, metrics.hub.clone(), history.clone()));
         let p = &config.plugins;
-        let kv = Arc::new(MemoryKv::new(KvQuota { max_value_bytes: p.kv_max_value_bytes, max_keys: p.kv_max_keys }));
+        let quota = KvQuota { max_value_bytes: p.kv_max_value_bytes, max_keys: p.kv_max_keys };
+        let kv = Arc::new(DurableKv::load(database.clone(), quota, ms(storage.timeout_ms)).await?);
         let plugin_limits = PluginLimits {
             deadline: limits.get().deadline(),
             memory_bytes: p.memory_mib << 20,
             max_instances: p.max_instances,
+            breaker: p.breaker.clone(),
+            cpu: p.cpu(),
         };
         let system = Arc::new(HostSystem::default());
         if p.grants.values().any(|grant| grant.system) {
             let system = Arc::clone(&system);
             tasks.spawn(|stop| system.sample_every(SYSTEM_SAMPLE_EVERY, stop));
         }
-        let services = Services { events: hub.clone(), kv, rooms: hub.clone(), system };
+        let services = Services { events: hub.clone(), kv, rooms: hub.clone(), calls: hub.clone(), system };
         let settings = p.settings_text().into_iter().map(|(name, values)| (name, Arc::new(values))).collect();
         let runtime = Runtime::new(plugin_limits, p.cache_dir.clone(), p.grants.clone(), settings, services)?;
         let worker_rules = Arc::new(WorkerRules::from_config(&config.workers).context("workers.types")?);
@@ -172,7 +190,7 @@ impl Server {
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, "listening");
         let served = served(&config, addr, &extra_addrs);
-        Ok(Server { addr, extra_addrs, served, tasks, grace, registry, hub, gateway })
+        Ok(Server { addr, extra_addrs, served, tasks, grace, registry, hub, gateway, history, database })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -214,6 +232,14 @@ impl Server {
         if !self.tasks.shut_down(self.grace * 2).await {
             tracing::warn!("connections or tasks still running after the {:?} grace period", self.grace);
         }
+        // Last: the connections' closes are in the queue by now.
+        self.history.finish(self.grace).await;
+        self.database.close().await;
+    }
+
+    /// The database behind kv and history.
+    pub fn database(&self) -> &Database {
+        &self.database
     }
 }
 

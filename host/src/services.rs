@@ -1,11 +1,16 @@
 //! The narrow seams through which plugin capabilities reach the rest of the
-//! host: delivering events to connections, and the plugin key-value store.
+//! host: delivering events to connections, calling clients, and the plugin
+//! key-value store.
 //!
 //! The runtime implements the WIT capabilities on top of these traits and
 //! never sees the hub, the transports or the storage behind them.
 
 use crate::wire::Failure;
 use serde_json::value::RawValue;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
 
 /// Delivers messages to connected clients.
 pub trait EventSink: Send + Sync + 'static {
@@ -17,6 +22,34 @@ pub trait EventSink: Send + Sync + 'static {
     fn send(&self, connection_id: &str, message: &RawValue) -> Result<(), Failure>;
 }
 
+/// A connected client, by connection id or by device id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientRef {
+    Connection(String),
+    Device(String),
+}
+
+impl fmt::Display for ClientRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientRef::Connection(id) => write!(f, "connection {id}"),
+            ClientRef::Device(id) => write!(f, "device {id}"),
+        }
+    }
+}
+
+/// A call to a client, waiting for its answer's data.
+pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Box<RawValue>, Failure>> + Send + 'a>>;
+
+/// Requests to connected clients, answered by them.
+pub trait ClientCalls: Send + Sync + 'static {
+    /// Send `action` with `params` to `target`, in the dialect it speaks,
+    /// and wait at most `timeout` for its answer: `NOT_FOUND`,
+    /// `CLIENT_BUSY`, `CLIENT_TIMEOUT`, `CLIENT_DISCONNECTED`, or the
+    /// client's own failure.
+    fn call<'a>(&'a self, target: &'a ClientRef, action: &'a str, params: &'a RawValue, timeout: Duration) -> CallFuture<'a>;
+}
+
 /// Why a key-value write was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KvError {
@@ -24,13 +57,21 @@ pub enum KvError {
     ValueTooLarge { len: usize, limit: usize },
     #[error("plugin already has {limit} keys")]
     TooManyKeys { limit: usize },
+    /// The store could not commit the write; nothing changed.
+    #[error("the key-value store is unavailable: {0}")]
+    Unavailable(String),
 }
 
+/// A write in progress: done (and durable, for a durable store) when it
+/// resolves. It runs to the end even if the caller stops waiting.
+pub type KvWrite = Pin<Box<dyn Future<Output = Result<(), KvError>> + Send + 'static>>;
+
 /// Key-value state scoped by plugin name, outliving any one plugin version.
+/// Reads come from memory and never wait; writes may wait for a commit.
 pub trait KvStore: Send + Sync + 'static {
     fn get(&self, plugin: &str, key: &str) -> Option<String>;
-    fn set(&self, plugin: &str, key: &str, value: String) -> Result<(), KvError>;
-    fn delete(&self, plugin: &str, key: &str);
+    fn set(&self, plugin: &str, key: &str, value: String) -> KvWrite;
+    fn delete(&self, plugin: &str, key: &str) -> KvWrite;
     fn keys(&self, plugin: &str, prefix: &str) -> Vec<String>;
 }
 

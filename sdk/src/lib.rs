@@ -1,11 +1,19 @@
 //! Write Switchyard plugins in Rust.
 //!
-//! A plugin is a WebAssembly component of the `switchyard:plugin@0.2.0`
-//! world `plugin-with-hooks`. This crate hides the generated bindings:
+//! A plugin is a WebAssembly component of the `switchyard:plugin@0.3.0`
+//! world `plugin-full`. This crate hides the generated bindings:
 //! implement [`Plugin`], call [`export_plugin!`], and build for
-//! `wasm32-wasip2`. The lifecycle hooks ([`Plugin::tick`],
-//! [`Plugin::connection_opened`], [`Plugin::connection_closed`]) have
-//! defaults that do nothing.
+//! `wasm32-wasip2`. Everything but [`Plugin::manifest`] and
+//! [`Plugin::handle`] has a default: the lifecycle hooks
+//! ([`Plugin::tick`], [`Plugin::connection_opened`],
+//! [`Plugin::connection_closed`]) do nothing, [`Plugin::handle_frame`]
+//! refuses with `UNSUPPORTED_FRAME`, and [`Plugin::migrate`] accepts any
+//! previous version.
+//!
+//! Host capabilities are modules: [`log`], [`kv`] (fallible: a storage
+//! outage is a failure to hand on with `?`), [`events`], [`clients`]
+//! (ask a connected client and wait for its answer), [`rooms`],
+//! [`identity`], [`settings`] and [`system`].
 //!
 //! ```ignore
 //! use switchyard_sdk::{export_plugin, json, Failure, Manifest, Message, Plugin, Value};
@@ -48,8 +56,8 @@ pub use wit_bindgen;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/v0.2.0",
-        world: "plugin-with-hooks",
+        path: "../wit/v0.3.0",
+        world: "plugin-full",
         pub_export_macro: true,
         export_macro_name: "__export_plugin_world",
         default_bindings_module: "switchyard_sdk::bindings",
@@ -60,7 +68,7 @@ pub mod bindings {
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use bindings::switchyard::plugin::types::{Failure, Member, Message, Origin, PluginManifest as Manifest};
+pub use bindings::switchyard::plugin::types::{ClientRef, Failure, Member, Message, Origin, Payload, PluginManifest as Manifest};
 
 /// A Switchyard plugin: what it claims and how it answers.
 pub trait Plugin {
@@ -79,6 +87,20 @@ pub trait Plugin {
 
     /// A connection that sent this plugin a message has closed.
     fn connection_closed(_connection_id: &str) {}
+
+    /// Answer one whole frame on an `opaque` endpoint whose type this plugin
+    /// claims: `Some` goes back as one frame of the same kind. A failure
+    /// closes that connection (1011).
+    fn handle_frame(_origin: Origin, _frame: Payload) -> Result<Option<Payload>, Failure> {
+        Err(Failure::new("UNSUPPORTED_FRAME", "this plugin does not handle whole frames"))
+    }
+
+    /// Runs once on this version, before it takes traffic, with the version
+    /// it replaces; it may rewrite the plugin's [`kv`]. A failure refuses
+    /// the swap and the previous version keeps serving.
+    fn migrate(_from_version: &str) -> Result<(), Failure> {
+        Ok(())
+    }
 }
 
 impl Manifest {
@@ -146,26 +168,54 @@ pub mod log {
     pub fn error(message: &str) { log(Level::Error, message) }
 }
 
-/// The plugin's key-value store: JSON values, kept by the host across hot swaps.
+/// The plugin's key-value store: JSON values, kept by the host across hot
+/// swaps (and restarts, with a database). Every function fails with
+/// `KV_UNAVAILABLE` when the store cannot be reached; hand that on with `?`.
 pub mod kv {
     use super::*;
     use crate::bindings::switchyard::plugin::kv as host;
 
-    /// The value at `key`, or `None` when it is absent or not a `T`.
-    pub fn get<T: DeserializeOwned>(key: &str) -> Option<T> {
-        host::get(key).and_then(|text| serde_json::from_str(&text).ok())
+    /// The value at `key`: `None` when it is absent or not a `T`.
+    pub fn get<T: DeserializeOwned>(key: &str) -> Result<Option<T>, Failure> {
+        Ok(host::get(key)?.and_then(|text| serde_json::from_str(&text).ok()))
     }
 
+    /// Store `value` at `key`; fails with `KV_QUOTA_EXCEEDED` over the
+    /// plugin's quota. Durable when it returns.
     pub fn set<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), Failure> {
         host::set(key, &to_json(value)?)
     }
 
-    pub fn delete(key: &str) {
+    pub fn delete(key: &str) -> Result<(), Failure> {
         host::delete(key)
     }
 
-    pub fn keys(prefix: &str) -> Vec<String> {
+    /// Keys starting with `prefix`, sorted.
+    pub fn keys(prefix: &str) -> Result<Vec<String>, Failure> {
         host::keys(prefix)
+    }
+}
+
+/// Requests to connected clients, answered by them (the server side of
+/// "emit with acknowledgement").
+pub mod clients {
+    use super::*;
+    use crate::bindings::switchyard::plugin::clients as host;
+
+    /// Send `action` with `params` to a client, in the format it speaks,
+    /// and wait for its answer's data: at most `timeout_ms`, and never
+    /// past this call's own deadline. Fails with `NOT_FOUND`,
+    /// `CLIENT_TIMEOUT`, `CLIENT_DISCONNECTED`, `CLIENT_BUSY`,
+    /// `CLIENT_FAILED` or the client's own code. While it waits, the host
+    /// serves other calls with other instances.
+    ///
+    /// ```ignore
+    /// let target = ClientRef::Connection(msg.origin.connection_id.clone());
+    /// let time = switchyard_sdk::clients::call(&target, "get_time", &json!({}), 2_000)?;
+    /// ```
+    pub fn call<T: Serialize + ?Sized>(target: &ClientRef, action: &str, params: &T, timeout_ms: u32) -> Result<Value, Failure> {
+        let answer = host::call(target, action, &to_json(params)?, timeout_ms)?;
+        serde_json::from_str(&answer).map_err(|e| Failure::new("INVALID_DATA", format!("the client's answer is not JSON: {e}")))
     }
 }
 
@@ -287,6 +337,21 @@ macro_rules! export_plugin {
 
             fn tick() -> ::core::result::Result<(), $crate::Failure> {
                 <$plugin as $crate::Plugin>::tick()
+            }
+        }
+
+        impl $crate::bindings::exports::switchyard::plugin::frames::Guest for __SwitchyardExport {
+            fn handle_frame(
+                origin: $crate::Origin,
+                frame: $crate::Payload,
+            ) -> ::core::result::Result<::core::option::Option<$crate::Payload>, $crate::Failure> {
+                <$plugin as $crate::Plugin>::handle_frame(origin, frame)
+            }
+        }
+
+        impl $crate::bindings::exports::switchyard::plugin::migration::Guest for __SwitchyardExport {
+            fn migrate(from_version: ::std::string::String) -> ::core::result::Result<(), $crate::Failure> {
+                <$plugin as $crate::Plugin>::migrate(&from_version)
             }
         }
 

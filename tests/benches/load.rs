@@ -7,8 +7,8 @@
 //! missing replies are counted. Latencies go into an HDR histogram.
 //!
 //! Servers, each its own process:
-//! - `echo`: a bare tokio-tungstenite echo server (this binary, run again
-//!   with `SWITCHYARD_LOAD_ECHO=1`): the ceiling of the stack;
+//! - `echo`: a bare tokio-tungstenite echo server (the kit's `echo`, its
+//!   own process): the ceiling of the stack;
 //! - `native`: Switchyard answering the built-in `ping` (the whole host
 //!   path, no WebAssembly);
 //! - `wasm`: Switchyard answering `get_time` through the Rust `clock`
@@ -29,8 +29,6 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -121,12 +119,12 @@ impl Measured {
 }
 
 fn main() {
-    if std::env::var_os("SWITCHYARD_LOAD_ECHO").is_some() {
-        return serve_echo();
+    if switchyard_tests::echo::serve_if_asked() {
+        return;
     }
     let settings = settings();
     let wanted = |name: &str| settings.only.is_empty() || settings.only.iter().any(|o| o == name);
-    let echo = wanted("echo").then(EchoProcess::spawn);
+    let echo = wanted("echo").then(switchyard_tests::echo::EchoProcess::spawn);
     let spawned = (settings.host.is_none() && (wanted("native") || wanted("wasm"))).then(|| {
         let limits = format!(
             "[limits]\nmessages_per_second = 0\nconnections_per_second_per_ip = 0\nmax_connections_per_client = {}\n",
@@ -139,7 +137,7 @@ fn main() {
     let mut scenarios = Vec::new();
     if let Some(echo) = &echo {
         let check: fn(&Reply, &str) -> bool = |reply, id| reply.kind == Some("get_time") && id_is(reply, id);
-        scenarios.push(Scenario { name: "echo", what: "bare tokio-tungstenite echo", url: format!("ws://{}/", echo.addr), request: get_time, check, pid: Some(echo.child.id()) });
+        scenarios.push(Scenario { name: "echo", what: "bare tokio-tungstenite echo", url: format!("ws://{}/", echo.addr), request: get_time, check, pid: Some(echo.pid()) });
     }
     if let Some(host) = &host {
         if wanted("native") {
@@ -332,50 +330,3 @@ async fn next_tick(ticker: Option<&mut tokio::time::Interval>, sending: bool) ->
     }
 }
 
-/// The echo baseline as its own process; killed when dropped.
-struct EchoProcess {
-    child: Child,
-    addr: String,
-}
-
-impl EchoProcess {
-    fn spawn() -> EchoProcess {
-        let mut child = Command::new(std::env::current_exe().expect("this binary"))
-            .env("SWITCHYARD_LOAD_ECHO", "1")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the echo server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("read the echo server's address");
-        let addr = line.trim().strip_prefix("listening ").expect("the echo server says where it listens").to_owned();
-        EchoProcess { child, addr }
-    }
-}
-
-impl Drop for EchoProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The bare stack: accept, then send every text or binary message back.
-fn serve_echo() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-        println!("listening {}", listener.local_addr().expect("local address"));
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            let _ = tcp.set_nodelay(true);
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
-                while let Some(Ok(message)) = ws.next().await {
-                    if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-}

@@ -1,7 +1,10 @@
 //! Remote workers: registration, the four balancing strategies (checked
 //! statistically), timeouts, no workers, a worker dying mid-request with
 //! and without idempotency, rejoining, and the action server's two-port
-//! layout with its verbatim formats.
+//! layout with its verbatim formats; workers that never send `register`,
+//! as that server's own clients did not (registered for
+//! `workers.default_types`), under every strategy, and refused clearly
+//! where no default types are set.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -303,5 +306,152 @@ async fn a_silent_worker_leaves_the_rotation() {
     let reply = host.connect().await.call("job", json!({})).await;
     assert_eq!(reply["data"]["code"], "NO_AVAILABLE_WORKERS", "{reply}");
     drop(silent);
+    host.shutdown().await;
+}
+
+/// The two-port layout, every type to workers by `strategy`, and workers
+/// that do not register serving every type, as the action server's did.
+async fn two_ports_with_implicit_workers(strategy: Strategy) -> Host {
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    Host::start_with(&[], |c| {
+        c.listeners = vec![
+            ListenerConfig { listen: loopback, role: EndpointRole::Workers, ack: Ack::None, auth: false },
+            ListenerConfig { listen: loopback, role: EndpointRole::Clients, ack: Ack::None, auth: false },
+        ];
+        c.workers.types = vec![rule("*", Serve::Workers, false, Some(strategy))];
+        c.workers.default_types = vec!["*".into()];
+        c.workers.register_timeout_ms = 200;
+    })
+    .await
+}
+
+/// `tests/clients/action_worker.py` as `name`: stock Python `websockets`,
+/// no `register`; with `hello`, its first frame is a heartbeat.
+fn python_worker(url: &str, name: &str, hello: bool) -> tokio::process::Child {
+    let mut command = switchyard_tests::python_with_websockets();
+    let script = switchyard_tests::workspace_root().join("tests").join("clients").join("action_worker.py");
+    command.arg(script).arg(url).arg(name);
+    if hello {
+        command.arg("--hello");
+    }
+    command.stdout(std::process::Stdio::null());
+    tokio::process::Command::from(command).kill_on_drop(true).spawn().expect("python runs")
+}
+
+async fn status_workers(host: &Host) -> Vec<Value> {
+    let status: Value = reqwest::get(host.http("/api/status")).await.unwrap().json().await.unwrap();
+    status["workers"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_worker_like_the_action_servers_basic_client_serves_requesters_under_each_strategy() {
+    for strategy in [Strategy::LeastLoaded, Strategy::RoundRobin, Strategy::Random, Strategy::WeightedRandom] {
+        let host = two_ports_with_implicit_workers(strategy).await;
+        let (workers, requesters) = (host.server().listener_addrs()[0], host.server().listener_addrs()[1]);
+        // One says nothing until asked; one says `heartbeat` first.
+        let _quiet = python_worker(&format!("ws://{workers}"), "py-quiet", false);
+        let _chatty = python_worker(&format!("ws://{workers}"), "py-chatty", true);
+        until_workers(&host, 2).await;
+        let listed = status_workers(&host).await;
+        let ids: Vec<String> = listed.iter().map(|w| w["id"].as_str().unwrap().to_owned()).collect();
+        for worker in &listed {
+            assert!(worker["id"].as_str().unwrap().starts_with("worker-"), "a generated id: {worker}");
+            assert_eq!((&worker["types"], &worker["weight"], &worker["concurrency"]), (&json!(["*"]), &json!(1.0), &json!(1)), "{worker}");
+        }
+
+        let (mut requester, _) = tokio_tungstenite::connect_async(format!("ws://{requesters}")).await.unwrap();
+        let mut served: HashMap<String, usize> = HashMap::new();
+        for n in 0..40 {
+            let (command, data) = if n % 2 == 0 { ("get_time", json!({})) } else { ("calculate", json!({"a": n, "b": 2, "op": "+"})) };
+            let request_id = format!("r-{n}");
+            requester.send(Message::text(json!({"request_id": request_id, "command": command, "data": data}).to_string())).await.unwrap();
+            let reply: Value = loop {
+                match tokio::time::timeout(PATIENCE, requester.next()).await.unwrap() {
+                    Some(Ok(Message::Text(text))) => break serde_json::from_str(&text).unwrap(),
+                    Some(Ok(_)) => continue,
+                    other => panic!("requester connection ended: {other:?}"),
+                }
+            };
+            assert_eq!((&reply["request_id"], &reply["success"], &reply["error"]), (&json!(request_id), &json!(true), &Value::Null), "{strategy:?}: {reply}");
+            assert_eq!((&reply["data"]["action"], &reply["data"]["params"]), (&json!(command), &data), "{reply}");
+            let by = reply["data"]["by"].as_str().unwrap().to_owned();
+            assert!(by == "py-quiet" || by == "py-chatty", "{reply}");
+            assert!(ids.iter().any(|id| reply["processed_by"] == json!(id)), "processed_by names a listed worker: {reply}");
+            *served.entry(by).or_default() += 1;
+        }
+        if strategy == Strategy::RoundRobin {
+            assert_eq!((served.get("py-quiet"), served.get("py-chatty")), (Some(&20), Some(&20)), "{served:?}");
+        }
+        host.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn without_default_types_a_worker_that_does_not_register_is_refused_clearly() {
+    let host = Host::start_with(&[], |c| with_workers(c, vec![rule("job", Serve::Workers, false, None)])).await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(host.endpoint("/workers")).await.unwrap();
+    socket.send(Message::text(json!({"type": "heartbeat", "msg_id": "h1", "data": {}}).to_string())).await.unwrap();
+    let error: Value = match tokio::time::timeout(PATIENCE, socket.next()).await.unwrap() {
+        Some(Ok(Message::Text(text))) => serde_json::from_str(&text).unwrap(),
+        other => panic!("expected an error frame, got {other:?}"),
+    };
+    assert_eq!(error["data"]["code"], "INVALID_MESSAGE", "{error}");
+    assert!(error["data"]["message"].as_str().unwrap().contains("workers.default_types"), "{error}");
+    let close = loop {
+        match tokio::time::timeout(PATIENCE, socket.next()).await.unwrap() {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a Close, got {other:?}"),
+        }
+    };
+    assert_eq!(close, Some(1008));
+    assert!(status_workers(&host).await.is_empty());
+    host.shutdown().await;
+}
+
+/// The next text frame of a raw worker socket, as JSON.
+async fn next_json(socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>) -> Value {
+    loop {
+        match tokio::time::timeout(PATIENCE, socket.next()).await.unwrap() {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("worker connection ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_default_types_explicit_register_still_works_and_a_late_register_registers_again() {
+    let host = Host::start_with(&[], |c| {
+        with_workers(c, vec![rule("job", Serve::Workers, false, None), rule("other", Serve::Workers, false, None)]);
+        c.workers.default_types = vec!["job".into()];
+    })
+    .await;
+    // Explicit, as before.
+    let (mut explicit, _) = tokio_tungstenite::connect_async(host.endpoint("/workers")).await.unwrap();
+    explicit.send(Message::text(json!({"type": "register", "data": {"worker_id": "explicit", "types": ["other"]}}).to_string())).await.unwrap();
+    let registered = next_json(&mut explicit).await;
+    assert_eq!((&registered["type"], &registered["data"]["worker_id"]), (&json!("registered"), &json!("explicit")), "{registered}");
+
+    // A first frame that is not `register` registers for the default types,
+    // and is then handled: this `ping` is answered.
+    let (mut late, _) = tokio_tungstenite::connect_async(host.endpoint("/workers")).await.unwrap();
+    late.send(Message::text(json!({"type": "ping"}).to_string())).await.unwrap();
+    let registered = next_json(&mut late).await;
+    assert_eq!(registered["type"], "registered", "{registered}");
+    let generated = registered["data"]["worker_id"].as_str().unwrap().to_owned();
+    assert_eq!(next_json(&mut late).await["type"], "pong");
+    until_workers(&host, 2).await;
+    let listed = status_workers(&host).await;
+    let implicit = listed.iter().find(|w| w["id"] == json!(generated)).expect("listed");
+    assert_eq!(implicit["types"], json!(["job"]), "{implicit}");
+
+    // It registers after all: it is known by its own id and types now.
+    late.send(Message::text(json!({"type": "register", "data": {"worker_id": "late", "types": ["job", "other"]}}).to_string())).await.unwrap();
+    let again = next_json(&mut late).await;
+    assert_eq!((&again["type"], &again["data"]["worker_id"]), (&json!("registered"), &json!("late")), "{again}");
+    let listed = status_workers(&host).await;
+    let ids: Vec<&str> = listed.iter().map(|w| w["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["explicit", "late"], "{listed:?}");
     host.shutdown().await;
 }

@@ -9,6 +9,8 @@
 //! [`node_with_ws`] install stock client libraries for tests to run.
 
 pub mod conformance;
+pub mod databases;
+pub mod echo;
 pub mod raw;
 
 use futures_util::{SinkExt, StreamExt};
@@ -173,10 +175,16 @@ pub struct HostProcess {
 
 impl HostProcess {
     /// Serve the named guests, with `extra_toml` (any tables but
-    /// `[plugins]`) appended to the configuration.
+    /// `[plugins]`; bare keys at its top go into `[plugins]`) appended to
+    /// the configuration.
     pub fn spawn(guests: &[&str], extra_toml: &str) -> HostProcess {
-        let binary = workspace_root().join("target/release/switchyard");
-        assert!(binary.is_file(), "build the host first: cargo build --release -p switchyard-cli");
+        Self::spawn_binary(&host_binary(), guests, extra_toml)
+    }
+
+    /// [`spawn`](Self::spawn) with another build of the host (to compare
+    /// two builds in one run).
+    pub fn spawn_binary(binary: &Path, guests: &[&str], extra_toml: &str) -> HostProcess {
+        assert!(binary.is_file(), "build the host first: cargo build --release -p switchyard-cli ({} is missing)", binary.display());
         let dir = tempfile::tempdir().expect("temp folder");
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).expect("plugin folder");
@@ -184,7 +192,12 @@ impl HostProcess {
             std::fs::copy(guest(name), plugins.join(format!("{name}.wasm"))).expect("install guest");
         }
         let config = dir.path().join("host.toml");
-        let toml = format!("listen = \"127.0.0.1:0\"\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n{extra_toml}\n", shared_cache());
+        // Its own data folder, so its default database is its own too.
+        let data = dir.path().join("data");
+        let toml = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n[plugins]\ndir = {plugins:?}\ncache_dir = {:?}\n{extra_toml}\n",
+            shared_cache()
+        );
         std::fs::write(&config, toml).expect("write config");
         let mut child = Command::new(binary)
             .args(["serve", "--config"])
@@ -202,6 +215,12 @@ impl HostProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// `target/release/switchyard`, under `CARGO_TARGET_DIR` if that is set.
+pub fn host_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    target.join("release/switchyard")
 }
 
 /// CPU time (user + system) process `pid` has used so far, from
@@ -554,14 +573,21 @@ pub mod rig {
     impl Rig {
         /// A rig compiling into `cache_dir` (`None`: no compile cache).
         pub fn new(cache_dir: Option<PathBuf>) -> Rig {
-            let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 64, outbox_bytes: 4 << 20 }, Default::default()));
+            let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 64, outbox_bytes: 4 << 20, max_client_calls: 64 }, Default::default()));
             let services = Services {
                 events: hub.clone(),
                 kv: Arc::new(MemoryKv::default()),
                 rooms: hub.clone(),
+                calls: hub.clone(),
                 system: Arc::new(HostSystem::default()),
             };
-            let limits = PluginLimits { deadline: Duration::from_secs(30), memory_bytes: 256 << 20, max_instances: 4 };
+            let limits = PluginLimits {
+                deadline: Duration::from_secs(30),
+                memory_bytes: 256 << 20,
+                max_instances: 4,
+                breaker: Default::default(),
+                cpu: Default::default(),
+            };
             let runtime = Runtime::new(limits, cache_dir, HashMap::new(), HashMap::new(), services).unwrap();
             let registry = Registry::new(runtime, hub.clone(), Default::default(), Default::default(), Default::default());
             let mut tunables = Tunables::from_config(&Config::default());

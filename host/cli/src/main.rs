@@ -39,6 +39,9 @@ enum Command {
         /// Plugin folder (overrides `plugins.dir`).
         #[arg(long, env = "SWITCHYARD_PLUGINS")]
         plugins: Option<PathBuf>,
+        /// Database URL: sqlite://, postgres:// or mysql:// (overrides `storage.url`).
+        #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
     /// Work with plugin components.
     Plugin {
@@ -61,7 +64,7 @@ enum Command {
         #[arg(long, env = "SWITCHYARD_KEY", hide_env_values = true)]
         key: Option<String>,
     },
-    /// Interactive console: help, list, send, broadcast, subscribe, request, quit.
+    /// Interactive console: help, list, send, broadcast, call, subscribe, request, quit.
     Console {
         /// WebSocket URL, e.g. ws://127.0.0.1:8080/ws
         url: String,
@@ -112,7 +115,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config, listen, plugins } => serve(config, listen, plugins).await,
+            Command::Serve { config, listen, plugins, database_url } => serve(config, listen, plugins, database_url).await,
             Command::Plugin { command: PluginCommand::Inspect { file } } => inspect(file).await,
             Command::Plugin { command: PluginCommand::New { name, lang, dir } } => {
                 let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
@@ -138,7 +141,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, plugins: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    plugins: Option<PathBuf>,
+    database_url: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let mut config = match config {
         Some(path) => Config::from_file(&path)?,
         None => Config::default(),
@@ -148,6 +156,9 @@ async fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, plugins: Opt
     }
     if let Some(dir) = plugins {
         config.plugins.dir = dir;
+    }
+    if let Some(url) = database_url {
+        config.storage.url = Some(url);
     }
     let server = Server::start(config).await?;
     print_served(&server);

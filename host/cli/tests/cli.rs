@@ -323,3 +323,39 @@ async fn a_guest_panic_message_reaches_the_log() {
     assert_eq!(record["fields"]["stream"], "stderr", "{record}");
     assert_eq!(after["data"], "Echo: after");
 }
+
+#[tokio::test]
+async fn the_console_calls_a_live_client_and_prints_its_answer() {
+    const ADMIN: &str = "admin-key-0123456789abcdef";
+    let host = Host::start_with(&[], |config| {
+        config.auth.keys = vec![ApiKeyConfig {
+            name: "ops".into(),
+            key: ADMIN.into(),
+            scopes: ScopeConfig::default(),
+            admin: true,
+            client_id: None,
+            revoked: false,
+        }];
+    })
+    .await;
+    let kiosk = switchyard_client::Client::connect(&format!("{}?client_id=kiosk-9", host.url())).await.unwrap();
+    kiosk.answer("get_time", switchyard_client::calls::get_time);
+    kiosk.answer("add", |params: Value| async move {
+        Ok(json!({ "sum": params["a"].as_i64().unwrap_or(0) + params["b"].as_i64().unwrap_or(0) }))
+    });
+    let mut console = switchyard();
+    console.args(["console", &host.url(), "--key", ADMIN]).env("HOME", tempfile::tempdir().unwrap().path());
+    console.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = console.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "call kiosk-9 add {{\"a\":40,\"b\":2}}\ncall kiosk-9 get_time\ncall nobody get_time\nquit").unwrap();
+    drop(stdin);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("\"sum\": 42"), "the client's answer is printed: {stdout}");
+    assert!(stdout.contains("unix_ms"), "{stdout}");
+    assert!(stdout.contains("NOT_FOUND"), "an unknown client is said so: {stdout}");
+    kiosk.close().await;
+    host.shutdown().await;
+}

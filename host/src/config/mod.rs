@@ -3,12 +3,16 @@
 //! variables override the file (flag > environment > file > default).
 
 pub mod auth;
+pub mod isolation;
 pub mod proxy;
+pub mod storage;
 pub mod workers;
 
 pub use crate::wire::frames::Ack;
 pub use auth::{ApiKeyConfig, AuthConfig, ScopeConfig};
+pub use isolation::{BreakerConfig, BreakerPolicy, CpuShareConfig};
 use proxy::ProxyRouteConfig;
+use storage::StorageConfig;
 use workers::WorkersConfig;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -41,8 +45,11 @@ pub struct Config {
     /// relayed to upstream `ws://` servers.
     pub proxy: Vec<ProxyRouteConfig>,
     /// The host's own state that must survive a restart: key revocations
-    /// and limits changed at run time (`runtime.json`).
+    /// and limits changed at run time (`runtime.json`), and the default
+    /// SQLite database (`switchyard.db`).
     pub data_dir: PathBuf,
+    /// The database: plugin key-value state and history.
+    pub storage: StorageConfig,
 }
 
 /// An extra listener: one endpoint, any path, no HTTP API.
@@ -290,6 +297,16 @@ pub struct PluginsConfig {
     pub grants: HashMap<String, Grant>,
     /// Values each plugin (by manifest name) reads with `settings.get`.
     pub settings: HashMap<String, HashMap<String, toml::Value>>,
+    /// The circuit breaker: after `failures` timeouts or traps within
+    /// `window_ms`, calls fail fast with `PLUGIN_UNAVAILABLE` for
+    /// `cooldown_ms`, then one probe call decides. `[plugins.breaker.NAME]`
+    /// overrides it per plugin.
+    pub breaker: BreakerConfig,
+    /// The fraction of the async worker threads one plugin's calls may
+    /// occupy at once, in (0, 1]; at least one call always runs.
+    pub cpu_share: f64,
+    /// `cpu_share` per plugin, by manifest name.
+    pub cpu_shares: HashMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -330,6 +347,9 @@ pub struct LimitsConfig {
     /// Bytes queued per connection before it is a slow consumer (beside
     /// `outbox_frames`); one frame larger than this still goes out alone.
     pub outbox_bytes: usize,
+    /// Calls to one client (from plugins, the API, the console) waiting
+    /// for its answers at once; more fail with `CLIENT_BUSY`.
+    pub max_client_calls: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -358,6 +378,7 @@ impl Default for Config {
             listeners: Vec::new(),
             proxy: Vec::new(),
             data_dir: PathBuf::from(".switchyard/data"),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -376,6 +397,9 @@ impl Default for PluginsConfig {
             kv_max_keys: 10_000,
             grants: HashMap::from([("sysmon".to_owned(), Grant { system: true, ..Grant::default() })]),
             settings: HashMap::new(),
+            breaker: BreakerConfig::default(),
+            cpu_share: isolation::DEFAULT_CPU_SHARE,
+            cpu_shares: HashMap::new(),
         }
     }
 }
@@ -399,6 +423,7 @@ impl Default for LimitsConfig {
             max_upload_bytes: 128 << 20,
             body_timeout_ms: 10_000,
             outbox_bytes: 4 << 20,
+            max_client_calls: 64,
         }
     }
 }
@@ -426,12 +451,15 @@ impl Config {
         anyhow::ensure!(p.deadline_ms > 0, "plugins.deadline_ms must be positive");
         anyhow::ensure!(p.memory_mib > 0, "plugins.memory_mib must be positive");
         anyhow::ensure!(p.max_instances > 0, "plugins.max_instances must be positive");
+        p.breaker.validate()?;
+        p.cpu().validate()?;
         let l = &self.limits;
         anyhow::ensure!(l.max_message_bytes > 0, "limits.max_message_bytes must be positive");
         anyhow::ensure!(l.max_frame_bytes >= l.max_message_bytes, "limits.max_frame_bytes must be at least limits.max_message_bytes");
         anyhow::ensure!(l.outbox_frames > 0, "limits.outbox_frames must be positive");
         anyhow::ensure!(l.max_connections_per_client > 0, "limits.max_connections_per_client must be positive");
         anyhow::ensure!(l.max_http_connections > 0, "limits.max_http_connections must be positive");
+        anyhow::ensure!(l.max_client_calls > 0, "limits.max_client_calls must be positive");
         anyhow::ensure!(l.handshake_timeout_ms > 0, "limits.handshake_timeout_ms must be positive");
         anyhow::ensure!(l.max_body_bytes > 0 && l.max_upload_bytes > 0, "limits.max_body_bytes and max_upload_bytes must be positive");
         anyhow::ensure!(l.body_timeout_ms > 0, "limits.body_timeout_ms must be positive");
@@ -469,11 +497,31 @@ impl Config {
         let w = &self.websocket;
         anyhow::ensure!(w.heartbeat_interval_ms > 0, "websocket.heartbeat_interval_ms must be positive");
         anyhow::ensure!(w.idle_timeout_ms > w.heartbeat_interval_ms, "websocket.idle_timeout_ms must exceed the heartbeat interval");
+        let s = &self.storage;
+        anyhow::ensure!(s.max_connections > 0, "storage.max_connections must be positive");
+        anyhow::ensure!(s.timeout_ms > 0, "storage.timeout_ms must be positive");
+        anyhow::ensure!(s.history.queue > 0 && s.history.batch > 0, "storage.history.queue and batch must be positive");
+        anyhow::ensure!(s.retention.every_ms > 0 && s.retention.batch > 0, "storage.retention.every_ms and batch must be positive");
+        for table in s.retention.tables.keys() {
+            anyhow::ensure!(
+                crate::store::retention::table_names().any(|name| name == table),
+                "storage.retention.tables.{table}: no such history table (one of {})",
+                crate::store::retention::table_names().collect::<Vec<_>>().join(", ")
+            );
+        }
+        if let Some(url) = &s.url {
+            crate::store::db::Backend::of(url)?;
+        }
         Ok(())
     }
 }
 
 impl PluginsConfig {
+    /// `cpu_share` with its per plugin overrides.
+    pub fn cpu(&self) -> CpuShareConfig {
+        CpuShareConfig { default: self.cpu_share, plugins: self.cpu_shares.clone() }
+    }
+
     /// Settings as the strings plugins read: TOML strings as they are,
     /// other values in their TOML form.
     pub fn settings_text(&self) -> HashMap<String, HashMap<String, String>> {

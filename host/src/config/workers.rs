@@ -42,6 +42,15 @@ pub struct WorkersConfig {
     pub heartbeat_timeout_ms: u64,
     /// Most workers connected at once.
     pub max_workers: usize,
+    /// The types (names, `prefix.*`, or `*` for every type) a worker serves
+    /// when it never sends `register` (the action server's workers are
+    /// registered on connect): its first frame is
+    /// something else, or it says nothing for `register_timeout_ms`. Empty:
+    /// such a worker is refused (an `INVALID_MESSAGE` error frame, close 1008).
+    pub default_types: Vec<String>,
+    /// How long a new worker connection may stay silent before it is
+    /// registered under `default_types` (when there are any).
+    pub register_timeout_ms: u64,
     /// Per-type rules, first match wins. A type with no rule goes to the
     /// plugin that claims it, else to workers that registered it.
     pub types: Vec<TypeRule>,
@@ -49,7 +58,15 @@ pub struct WorkersConfig {
 
 impl Default for WorkersConfig {
     fn default() -> Self {
-        WorkersConfig { strategy: Strategy::default(), timeout_ms: 30_000, heartbeat_timeout_ms: 30_000, max_workers: 1_000, types: Vec::new() }
+        WorkersConfig {
+            strategy: Strategy::default(),
+            timeout_ms: 30_000,
+            heartbeat_timeout_ms: 30_000,
+            max_workers: 1_000,
+            default_types: Vec::new(),
+            register_timeout_ms: 1_000,
+            types: Vec::new(),
+        }
     }
 }
 

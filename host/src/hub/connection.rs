@@ -14,6 +14,7 @@ use crate::observability::metrics::HubMetrics;
 use crate::routing::router::Claim;
 use crate::services::Member;
 use crate::sync::lock;
+use crate::wire::dialect::Dialect;
 use crate::wire::{close, ErrorCode, Failure};
 use bytes::Bytes;
 use serde::Serialize;
@@ -21,7 +22,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, Notify};
@@ -50,6 +51,11 @@ pub struct Connection {
     evicted: CancellationToken,
     eviction: OnceLock<(u16, String)>,
     subscriptions: Mutex<Vec<Subscription>>,
+    /// Whether the client's last request was in the request form
+    /// (`msg_id`), so calls to it go out in that form.
+    speaks_requests: AtomicBool,
+    /// Calls to this client waiting for its answers.
+    pub(super) calls_waiting: AtomicUsize,
 }
 
 /// Who is on a connection and where.
@@ -96,6 +102,8 @@ impl Connection {
             evicted: CancellationToken::new(),
             eviction: OnceLock::new(),
             subscriptions: Mutex::default(),
+            speaks_requests: AtomicBool::new(false),
+            calls_waiting: AtomicUsize::new(0),
         }
     }
 
@@ -206,6 +214,24 @@ impl Connection {
         first
     }
 
+    /// Note the dialect of a request this client sent: calls to it go out
+    /// in the request form once its last request was in that form.
+    pub fn note_dialect(&self, dialect: Dialect) {
+        let requests = dialect == Dialect::Action;
+        if self.speaks_requests.load(Ordering::Relaxed) != requests {
+            self.speaks_requests.store(requests, Ordering::Relaxed);
+        }
+    }
+
+    /// The dialect calls to this client go out in.
+    pub fn call_dialect(&self) -> Dialect {
+        if self.speaks_requests.load(Ordering::Relaxed) {
+            Dialect::Action
+        } else {
+            Dialect::Canonical
+        }
+    }
+
     /// The plugins this connection sent messages to.
     pub fn touched(&self) -> Vec<String> {
         lock(&self.touched).clone()
@@ -230,6 +256,11 @@ impl Connection {
             device_id: presence.device_id,
             subscriptions: self.subscriptions(),
         }
+    }
+
+    /// The device id it identified as, if any.
+    pub fn device_id(&self) -> Option<String> {
+        lock(&self.presence).device_id.clone()
     }
 
     pub(super) fn member(&self) -> Member {
@@ -336,3 +367,9 @@ pub struct ConnectionInfo {
     pub subscriptions: Vec<String>,
 }
 
+impl crate::store::history::Presence for Connection {
+    fn device_and_room(&self) -> (Option<String>, Option<String>) {
+        let presence = lock(&self.presence);
+        (presence.device_id.clone(), presence.room.clone())
+    }
+}

@@ -5,16 +5,21 @@
 //! delivery is at-most-once. A connection whose outbox is full is a slow
 //! consumer: it is evicted (closed with [`crate::wire::close::SLOW_CONSUMER`]) rather
 //! than let the host's memory grow. Room joins and leaves are published on
-//! `presence.<room>`.
+//! `presence.<room>`. Calls to clients wait for their answers in
+//! [`Calls`] (`calls.rs`).
 
+mod calls;
 mod connection;
 
+pub use calls::Calls;
 pub use connection::{Connection, ConnectionInfo, Filters, Outbox, MAX_SUBSCRIPTIONS};
 
 use crate::observability::metrics::HubMetrics;
 use crate::routing::router::Claim;
-use crate::services::{EventSink, Member, Rooms};
+use crate::services::{ClientCalls, ClientRef, EventSink, Member, Rooms};
+use crate::store::history::{Direction, History, MessageRecord, Presence, DEVICE_DIRECT, ROOM_BROADCAST};
 use crate::sync::{lock, read, write};
+use crate::wire::calls::ClientAnswer;
 use crate::wire::{frames, ErrorCode, Failure};
 use bytes::Bytes;
 use connection::{LazyData, QueuedBytes};
@@ -23,6 +28,8 @@ use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use crate::services::CallFuture;
 use tokio::sync::mpsc;
 
 /// Sizes the hub enforces.
@@ -33,6 +40,8 @@ pub struct HubLimits {
     /// Bytes queued per connection before it counts as a slow consumer
     /// (one larger frame alone is let through).
     pub outbox_bytes: usize,
+    /// Calls waiting for one client's answers at once.
+    pub max_client_calls: usize,
 }
 
 /// A place among the admitted connections, held for the connection's
@@ -80,6 +89,8 @@ pub struct Hub {
     rooms: RwLock<HashMap<String, Vec<String>>>,
     /// Device id to the connection it is on.
     devices: RwLock<HashMap<String, String>>,
+    calls: Calls,
+    history: History,
 }
 
 /// The `data` of a `subscribe` request (the monitoring feed's format).
@@ -92,8 +103,20 @@ pub struct SubscribeRequest {
 
 impl Hub {
     pub fn new(limits: HubLimits, metrics: HubMetrics) -> Self {
+        Hub::with_history(limits, metrics, History::off())
+    }
+
+    /// A hub that records connections and what it delivers in `history`.
+    pub fn with_history(limits: HubLimits, metrics: HubMetrics, history: History) -> Self {
         let admission = Arc::new(Admission { counts: Mutex::default(), gauge: metrics.connections.clone() });
-        Hub { limits, metrics, admission, connections: RwLock::default(), rooms: RwLock::default(), devices: RwLock::default() }
+        let calls = Calls::new(limits.max_client_calls, metrics.calls.clone());
+        let (connections, rooms, devices) = (RwLock::default(), RwLock::default(), RwLock::default());
+        Hub { limits, metrics, admission, connections, rooms, devices, calls, history }
+    }
+
+    /// Where connections and messages are recorded.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// Reserve a place for one more connection, within `max` in all and
@@ -131,6 +154,7 @@ impl Hub {
         let queued = QueuedBytes::new(self.limits.outbox_bytes);
         let connection = Arc::new(Connection::new(client_id, remote, endpoint, key, &self.metrics, tx, Arc::clone(&queued)));
         self.write().insert(connection.id.clone(), Arc::clone(&connection));
+        self.history.opened(&connection.id, endpoint, connection.client_id.as_deref(), remote.map(|r| r.to_string()));
         (connection, Outbox::new(rx, queued))
     }
 
@@ -236,6 +260,36 @@ impl Hub {
         }
     }
 
+    /// Send `action` to a client (by connection or device id) and wait at
+    /// most `timeout` for its answer's data.
+    pub async fn call(&self, target: &ClientRef, action: &str, params: &RawValue, timeout: Duration) -> Result<Box<RawValue>, Failure> {
+        let connection = match target {
+            ClientRef::Connection(id) => self.connection(id),
+            ClientRef::Device(device) => read(&self.devices).get(device).cloned().and_then(|id| self.connection(&id)),
+        };
+        let Some(connection) = connection else {
+            return Err(Failure::new(ErrorCode::NotFound, format!("no connected client {target}")));
+        };
+        self.calls.call(&connection, action, params, timeout).await
+    }
+
+    /// Hand a client's answer to the call waiting for it; false if none of
+    /// that connection's calls does (the answer is dropped and counted).
+    pub fn answered(&self, connection_id: &str, answer: ClientAnswer) -> bool {
+        self.calls.answered(connection_id, answer)
+    }
+
+    /// The client on `connection_id` has gone (its socket ended) while the
+    /// connection still answers its last message: its calls fail now.
+    pub fn client_gone(&self, connection_id: &str) {
+        self.calls.abandon(connection_id);
+    }
+
+    /// Calls to clients waiting for an answer now.
+    pub fn calls_waiting(&self) -> usize {
+        self.calls.waiting()
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Connection>>> {
         read(&self.connections)
     }
@@ -273,7 +327,11 @@ impl Rooms for Hub {
         self.leave_room(&connection);
         write(&self.rooms).entry(room.to_owned()).or_default().push(connection_id.to_owned());
         lock(&connection.presence).room = Some(room.to_owned());
-        self.presence_event("join", room, &connection.member());
+        let member = connection.member();
+        self.presence_event("join", room, &member);
+        if self.history.enabled() {
+            self.history.joined(room, member.device_id.as_deref(), connection.remote.map(|r| r.ip().to_string()));
+        }
         Ok(())
     }
 
@@ -298,6 +356,10 @@ impl Rooms for Hub {
         let mut queued = 0;
         for connection in ids.iter().filter(|id| Some(id.as_str()) != exclude).filter_map(|id| self.connection(id)) {
             queued += u32::from(connection.offer(frame.clone()));
+        }
+        if self.history.enabled() {
+            let sender = exclude.and_then(|id| self.connection(id)).map(|c| c as Arc<dyn Presence>);
+            self.delivered(ROOM_BROADCAST, exclude, &format!("room:{room}"), message, sender);
         }
         Ok(queued)
     }
@@ -328,7 +390,18 @@ impl Rooms for Hub {
         let connection_id = read(&self.devices).get(device_id).cloned().ok_or_else(|| {
             Failure::new(ErrorCode::DeviceNotFound, format!("no connected device {device_id}"))
         })?;
-        self.send(&connection_id, message)
+        self.offer_to(&connection_id, message)?;
+        if self.history.enabled() {
+            let target = self.connection(&connection_id).map(|c| c as Arc<dyn Presence>);
+            self.delivered(DEVICE_DIRECT, None, &format!("device:{device_id}"), message, target);
+        }
+        Ok(())
+    }
+}
+
+impl ClientCalls for Hub {
+    fn call<'a>(&'a self, target: &'a ClientRef, action: &'a str, params: &'a RawValue, timeout: Duration) -> CallFuture<'a> {
+        Box::pin(Hub::call(self, target, action, params, timeout))
     }
 }
 
@@ -345,10 +418,34 @@ impl EventSink for Hub {
                 queued += 1;
             }
         }
+        self.delivered("event", Some(source), &format!("topic:{topic}"), data, None);
         Ok(queued)
     }
 
     fn send(&self, connection_id: &str, message: &RawValue) -> Result<(), Failure> {
+        self.offer_to(connection_id, message)?;
+        self.delivered("connection.send", None, &format!("connection:{connection_id}"), message, None);
+        Ok(())
+    }
+}
+
+impl Hub {
+    /// Record one message the host sent out, to `target`.
+    fn delivered(&self, kind: &str, sender: Option<&str>, target: &str, message: &RawValue, presence: Option<Arc<dyn Presence>>) {
+        self.history.message(kind, |payload| MessageRecord {
+            id: String::new(),
+            kind: kind.to_owned(),
+            sender: sender.map(str::to_owned),
+            target: Some(target.to_owned()),
+            direction: Some(Direction::Out),
+            outcome: "OK".to_owned(),
+            payload: payload.then(|| message.get().to_owned()),
+            presence,
+            ..MessageRecord::default()
+        });
+    }
+
+    fn offer_to(&self, connection_id: &str, message: &RawValue) -> Result<(), Failure> {
         let connection = self.live(connection_id)?;
         if connection.offer(Bytes::copy_from_slice(message.get().as_bytes())) {
             Ok(())
@@ -369,7 +466,7 @@ mod tests {
 
     #[tokio::test]
     async fn patterns_and_filters_select_events() {
-        let hub = Hub::new(HubLimits { outbox_frames: 16, outbox_bytes: 1 << 20 }, HubMetrics::default());
+        let hub = Hub::new(HubLimits { outbox_frames: 16, outbox_bytes: 1 << 20, max_client_calls: 4 }, HubMetrics::default());
         let (all_alerts, mut all_rx) = hub.connect(None, None, "/ws", None);
         let (critical, mut crit_rx) = hub.connect(None, None, "/ws", None);
         all_alerts.subscribe(&["alert.*".into()], Filters::new()).unwrap();
@@ -393,8 +490,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_call_reaches_a_device_and_its_answer_comes_back_to_it_alone() {
+        let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 16, outbox_bytes: 1 << 20, max_client_calls: 1 }, HubMetrics::default()));
+        let (device, mut outbox) = hub.connect(None, None, "/ws", None);
+        let (other, _other_outbox) = hub.connect(None, None, "/ws", None);
+        hub.set_identity(&device.id, "sensor-1", None).unwrap();
+        let params = raw(json!({"unit": "C"}));
+        let target = ClientRef::Device("sensor-1".into());
+        let call = hub.call(&target, "read", &params, Duration::from_secs(5));
+        let answer = async {
+            let frame: Value = serde_json::from_slice(&outbox.recv().await.unwrap()).unwrap();
+            assert_eq!((frame["type"].as_str(), &frame["data"]), (Some("read"), &json!({"unit": "C"})));
+            let id = frame["id"].as_str().unwrap();
+            // Busy while it waits; another connection cannot answer for it.
+            let busy = hub.call(&target, "read", &params, Duration::from_secs(5)).await.unwrap_err();
+            assert!(busy.is(ErrorCode::ClientBusy));
+            let text = json!({"type": "reply", "id": id, "data": 21.5}).to_string();
+            assert!(!hub.answered(&other.id, crate::wire::calls::answer(&text).unwrap()));
+            assert!(hub.answered(&device.id, crate::wire::calls::answer(&text).unwrap()));
+        };
+        let (answered, ()) = tokio::join!(call, answer);
+        assert_eq!(answered.unwrap().get(), "21.5");
+        assert_eq!(hub.calls_waiting(), 0);
+        let gone = hub.call(&ClientRef::Device("sensor-2".into()), "read", &params, Duration::from_secs(5)).await;
+        assert!(gone.unwrap_err().is(ErrorCode::NotFound));
+    }
+
+    #[tokio::test]
     async fn a_full_outbox_evicts_the_slow_consumer() {
-        let hub = Hub::new(HubLimits { outbox_frames: 2, outbox_bytes: 1 << 20 }, HubMetrics::default());
+        let hub = Hub::new(HubLimits { outbox_frames: 2, outbox_bytes: 1 << 20, max_client_calls: 4 }, HubMetrics::default());
         let (slow, _rx) = hub.connect(None, None, "/ws", None);
         slow.subscribe(&["tick".into()], Filters::new()).unwrap();
         for _ in 0..3 {
@@ -405,7 +529,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_outbox_is_bounded_in_bytes_and_gives_them_back_as_the_writer_takes() {
-        let hub = Hub::new(HubLimits { outbox_frames: 100, outbox_bytes: 1000 }, HubMetrics::default());
+        let hub = Hub::new(HubLimits { outbox_frames: 100, outbox_bytes: 1000, max_client_calls: 4 }, HubMetrics::default());
         let (connection, mut outbox) = hub.connect(None, None, "/ws", None);
         let patience = std::time::Duration::from_millis(50);
         // One frame over the bound goes out alone into an empty queue...

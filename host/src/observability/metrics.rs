@@ -48,6 +48,32 @@ pub struct HubMetrics {
     /// Frames not queued because a connection's outbox was full (the
     /// connection is then evicted as a slow consumer).
     pub outbox_drops: Counter,
+    pub calls: CallMetrics,
+}
+
+/// What calls to clients do (see [`crate::hub`]'s `calls`).
+#[derive(Debug, Clone, Default)]
+pub struct CallMetrics {
+    pub sent: Counter,
+    pub answered: Counter,
+    pub timed_out: Counter,
+    pub disconnected: Counter,
+    /// Refused with `CLIENT_BUSY`, never sent.
+    pub busy: Counter,
+    /// Answers that matched no waiting call (late, or not this client's).
+    pub unmatched: Counter,
+    /// Calls waiting for an answer now.
+    pub waiting: Gauge,
+}
+
+/// What history recording moves.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryMetrics {
+    /// Records written to the database.
+    pub written: Counter,
+    /// Records not written: the queue was full, or the database refused
+    /// them past every retry.
+    pub dropped: Counter,
 }
 
 /// What the registry moves.
@@ -61,6 +87,7 @@ pub struct Metrics {
     registry: Registry,
     pub hub: HubMetrics,
     pub plugins: RegistryMetrics,
+    pub history: HistoryMetrics,
     pub connections_accepted: Counter,
     /// Connections refused, by reason (`limit`, `client_limit`, `rate`,
     /// `auth`, `origin`).
@@ -97,6 +124,7 @@ impl Metrics {
             errors_total: AtomicU64::new(0),
             hub,
             plugins,
+            history: HistoryMetrics::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open WebSocket connections", metrics.hub.connections.clone());
@@ -111,6 +139,20 @@ impl Metrics {
         registry.register("plugin_swaps", "Plugin versions replaced while serving", metrics.plugins.swaps.clone());
         registry.register("plugin_load_failures", "Plugin loads that failed", metrics.plugins.load_failures.clone());
         registry.register("outbox_drops", "Frames dropped because a connection's send queue was full", metrics.hub.outbox_drops.clone());
+        let calls = &metrics.hub.calls;
+        registry.register("client_calls_sent", "Calls sent to clients", calls.sent.clone());
+        registry.register("client_calls_answered", "Calls to clients that the client answered", calls.answered.clone());
+        registry.register("client_calls_timed_out", "Calls to clients that got no answer in time", calls.timed_out.clone());
+        registry.register("client_calls_disconnected", "Calls to clients whose connection ended first", calls.disconnected.clone());
+        registry.register("client_calls_busy", "Calls refused because the client had too many waiting", calls.busy.clone());
+        registry.register("client_answers_unmatched", "Answers from clients that matched no waiting call", calls.unmatched.clone());
+        registry.register("client_calls_waiting", "Calls to clients waiting for an answer", calls.waiting.clone());
+        registry.register("history_written", "History records written to the database", metrics.history.written.clone());
+        registry.register(
+            "history_dropped",
+            "History records not written (queue full, or refused by the database past every retry)",
+            metrics.history.dropped.clone(),
+        );
         registry.register("rate_limited", "Requests refused by a rate limit, by limit", metrics.rate_limited.clone());
         Metrics { registry, ..metrics }
     }

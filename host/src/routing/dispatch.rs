@@ -14,6 +14,7 @@ use crate::admission::limits::LiveLimits;
 use crate::hub::{Connection, Hub};
 use crate::observability::metrics::Metrics;
 use crate::plugins::runtime::PluginVersion;
+use crate::store::history;
 use crate::wire::dialect::{self, Profile, ReplyTo};
 use crate::wire::{Envelope, ErrorCode, Failure, Origin, Outcome, Payload, Reply, ServedBy};
 use crate::workers::WorkerPool;
@@ -71,11 +72,17 @@ impl Dispatcher {
                 return (rejection.reply_to, Err(rejection.failure));
             }
         };
+        if let Some(connection) = caller.connection {
+            connection.note_dialect(request.reply_to.dialect);
+        }
         let envelope = &request.envelope;
         let span = tracing::debug_span!("message", id = %envelope.id, r#type = %envelope.kind, plugin = Empty, code = Empty, latency_us = Empty);
         let started = Instant::now();
         let outcome = async {
-            if let Err(failure) = admit() {
+            // A heartbeat is answered, never refused (the action server's
+            // clients send them on a timer); it costs no plugin call.
+            let heartbeat = Builtin::of(&envelope.kind) == Some(Builtin::Heartbeat);
+            if let Err(failure) = if heartbeat { Ok(()) } else { admit() } {
                 self.metrics.limited("messages");
                 return Err(failure);
             }
@@ -95,6 +102,19 @@ impl Dispatcher {
             span.record("plugin", reply.served_by.name.as_str());
         }
         span.in_scope(|| tracing::debug!("answered"));
+        self.hub.history().message(&envelope.kind, |payload| history::MessageRecord {
+            id: envelope.id.clone(),
+            kind: envelope.kind.clone(),
+            sender: Some(caller.origin.connection_id.clone()),
+            direction: Some(history::Direction::In),
+            outcome: code.to_owned(),
+            plugin: outcome.as_ref().ok().map(|r| r.served_by.name.clone()),
+            plugin_version: outcome.as_ref().ok().map(|r| r.served_by.version.clone()),
+            latency_us: latency.as_micros() as i64,
+            payload: payload.then(|| envelope.data.get().to_owned()),
+            target: None,
+            presence: caller.connection.map(|c| Arc::clone(c) as Arc<dyn history::Presence>),
+        });
         (request.reply_to, outcome)
     }
 
@@ -103,7 +123,7 @@ impl Dispatcher {
         // One snapshot per message: a swap during the call does not affect it.
         let routes = self.routes.load_full();
         match routes.resolve(&envelope.kind) {
-            Route::Builtin(builtin) => builtins::run(builtin, envelope, caller, &self.hub),
+            Route::Builtin(builtin) => builtins::run(builtin, envelope, caller, &self.hub).await,
             Route::Plugin(plugin) => self.call_plugin(plugin, envelope, caller).await,
             Route::Workers { fallback: Some(plugin), .. } if !self.workers.available(&envelope.kind) => {
                 self.call_plugin(plugin, envelope, caller).await
@@ -117,6 +137,8 @@ impl Dispatcher {
     }
 
     async fn call_plugin(&self, plugin: &Arc<PluginVersion>, envelope: &Envelope, caller: &Caller<'_>) -> Outcome {
+        // An open breaker answers before any instance or hook is touched.
+        let ticket = plugin.breaker.admit(self.limits.get().deadline())?;
         if let Some(connection) = caller.connection.filter(|c| c.touch(plugin.name())) {
             if let Err(failure) = plugin.connection_opened(&connection.id).await {
                 tracing::warn!(plugin = plugin.name(), connection = %connection.id, "connection-opened hook failed: {failure}");
@@ -125,6 +147,7 @@ impl Dispatcher {
         let started = Instant::now();
         let data = plugin.call(envelope, &caller.origin).await;
         self.metrics.plugin_call(plugin.name(), plugin.version(), started.elapsed());
+        ticket.settle(data.as_ref().err());
         let data = data?;
         let served_by = ServedBy { name: plugin.name().to_owned(), version: plugin.version().to_owned() };
         Ok(Reply { data, served_by, reply_type: "reply" })

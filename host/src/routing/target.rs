@@ -31,16 +31,45 @@ pub enum Builtin {
     Send,
     /// `host.broadcast`: `{message}` to every other connection (admin).
     Broadcast,
+    /// `get_client_info`: the action server's list of online clients, the
+    /// connections the caller's key may see.
+    ClientInfo,
+    /// `heartbeat`: the action server's sign of life, answered, never
+    /// refused.
+    Heartbeat,
+    /// `connect`: the action server's greeting, answered with who the
+    /// client is to the host.
+    Connect,
+    /// `disconnect`: the action server's goodbye: answered, then the host
+    /// closes the connection (1000).
+    Disconnect,
+    /// `notification` that no plugin claims: taken and acknowledged (a
+    /// plugin may claim the type; it is not reserved).
+    Notification,
+    /// `host.call`: `{to, action, params, timeout_ms}`, a request to one
+    /// client, answered with its answer (admin).
+    Call,
 }
 
+/// The one-way message type the action server accepted from any client,
+/// which a plugin may claim and the host takes when none does.
+pub const NOTIFICATION: &str = "notification";
+
 impl Builtin {
-    pub const ALL: [(&'static str, Builtin); 6] = [
+    /// The reserved built-ins (`notification` is not reserved: see
+    /// [`Builtin::Notification`]).
+    pub const ALL: [(&'static str, Builtin); 11] = [
         ("ping", Builtin::Ping),
         ("subscribe", Builtin::Subscribe),
         ("unsubscribe", Builtin::Unsubscribe),
         ("host.connections", Builtin::Connections),
         ("host.send", Builtin::Send),
         ("host.broadcast", Builtin::Broadcast),
+        ("get_client_info", Builtin::ClientInfo),
+        ("heartbeat", Builtin::Heartbeat),
+        ("connect", Builtin::Connect),
+        ("disconnect", Builtin::Disconnect),
+        ("host.call", Builtin::Call),
     ];
 
     pub fn of(kind: &str) -> Option<Builtin> {
@@ -143,6 +172,7 @@ impl Routes {
                 Serve::WorkersThenPlugin => Route::Workers { route: rule.route, fallback: plugin },
             },
             (None, Some(plugin)) => Route::Plugin(plugin),
+            (None, None) if kind == NOTIFICATION => Route::Builtin(Builtin::Notification),
             (None, None) => Route::Unclaimed(WorkerRoute { strategy: self.workers.default_strategy, idempotent: false }),
         }
     }
@@ -185,5 +215,7 @@ mod tests {
         assert!(matches!(routes.resolve("ping"), Route::Builtin(Builtin::Ping)), "built-ins never go to workers");
         assert!(matches!(rules(&[]).resolve("nobody"), Route::Unclaimed(_)));
         assert!(matches!(rules(&[("x", Serve::Plugin)]).resolve("x"), Route::Unknown), "a plugin-only type is never a worker's");
+        assert!(matches!(rules(&[]).resolve("notification"), Route::Builtin(Builtin::Notification)), "the host takes unclaimed notifications");
+        assert!(matches!(rules(&[("*", Serve::Workers)]).resolve("heartbeat"), Route::Builtin(Builtin::Heartbeat)));
     }
 }

@@ -3,8 +3,10 @@
 //! It survives hot swaps (it belongs to the plugin's name, not to a loaded
 //! version) but not a host restart. Every plugin has a value-size and a
 //! key-count quota, so no plugin can grow the host without bound.
+//! [`Entries`] is also the read cache of the durable store
+//! ([`super::kv::DurableKv`]).
 
-use crate::services::{KvError, KvStore};
+use crate::services::{KvError, KvStore, KvWrite};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use crate::sync::lock;
@@ -22,16 +24,16 @@ impl Default for KvQuota {
     }
 }
 
-/// In-memory [`KvStore`].
+/// Every plugin's entries, in memory, with the quota checks.
 #[derive(Default)]
-pub struct MemoryKv {
+pub struct Entries {
     quota: KvQuota,
     plugins: Mutex<HashMap<String, BTreeMap<String, String>>>,
 }
 
-impl MemoryKv {
+impl Entries {
     pub fn new(quota: KvQuota) -> Self {
-        MemoryKv { quota, plugins: Mutex::default() }
+        Entries { quota, plugins: Mutex::default() }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, BTreeMap<String, String>>) -> R) -> R {
@@ -40,14 +42,29 @@ impl MemoryKv {
         let mut guard = lock(&self.plugins);
         f(&mut guard)
     }
-}
 
-impl KvStore for MemoryKv {
-    fn get(&self, plugin: &str, key: &str) -> Option<String> {
+    pub fn get(&self, plugin: &str, key: &str) -> Option<String> {
         self.with(|plugins| plugins.get(plugin)?.get(key).cloned())
     }
 
-    fn set(&self, plugin: &str, key: &str, value: String) -> Result<(), KvError> {
+    /// Whether `plugin` may set `key` to a value of `len` bytes.
+    pub fn check(&self, plugin: &str, key: &str, len: usize) -> Result<(), KvError> {
+        let KvQuota { max_value_bytes, max_keys } = self.quota;
+        if len + key.len() > max_value_bytes {
+            return Err(KvError::ValueTooLarge { len: len + key.len(), limit: max_value_bytes });
+        }
+        self.with(|plugins| match plugins.get(plugin) {
+            Some(entries) if entries.len() >= max_keys && !entries.contains_key(key) => Err(KvError::TooManyKeys { limit: max_keys }),
+            _ => Ok(()),
+        })
+    }
+
+    /// Set without a quota check (the caller checked, or is loading).
+    pub fn put(&self, plugin: &str, key: &str, value: String) {
+        self.with(|plugins| plugins.entry(plugin.to_owned()).or_default().insert(key.to_owned(), value));
+    }
+
+    pub fn set(&self, plugin: &str, key: &str, value: String) -> Result<(), KvError> {
         let KvQuota { max_value_bytes, max_keys } = self.quota;
         if value.len() + key.len() > max_value_bytes {
             return Err(KvError::ValueTooLarge { len: value.len() + key.len(), limit: max_value_bytes });
@@ -62,16 +79,47 @@ impl KvStore for MemoryKv {
         })
     }
 
-    fn delete(&self, plugin: &str, key: &str) {
+    pub fn delete(&self, plugin: &str, key: &str) {
         self.with(|plugins| plugins.get_mut(plugin).map(|entries| entries.remove(key)));
     }
 
-    fn keys(&self, plugin: &str, prefix: &str) -> Vec<String> {
+    pub fn keys(&self, plugin: &str, prefix: &str) -> Vec<String> {
         self.with(|plugins| {
             plugins.get(plugin).map_or_else(Vec::new, |entries| {
                 entries.range(prefix.to_owned()..).map(|(k, _)| k).take_while(|k| k.starts_with(prefix)).cloned().collect()
             })
         })
+    }
+}
+
+/// In-memory [`KvStore`]: lost at exit.
+#[derive(Default)]
+pub struct MemoryKv {
+    entries: Entries,
+}
+
+impl MemoryKv {
+    pub fn new(quota: KvQuota) -> Self {
+        MemoryKv { entries: Entries::new(quota) }
+    }
+}
+
+impl KvStore for MemoryKv {
+    fn get(&self, plugin: &str, key: &str) -> Option<String> {
+        self.entries.get(plugin, key)
+    }
+
+    fn set(&self, plugin: &str, key: &str, value: String) -> KvWrite {
+        Box::pin(std::future::ready(self.entries.set(plugin, key, value)))
+    }
+
+    fn delete(&self, plugin: &str, key: &str) -> KvWrite {
+        self.entries.delete(plugin, key);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn keys(&self, plugin: &str, prefix: &str) -> Vec<String> {
+        self.entries.keys(plugin, prefix)
     }
 }
 
@@ -81,7 +129,7 @@ mod tests {
 
     #[test]
     fn scoped_by_plugin_with_quotas() {
-        let kv = MemoryKv::new(KvQuota { max_value_bytes: 16, max_keys: 2 });
+        let kv = Entries::new(KvQuota { max_value_bytes: 16, max_keys: 2 });
         kv.set("a", "k1", "v".into()).unwrap();
         kv.set("a", "k2", "v".into()).unwrap();
         assert_eq!(kv.get("b", "k1"), None);

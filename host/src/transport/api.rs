@@ -11,6 +11,8 @@
 //! - `/api/config`: the runtime-adjustable limits.
 //! - `POST /api/broadcast`, `/api/publish/{topic}`,
 //!   `/api/connections/{id}/send`, `/api/rooms/{room}/send`.
+//! - `POST /api/connections/{id}/call`: a request to one client, answered
+//!   with the client's answer (see [`crate::wire::calls`]).
 //! - `DELETE /api/keys/{name}`: revoke a key and close its connections.
 //!
 //! Errors are the WebSocket protocol's error body with an HTTP status (see
@@ -25,7 +27,7 @@ use crate::wire::close;
 use crate::plugins::registry::{Loaded, RegistryError, STATUS_TOPIC};
 use crate::plugins::runtime::PluginVersion;
 use crate::admission::security::{self, Principal};
-use crate::services::{EventSink, Rooms};
+use crate::services::{ClientRef, EventSink, Rooms};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -57,6 +59,7 @@ pub fn routes() -> Router<Arc<Gateway>> {
         .route("/api/broadcast", post(broadcast))
         .route("/api/publish/{topic}", post(publish))
         .route("/api/connections/{id}/send", post(send_to_connection))
+        .route("/api/connections/{id}/call", post(call_connection))
         .route("/api/rooms/{room}/send", post(send_to_room))
         .route("/api/keys/{name}", delete(revoke))
 }
@@ -185,6 +188,13 @@ fn plugin_info(gateway: &Gateway, plugin: &PluginVersion) -> Value {
         "calls": stats.calls.load(std::sync::atomic::Ordering::Relaxed),
         "error_count": stats.errors(),
         "latency_us": { "p50": latency.map(|l| l.0), "p99": latency.map(|l| l.1) },
+        "breaker": {
+            "enabled": plugin.breaker.policy().is_some(),
+            "state": plugin.breaker.state().as_str(),
+            "times_opened": plugin.breaker.times_opened(),
+            "retry_after": plugin.breaker.retry_after_ms(),
+        },
+        "cpu": { "slots": plugin.cpu.size(), "executing": plugin.cpu.executing() },
     })
 }
 
@@ -334,6 +344,42 @@ async fn send_to_connection(State(gateway): Shared, Path(id): Path<String>, head
     let message = json_body(&body(&gateway, request, gateway.max_body_bytes).await?)?;
     gateway.hub.send(&id, &message)?;
     Ok(delivered(1))
+}
+
+/// Longest a call from the API may wait for the client's answer.
+const MAX_CALL_TIMEOUT_MS: u64 = 60_000;
+
+/// The body of `POST /api/connections/{id}/call`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallRequest {
+    action: String,
+    #[serde(default)]
+    params: Option<Box<RawValue>>,
+    #[serde(default = "default_call_timeout")]
+    timeout_ms: u64,
+}
+
+fn default_call_timeout() -> u64 {
+    5_000
+}
+
+/// Send the client on connection `id` a request and answer with its answer.
+async fn call_connection(State(gateway): Shared, Path(id): Path<String>, headers: HeaderMap, request: Request) -> ApiResult {
+    authenticate(&gateway, &headers, Access::Admin)?;
+    let bytes = body(&gateway, request, gateway.max_body_bytes).await?;
+    let call: CallRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        let code = if e.is_syntax() || e.is_eof() { ErrorCode::InvalidJson } else { ErrorCode::InvalidMessage };
+        ApiError::from(Failure::new(code, format!("expected {{\"action\", \"params\", \"timeout_ms\"}}: {e}")))
+    })?;
+    if call.timeout_ms == 0 || call.timeout_ms > MAX_CALL_TIMEOUT_MS {
+        return Err(ApiError::from(Failure::new(ErrorCode::InvalidMessage, format!("timeout_ms must be 1..={MAX_CALL_TIMEOUT_MS}"))));
+    }
+    let params = call.params.unwrap_or_else(crate::wire::envelope::empty_object);
+    let timeout = std::time::Duration::from_millis(call.timeout_ms);
+    let target = ClientRef::Connection(id.clone());
+    let data = gateway.hub.call(&target, &call.action, &params, timeout).await?;
+    Ok(Json(json!({ "connection_id": id, "action": call.action, "data": data })).into_response())
 }
 
 async fn send_to_room(State(gateway): Shared, Path(room): Path<String>, headers: HeaderMap, request: Request) -> ApiResult {

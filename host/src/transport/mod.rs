@@ -154,7 +154,7 @@ pub fn routes(gateway: Arc<Gateway>) -> Router {
         router = router.route("/metrics", get(metrics));
     }
     for (path, endpoint) in &gateway.endpoints {
-        router = router.route(path, get(ws::upgrade).layer(Extension(endpoint.clone())));
+        router = router.route(path, get(ws::upgrade).layer(Extension(Arc::new(endpoint.clone()))));
     }
     let proxy = gateway.proxy.as_ref().map(|proxy| proxy.router());
     let app = router
@@ -220,7 +220,8 @@ impl IntoResponse for ApiError {
 }
 
 /// The headers an error response carries: `WWW-Authenticate` for a
-/// refused key, `Retry-After` (whole seconds) for a rate limit.
+/// refused key, `Retry-After` (whole seconds) for a rate limit or an open
+/// circuit breaker.
 pub fn error_headers(failure: &Failure, headers: &mut axum::http::HeaderMap) {
     if failure.is(ErrorCode::AuthenticationFailed) {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

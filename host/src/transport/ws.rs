@@ -1,7 +1,11 @@
 //! The WebSocket transport: one reader and one writer task per connection.
 //!
 //! The reader answers messages in arrival order, one at a time, so a
-//! client's commands take effect in the order it sent them. Replies and
+//! client's commands take effect in the order it sent them. Answers to the
+//! host's own calls to the client ([`wire::calls`](crate::wire::calls)) are
+//! taken before anything is routed, even while a message is being answered
+//! (a plugin may call the very client whose message it handles); a message
+//! that arrives meanwhile waits its turn. Replies and
 //! events go through the connection's bounded outbox to the writer, which
 //! also sends heartbeat pings. A client that stops reading fills its outbox
 //! and is evicted; one that goes silent past the idle timeout is closed.
@@ -18,7 +22,7 @@ use crate::wire::dialect::{self, Profile};
 use crate::routing::dispatch::Caller;
 use crate::wire::close::{self, ABNORMAL, GOING_AWAY, NORMAL, SLOW_CONSUMER, TOO_BIG};
 use crate::wire::msgpack::{self, Encoding};
-use crate::wire::{frames, ErrorCode, Failure, Origin, Transport};
+use crate::wire::{calls, frames, ErrorCode, Failure, Origin, Transport};
 use crate::config::EndpointRole;
 use crate::hub::{Connection, Outbox, Ticket};
 use crate::admission::security::{self, Principal};
@@ -37,8 +41,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Initial read and write buffer per connection.
-const BUFFER: usize = 8 * 1024;
+/// Read buffer per connection, and the most read from the socket at once.
+/// tungstenite fills (zeroes) the whole buffer on every read, so this is
+/// resident memory in every idle connection (the README's idle-connection
+/// figures); the price is one read per KiB of a large frame.
+pub const READ_BUFFER: usize = 1024;
+/// Frames are written out once this much is queued (or on flush).
+const WRITE_BUFFER: usize = 8 * 1024;
 
 /// How long a closing connection may take to flush what it has queued.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
@@ -57,7 +66,7 @@ pub struct ConnectQuery {
 /// bare HTTP status its WebSocket library may hide.
 pub async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
-    Extension(endpoint): Extension<Endpoint>,
+    Extension(endpoint): Extension<Arc<Endpoint>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(query): Query<ConnectQuery>,
     headers: HeaderMap,
@@ -114,7 +123,7 @@ pub async fn upgrade(
     let max = gateway.ws.max_frame_bytes;
     // Small initial buffers: they grow for large frames, and 10,000 idle
     // connections should not hold 2.5 GiB of them.
-    let ws = ws.read_buffer_size(BUFFER).write_buffer_size(BUFFER).max_write_buffer_size(max.saturating_mul(2));
+    let ws = ws.read_buffer_size(READ_BUFFER).write_buffer_size(WRITE_BUFFER).max_write_buffer_size(max.saturating_mul(2));
     if endpoint.role == EndpointRole::Workers {
         return ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
             let tasks = gateway.tasks.clone();
@@ -136,7 +145,7 @@ pub fn listener_routes(gateway: Arc<Gateway>, endpoint: Endpoint) -> axum::Route
     axum::Router::new()
         .route("/", get(upgrade))
         .route("/{*path}", get(upgrade))
-        .layer(Extension(endpoint))
+        .layer(Extension(Arc::new(endpoint)))
         .with_state(gateway)
 }
 
@@ -152,7 +161,7 @@ struct Peer {
 /// Upgrade only to say why the caller is refused (first in the connection
 /// frame's error form where the endpoint acknowledges that way), and
 /// close (4001).
-fn refuse(gateway: Arc<Gateway>, endpoint: Endpoint, ws: WebSocketUpgrade, failure: Failure, encoding: Encoding) -> Response {
+fn refuse(gateway: Arc<Gateway>, endpoint: Arc<Endpoint>, ws: WebSocketUpgrade, failure: Failure, encoding: Encoding) -> Response {
     gateway.metrics.refused("auth");
     ws.on_upgrade(move |mut socket| async move {
         if let Some(refused) = frames::connection_refused(endpoint.ack, &failure) {
@@ -164,7 +173,7 @@ fn refuse(gateway: Arc<Gateway>, endpoint: Endpoint, ws: WebSocketUpgrade, failu
     })
 }
 
-async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, peer: Peer) {
+async fn serve(gateway: Arc<Gateway>, endpoint: Arc<Endpoint>, socket: WebSocket, peer: Peer) {
     let key = peer.principal.key.clone();
     let (connection, outbox) = gateway.hub.connect(peer.client_id.clone(), Some(peer.remote), &endpoint.path, key);
     tracing::debug!(connection = %connection.id, remote = %peer.remote, endpoint = %endpoint.path, key = ?connection.key, "connected");
@@ -190,7 +199,9 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, pee
     };
     // Stops the writer (an earlier eviction keeps its own code).
     connection.evict(closing.code(), closing.reason());
+    let device = connection.device_id();
     gateway.hub.disconnect(&connection.id);
+    gateway.hub.history().closed(&connection.id, device.as_deref(), closing.code(), closing.reason());
     let close = async {
         // A writer that panicked took the socket with it.
         let Ok((sink, mut outbox)) = writer.await else { return };
@@ -209,7 +220,9 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, socket: WebSocket, pee
         }
         closing::finish(socket, &closing).await;
     };
-    join(close, gateway.dispatcher.connection_closed(&connection)).await;
+    // Boxed for the reason the answer is (see `read_loop`): the socket
+    // and the hooks' calls, held only while closing.
+    join(Box::pin(close), Box::pin(gateway.dispatcher.connection_closed(&connection))).await;
     tracing::debug!(connection = %connection.id, code = closing.code(), reason = closing.reason(), "disconnected");
 }
 
@@ -238,11 +251,16 @@ async fn read_loop(
     let settings = &gateway.ws;
     let origin = origin(connection, endpoint);
     let mut bucket = gateway.limits.message_bucket();
+    // A frame read while the previous message was being answered.
+    let mut held = None;
     loop {
-        let next = tokio::select! {
-            _ = gateway.tasks.shutdown_signal().cancelled() => return Closing::close(GOING_AWAY, "server shutting down"),
-            _ = connection.evicted() => return evicted(connection),
-            next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
+        let next = match held.take() {
+            Some(frame) => Ok(frame),
+            None => tokio::select! {
+                _ = gateway.tasks.shutdown_signal().cancelled() => return Closing::close(GOING_AWAY, "server shutting down"),
+                _ = connection.evicted() => return evicted(connection),
+                next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
+            },
         };
         let message = match next.map(closing::next_message) {
             Err(_) => return Closing::close(close::IDLE_TIMEOUT, "idle timeout: no frames or pongs"),
@@ -254,21 +272,45 @@ async fn read_loop(
                 return closing;
             }
         };
-        let text = match (message, peer.encoding) {
-            (Message::Text(text), _) => Ok(text.as_str().to_owned()),
-            (Message::Binary(frame), Encoding::MessagePack) => msgpack::to_json(&frame),
-            (Message::Binary(_), Encoding::Json) => Err(Failure::new(
-                ErrorCode::InvalidMessage,
-                "binary frames are not accepted here: send JSON in text frames, or MessagePack on a connection that asked for the `msgpack` subprotocol",
-            )),
-            // tungstenite answers pings; a Close never gets here (see next_message).
-            (Message::Ping(_) | Message::Pong(_) | Message::Close(_), _) => continue,
-        };
+        let Some(text) = incoming(&message, peer.encoding) else { continue };
         let frames = match text {
             Ok(text) => {
+                if let Some(answer) = calls::answer(&text) {
+                    gateway.hub.answered(&connection.id, answer);
+                    continue;
+                }
                 let caller = Caller { origin: origin.clone(), connection: Some(connection), principal };
                 let admit = || bucket.admit(&gateway.limits);
-                gateway.dispatcher.answer(&text, &endpoint.profile, &caller, admit).await
+                // Boxed: the call's state (a plugin call's is several KiB)
+                // lives only while a message is answered, not in every idle
+                // connection's task.
+                let mut answering = Box::pin(gateway.dispatcher.answer(&text, &endpoint.profile, &caller, admit));
+                // Meanwhile, answers to the host's calls to this client are
+                // taken as they come (a plugin may be calling the client
+                // whose message it answers); any other frame waits.
+                loop {
+                    tokio::select! {
+                        frames = &mut answering => break frames,
+                        next = stream.next(), if held.is_none() => {
+                            let answer = match &next {
+                                Some(Ok(message)) => incoming(message, peer.encoding).and_then(Result::ok).and_then(|text| calls::answer(&text)),
+                                _ => None,
+                            };
+                            match answer {
+                                Some(answer) => {
+                                    gateway.hub.answered(&connection.id, answer);
+                                }
+                                None => {
+                                    // A call to this client must not wait out its timeout for a client that is gone.
+                                    if matches!(next, None | Some(Err(_)) | Some(Ok(Message::Close(_)))) {
+                                        gateway.hub.client_gone(&connection.id);
+                                    }
+                                    held = Some(next);
+                                }
+                            }
+                        }
+                    }
+                }
             }
             Err(failure) => vec![dialect::unsolicited_error(&endpoint.profile, &failure)],
         };
@@ -288,6 +330,21 @@ fn origin(connection: &Connection, endpoint: &Endpoint) -> Origin {
         transport: Transport::Ws,
         endpoint: endpoint.path.clone(),
     }
+}
+
+/// A data frame as JSON text in the connection's encoding, or why it
+/// cannot be read; `None` for control frames (tungstenite answers pings; a
+/// Close never gets here, see `next_message`).
+fn incoming(message: &Message, encoding: Encoding) -> Option<Result<String, Failure>> {
+    Some(match (message, encoding) {
+        (Message::Text(text), _) => Ok(text.as_str().to_owned()),
+        (Message::Binary(frame), Encoding::MessagePack) => msgpack::to_json(frame),
+        (Message::Binary(_), Encoding::Json) => Err(Failure::new(
+            ErrorCode::InvalidMessage,
+            "binary frames are not accepted here: send JSON in text frames, or MessagePack on a connection that asked for the `msgpack` subprotocol",
+        )),
+        (Message::Ping(_) | Message::Pong(_) | Message::Close(_), _) => return None,
+    })
 }
 
 /// How an evicted connection closes: with the eviction's code, or not at

@@ -53,9 +53,11 @@ error_codes! {
     PayloadTooLarge = "PAYLOAD_TOO_LARGE", 413,
         "the message is over `limits.max_message_bytes` (the connection stays open), or a frame over `limits.max_frame_bytes` (then close 1009), or an HTTP body over its limit";
     PluginTimeout = "PLUGIN_TIMEOUT", 504,
-        "the plugin ran past `plugins.deadline_ms`, or all its instances stayed busy that long";
+        "the plugin ran past `plugins.deadline_ms`, or all its instances, or its CPU share (`plugins.cpu_share`), stayed busy that long";
     PluginFailed = "PLUGIN_FAILED", 502,
         "the plugin trapped (a panic, a memory cap hit, an invalid reply); its instance is replaced; the message says why in one line, the wasm backtrace is in the host's log with the message id";
+    PluginUnavailable = "PLUGIN_UNAVAILABLE", 503,
+        "the plugin's circuit breaker is open after repeated timeouts or traps (`plugins.breaker`); `retry_after` says when it is tried again (ms)";
     Internal = "INTERNAL_ERROR", 500, "a host fault; please report it";
     AuthenticationFailed = "AUTHENTICATION_FAILED", 401,
         "a missing (where required), wrong or revoked API key; on a WebSocket, followed by close 4001";
@@ -65,7 +67,7 @@ error_codes! {
         "over the message or connection rate; `retry_after` says when to try again (ms)";
     TooManyConnections = "TOO_MANY_CONNECTIONS", 503,
         "at `limits.max_connections`, the client id's `max_connections_per_client`, `workers.max_workers`, or a proxy route's `max_connections`";
-    NotFound = "NOT_FOUND", 404, "HTTP: no such route, plugin, room, key or proxy route";
+    NotFound = "NOT_FOUND", 404, "HTTP: no such route, plugin, room, key or proxy route; a call to a client: no such connection or device";
     MethodNotAllowed = "METHOD_NOT_ALLOWED", 405, "HTTP: the route exists, but not for this method";
     RequestTimeout = "REQUEST_TIMEOUT", 408, "HTTP: the request body did not arrive whole within `limits.body_timeout_ms`";
     UriTooLong = "URI_TOO_LONG", 414, "HTTP: the request URI is over the HTTP parser's 64 KiB";
@@ -85,10 +87,19 @@ error_codes! {
     // Host capabilities, as plugins see them (a plugin may pass them on).
     InvalidData = "INVALID_DATA", 422, "a capability was handed text that is not JSON, or not a message object";
     KvQuotaExceeded = "KV_QUOTA_EXCEEDED", 422, "`kv.set` over the plugin's value size or key count quota";
+    KvUnavailable = "KV_UNAVAILABLE", 503,
+        "a `kv` write could not be committed (the database is down or slow); nothing changed, retry later";
     ConnectionNotFound = "CONNECTION_NOT_FOUND", 404,
         "`events.send`, `rooms.join`, `identity.set`, `host.send` or an API send: no such connection, or it is closing";
     DeviceNotFound = "DEVICE_NOT_FOUND", 404, "`identity.send-to-device`: no connected device with that id";
     CapabilityDenied = "CAPABILITY_DENIED", 403, "`system.figures` without the `system` grant";
+
+    // Calls to clients (`clients.call`, `POST /api/connections/{id}/call`, the console's `call`).
+    ClientTimeout = "CLIENT_TIMEOUT", 504,
+        "a call to a client: no answer within its `timeout_ms`, or before the calling plugin's deadline";
+    ClientDisconnected = "CLIENT_DISCONNECTED", 502, "a call to a client: its connection closed or was evicted before it answered";
+    ClientBusy = "CLIENT_BUSY", 503, "a call to a client that already has `limits.max_client_calls` calls waiting for its answers";
+    ClientFailed = "CLIENT_FAILED", 502, "a call to a client: the client answered with a failure that named no code";
 
     // Plugin loads: `status` events, `plugin inspect` and the plugin API.
     PluginReadFailed = "PLUGIN_READ_FAILED", 422, "the plugin file could not be read";

@@ -8,7 +8,10 @@
 //!   `{"type":"reply"|"error"|"pong","id",...}`;
 //! - **action** (the action server's workers and requesters):
 //!   `{"type":"request","msg_id","data":{"action","params"}}`, answered by
-//!   `{"type":"response","msg_id",...}`;
+//!   `{"type":"response","msg_id",...}`; and that server's system messages
+//!   `{"type":"heartbeat"|"connect"|"disconnect"|"notification"|"custom",
+//!   "msg_id","data"}`, routed by their `type` with `data` as it is, and
+//!   answered the same way;
 //! - **command** (the action server's requesters):
 //!   `{"request_id","command","data"}`, answered by
 //!   `{"request_id","success","data","error","processed_by"}`;
@@ -136,6 +139,8 @@ fn decode_frame(text: &str, max_bytes: usize, profile: &Profile) -> Result<Reque
         decode_command(wire)
     } else if wire.msg_id.is_some() && wire.kind.map(RawValue::get) == Some("\"request\"") {
         decode_action(wire)
+    } else if let Some(kind) = wire.msg_id.and(wire.kind).and_then(action_system_type) {
+        decode_action_system(kind, wire)
     } else {
         decode_canonical(text, wire, profile)
     }
@@ -161,7 +166,7 @@ fn decode_canonical(text: &str, wire: Wire, profile: &Profile) -> Result<Request
         None => uuid::Uuid::new_v4().simple().to_string(),
         Some(raw) => match scalar_id(raw) {
             Some(id) => id,
-            None => return Err(reject(reply_to, "\"id\" must be a string or a number")),
+            None => return Err(reject(ReplyTo { id: echoable(reply_to.id), ..reply_to }, "\"id\" must be a string or a number")),
         },
     };
     if reply_to.id.is_none() {
@@ -192,7 +197,7 @@ fn decode_action(wire: Wire) -> Result<Request, Rejection> {
     let raw_id = wire.msg_id.map(RawValue::to_owned);
     let mut reply_to = ReplyTo { dialect: Dialect::Action, id: raw_id, kind: None };
     let Some(id) = wire.msg_id.and_then(scalar_id) else {
-        return Err(reject(reply_to, "\"msg_id\" must be a string or a number"));
+        return Err(reject(ReplyTo { id: echoable(reply_to.id), ..reply_to }, "\"msg_id\" must be a string or a number"));
     };
     let Some(data) = wire.data else {
         return Err(reject(reply_to, "a request needs \"data\": {\"action\", \"params\"}"));
@@ -210,13 +215,31 @@ fn decode_action(wire: Wire) -> Result<Request, Rejection> {
     Ok(Request { envelope: Envelope { id, kind: action.action, data, meta }, reply_to })
 }
 
+/// The action server's system message types, which its clients send in
+/// the request form's envelope (`type`, `msg_id`, `data`) without an action.
+const ACTION_SYSTEM_TYPES: [&str; 5] = ["heartbeat", "connect", "disconnect", "notification", "custom"];
+
+fn action_system_type(kind: &RawValue) -> Option<&'static str> {
+    ACTION_SYSTEM_TYPES.into_iter().find(|name| kind.get().strip_prefix('"').and_then(|k| k.strip_suffix('"')) == Some(*name))
+}
+
+fn decode_action_system(kind: &'static str, wire: Wire) -> Result<Request, Rejection> {
+    let reply_to = ReplyTo { dialect: Dialect::Action, id: wire.msg_id.map(RawValue::to_owned), kind: Some(kind.to_owned()) };
+    let Some(id) = wire.msg_id.and_then(scalar_id) else {
+        return Err(reject(reply_to, "\"msg_id\" must be a string or a number"));
+    };
+    let data = wire.data.map_or_else(envelope::empty_object, RawValue::to_owned);
+    let envelope = Envelope { id, kind: kind.to_owned(), data, meta: envelope::empty_object() };
+    Ok(Request { envelope, reply_to })
+}
+
 fn decode_command(wire: Wire) -> Result<Request, Rejection> {
     let mut reply_to = ReplyTo { dialect: Dialect::Command, id: wire.request_id.map(RawValue::to_owned), kind: None };
     let id = match wire.request_id {
         None => uuid::Uuid::new_v4().simple().to_string(),
         Some(raw) => match scalar_id(raw) {
             Some(id) => id,
-            None => return Err(reject(reply_to, "\"request_id\" must be a string or a number")),
+            None => return Err(reject(ReplyTo { id: echoable(reply_to.id), ..reply_to }, "\"request_id\" must be a string or a number")),
         },
     };
     let kind = match wire.command.map(type_name) {
@@ -240,10 +263,18 @@ fn scalar_id(raw: &RawValue) -> Option<String> {
     if text.starts_with('"') {
         serde_json::from_str(text).ok()
     } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        Some(text.to_owned())
+        // Echoed as it came: only a number a JSON parser can read back (not 1e400).
+        text.parse::<f64>().is_ok_and(f64::is_finite).then(|| text.to_owned())
     } else {
         None
     }
+}
+
+/// The id a rejection echoes: what the client sent if a strict JSON parser
+/// can read it back, else `null` (a lone surrogate escape or an infinite
+/// number would make the error reply itself unreadable).
+fn echoable(raw: Option<Box<RawValue>>) -> Option<Box<RawValue>> {
+    raw.filter(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).is_ok())
 }
 
 fn type_name(raw: &RawValue) -> Result<String, String> {
@@ -489,6 +520,23 @@ mod tests {
         let failed = encoded(&req, &Err(Failure::new(ErrorCode::UnknownType, "no")));
         assert_eq!(failed["success"], false);
         assert_eq!(failed["error"]["code"], "UNKNOWN_TYPE");
+    }
+
+    #[test]
+    fn action_system_messages_route_by_type_and_answer_by_msg_id() {
+        for kind in ACTION_SYSTEM_TYPES {
+            let req = decoded(&format!(r#"{{"type":"{kind}","msg_id":"h1","timestamp":1714000000.1,"data":{{"n":1}}}}"#));
+            assert_eq!((req.envelope.kind.as_str(), req.envelope.data.get()), (kind, r#"{"n":1}"#));
+            let out = encoded(&req, &reply(r#"{"status":"alive"}"#));
+            assert_eq!((&out["type"], &out["msg_id"], &out["success"]), (&json!("response"), &json!("h1"), &json!(true)));
+        }
+        assert_eq!(decoded(r#"{"type":"heartbeat","msg_id":7}"#).envelope.data.get(), "{}");
+        // Without a msg_id they are canonical messages of that type.
+        let canonical = decoded(r#"{"type":"heartbeat","id":"c"}"#);
+        assert_eq!((canonical.reply_to.dialect, canonical.envelope.kind.as_str()), (Dialect::Canonical, "heartbeat"));
+        // A client's `response` is not a system message.
+        assert_eq!(decoded(r#"{"type":"response","msg_id":"m"}"#).reply_to.dialect, Dialect::Canonical);
+        assert!(rejected(r#"{"type":"heartbeat","msg_id":[1]}"#).is(ErrorCode::InvalidMessage));
     }
 
     #[test]

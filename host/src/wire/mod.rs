@@ -10,6 +10,7 @@
 //! - [`control`]: the video-control proxy's `/api/control` translation.
 //! - [`worker`]: the remote-worker protocol.
 //! - [`msgpack`]: MessagePack frames read into, and written from, JSON.
+//! - [`calls`]: calls the host makes to clients, and their answers.
 //! - [`codes`]: every [`ErrorCode`] the host emits, with its HTTP status.
 //! - [`close`]: the WebSocket close codes the host sends.
 //!
@@ -17,6 +18,7 @@
 //! nowhere else, so routing and plugins only ever see one envelope. Nothing
 //! here does I/O.
 
+pub mod calls;
 pub mod close;
 pub mod codes;
 pub mod control;

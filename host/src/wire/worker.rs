@@ -7,6 +7,10 @@
 //! `ping`. A `response` comes in either of two shapes: the worker SDK's
 //! `data.success` with `data.result`, or the action server's top-level
 //! `success`, `data`/`result` and `error`.
+//!
+//! The action server registered its workers on connect, so a worker that
+//! never sends `register` is registered implicitly, for the configured
+//! default types (see [`Registration::implicit`] and `transport/worker.rs`).
 
 use super::envelope::{self, Envelope, Failure, Outcome, Reply, ServedBy};
 use super::ErrorCode;
@@ -25,6 +29,14 @@ pub struct Registration {
     pub concurrency: usize,
 }
 
+impl Registration {
+    /// How a worker that never sent `register` is registered: under a
+    /// generated id, for `types`, with weight 1 and one request at a time.
+    pub fn implicit(types: &[String]) -> Registration {
+        Registration { worker_id: None, types: types.to_vec(), weight: 1.0, concurrency: 1 }
+    }
+}
+
 fn one() -> f64 {
     1.0
 }
@@ -33,7 +45,17 @@ fn one_slot() -> usize {
     1
 }
 
-/// Read a worker's first frame, which must be `register`.
+/// Whether `text` is a `register` frame (well formed or not).
+pub fn is_register(text: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<&'a str>,
+    }
+    serde_json::from_str::<Kind>(text).is_ok_and(|frame| frame.kind == Some("register"))
+}
+
+/// Read a `register` frame.
 pub fn registration(text: &str) -> Result<Registration, Failure> {
     let invalid = |why: String| Failure::new(ErrorCode::InvalidMessage, why);
     let frame: Value = serde_json::from_str(text).map_err(|e| Failure::new(ErrorCode::InvalidJson, e.to_string()))?;
@@ -83,6 +105,9 @@ pub enum WorkerFrame {
     /// A `response` without a usable `msg_id`.
     Uncorrelated,
     Ping,
+    /// `register` after the worker was registered (implicitly, or before):
+    /// it registers again, with these types.
+    Register(Result<Registration, Failure>),
     /// `heartbeat` or `pong`: a sign of life and nothing else.
     Alive,
     /// Not JSON, or a type the protocol does not have.
@@ -102,6 +127,7 @@ pub fn worker_frame(text: &str) -> WorkerFrame {
             _ => WorkerFrame::Uncorrelated,
         },
         Some("ping") => WorkerFrame::Ping,
+        Some("register") => WorkerFrame::Register(registration(text)),
         Some("heartbeat" | "pong") => WorkerFrame::Alive,
         other => WorkerFrame::Unknown(format!("type {other:?}")),
     }
@@ -179,6 +205,9 @@ mod tests {
         assert!(matches!(worker_frame(r#"{"type":"ping"}"#), WorkerFrame::Ping));
         assert!(matches!(worker_frame(r#"{"type":"heartbeat","data":{}}"#), WorkerFrame::Alive));
         assert!(matches!(worker_frame("nope"), WorkerFrame::Unknown(_)));
+        assert!(matches!(worker_frame(r#"{"type":"register","data":{"types":["x"]}}"#), WorkerFrame::Register(Ok(_))));
+        assert!(is_register(r#"{"type":"register","data":7}"#));
+        assert!(!is_register(r#"{"type":"heartbeat"}"#) && !is_register("[1]") && !is_register("nope"));
         assert!(registration(r#"{"type":"hello"}"#).unwrap_err().is(ErrorCode::InvalidMessage));
         assert!(registration("{").unwrap_err().is(ErrorCode::InvalidJson));
         let registration = registration(r#"{"type":"register","data":{"types":["get_time"]}}"#).unwrap();

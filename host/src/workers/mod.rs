@@ -14,6 +14,11 @@
 //!   lowest latency (an exponentially weighted moving average).
 //! - `round_robin`, `random`, `weighted_random` (by weight).
 //!
+//! A worker that never sends `register` (as the action server's workers
+//! did not) is registered for `workers.default_types`, weight 1, one
+//! request at a time, once its first frame is something else or it has
+//! been silent for `workers.register_timeout_ms`.
+//!
 //! A worker that sends nothing (no frame, no pong) for the heartbeat
 //! timeout is taken out of rotation and closed. A worker that disconnects
 //! mid-request fails that request with `WORKER_DISCONNECTED`, unless the
@@ -39,6 +44,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use worker::Attempt;
 
+/// A type a worker serves: a name, `prefix.*`, or `*` (`None`) for every
+/// type, as the action server's workers took every command.
+fn worker_type(text: &str) -> Result<Option<Claim>, crate::routing::router::RouteError> {
+    if text == "*" {
+        Ok(None)
+    } else {
+        Claim::parse(text).map(Some)
+    }
+}
+
 /// Connected workers by id.
 type Roster = HashMap<String, Arc<Worker>>;
 
@@ -62,6 +77,11 @@ pub struct WorkerPool {
     roster_changes: Mutex<()>,
     pub timeout: Duration,
     pub heartbeat_timeout: Duration,
+    /// The types of a worker that does not register (`workers.default_types`).
+    pub default_types: Vec<String>,
+    /// How long a worker may stay silent before it is registered for
+    /// `default_types`.
+    pub register_timeout: Duration,
     max_workers: usize,
     cursor: AtomicUsize,
     /// Signalled when a slot frees or a worker joins.
@@ -70,12 +90,20 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     pub fn new(config: &WorkersConfig) -> anyhow::Result<WorkerPool> {
-        anyhow::ensure!(config.timeout_ms > 0 && config.heartbeat_timeout_ms > 0, "workers: timeouts must be positive");
+        anyhow::ensure!(
+            config.timeout_ms > 0 && config.heartbeat_timeout_ms > 0 && config.register_timeout_ms > 0,
+            "workers: timeouts must be positive"
+        );
+        for kind in &config.default_types {
+            worker_type(kind).map_err(|e| anyhow::anyhow!("workers.default_types: {e}"))?;
+        }
         Ok(WorkerPool {
             roster: ArcSwap::default(),
             roster_changes: Mutex::new(()),
             timeout: Duration::from_millis(config.timeout_ms),
             heartbeat_timeout: Duration::from_millis(config.heartbeat_timeout_ms),
+            default_types: config.default_types.clone(),
+            register_timeout: Duration::from_millis(config.register_timeout_ms),
             max_workers: config.max_workers,
             cursor: AtomicUsize::new(0),
             freed: Notify::new(),
@@ -99,7 +127,7 @@ impl WorkerPool {
         if registration.types.is_empty() {
             return Err(invalid("a worker must register at least one type".into()));
         }
-        let types = registration.types.iter().map(|t| Claim::parse(t).map_err(|e| invalid(e.to_string()))).collect::<Result<Vec<_>, _>>()?;
+        let types = registration.types.iter().map(|t| worker_type(t).map_err(|e| invalid(e.to_string()))).collect::<Result<Vec<_>, _>>()?;
         if !(registration.weight > 0.0 && registration.weight <= 1000.0) {
             return Err(invalid("weight must be in (0, 1000]".into()));
         }
@@ -241,5 +269,31 @@ impl WorkerPool {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_may_serve_every_type_and_default_types_are_checked() {
+        let pool = WorkerPool::new(&WorkersConfig::default()).unwrap();
+        let (outbox, _frames) = mpsc::channel(1);
+        let every = pool.register(Registration::implicit(&["*".into()]), None, outbox.clone()).unwrap();
+        assert!(pool.serves("get_time") && pool.serves("tasks.run"));
+        assert_eq!(every.info().types, ["*"]);
+        assert!(every.id.starts_with("worker-") && every.info().weight == 1.0 && every.info().concurrency == 1);
+        let named = pool.register(Registration::implicit(&["jobs.*".into(), "get_time".into()]), None, outbox).unwrap();
+        assert_eq!(named.info().types, ["jobs.*", "get_time"]);
+
+        let config = |types: &[&str], register_timeout_ms| WorkersConfig {
+            default_types: types.iter().map(|t| t.to_string()).collect(),
+            register_timeout_ms,
+            ..WorkersConfig::default()
+        };
+        assert!(WorkerPool::new(&config(&["*", "a.*", "b"], 100)).is_ok());
+        assert!(WorkerPool::new(&config(&["a b"], 100)).is_err());
+        assert!(WorkerPool::new(&config(&["a"], 0)).is_err());
     }
 }

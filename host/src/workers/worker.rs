@@ -26,7 +26,8 @@ pub(super) enum Attempt {
 
 pub struct Worker {
     pub id: String,
-    types: Vec<Claim>,
+    /// What it registered; `None` for `*`, every type.
+    types: Vec<Option<Claim>>,
     pub(super) weight: f64,
     concurrency: usize,
     pub remote: Option<String>,
@@ -55,7 +56,7 @@ pub struct WorkerInfo {
 }
 
 impl Worker {
-    pub(super) fn new(id: String, types: Vec<Claim>, registration: &Registration, remote: Option<String>, outbox: mpsc::Sender<String>) -> Worker {
+    pub(super) fn new(id: String, types: Vec<Option<Claim>>, registration: &Registration, remote: Option<String>, outbox: mpsc::Sender<String>) -> Worker {
         Worker {
             id,
             types,
@@ -73,7 +74,7 @@ impl Worker {
     }
 
     pub(super) fn serves(&self, kind: &str) -> bool {
-        self.types.iter().any(|claim| claim.matches(kind))
+        self.types.iter().any(|claim| claim.as_ref().is_none_or(|c| c.matches(kind)))
     }
 
     /// In rotation and serving `kind`.
@@ -157,7 +158,7 @@ impl Worker {
     pub(super) fn info(&self) -> WorkerInfo {
         WorkerInfo {
             id: self.id.clone(),
-            types: self.types.iter().map(ToString::to_string).collect(),
+            types: self.types.iter().map(|claim| claim.as_ref().map_or_else(|| "*".to_owned(), ToString::to_string)).collect(),
             weight: self.weight,
             concurrency: self.concurrency,
             in_flight: self.in_flight.load(Ordering::Relaxed),

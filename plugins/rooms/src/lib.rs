@@ -44,13 +44,13 @@ impl Plugin for Rooms {
 
 fn identify(conn: &str, Identify { device_id, identity: who, room_id }: Identify) -> Result<Value, Failure> {
     identity::set(conn, &device_id, who.as_deref())?;
-    let exists = |room: &str| kv::get::<bool>(&format!("room:{room}")).is_some();
+    let exists = |room: &str| kv::get::<bool>(&format!("room:{room}")).map(|known| known.is_some());
     let (room, status) = match room_id {
-        Some(id) if exists(&id) => (id, "joined_existing"),
+        Some(id) if exists(&id)? => (id, "joined_existing"),
         Some(id) => return Ok(json!([connected(), { "type": "room", "room_id": id, "status": "room_not_found" }])),
-        None => match kv::get::<String>(&format!("device:{device_id}")).filter(|r| exists(r)) {
-            Some(last) => (last, "reconnected"),
-            None => (new_room()?, "created_new"),
+        None => match kv::get::<String>(&format!("device:{device_id}"))? {
+            Some(last) if exists(&last)? => (last, "reconnected"),
+            _ => (new_room()?, "created_new"),
         },
     };
     rooms::join(conn, &room)?;

@@ -37,7 +37,7 @@ impl Plugin for Sysmon {
 
     fn handle(msg: Message) -> Result<Value, Failure> {
         if msg.type_ == "sysmon.thresholds" {
-            let mut current = thresholds();
+            let mut current = thresholds()?;
             let changes: BTreeMap<String, f64> = msg.data()?;
             current.extend(changes.into_iter().filter(|(k, _)| METRICS.iter().any(|(_, key, _)| key == k)));
             kv::set("thresholds", &current)?;
@@ -45,7 +45,7 @@ impl Plugin for Sysmon {
         }
         let DataRequest { metrics, history_minutes } = msg.data()?;
         let since = now_ms().saturating_sub(history_minutes * 60_000);
-        let history: Vec<Sample> = kv::get("history").unwrap_or_default();
+        let history: Vec<Sample> = kv::get("history")?.unwrap_or_default();
         let series: BTreeMap<&str, Vec<Value>> = metrics.iter().map(|m| (m.as_str(), history.iter()
             .filter(|s| s.at_ms >= since)
             .filter_map(|s| s.values.get(m).map(|v| json!({ "timestamp": iso(s.at_ms), "value": v }))).collect())).collect();
@@ -55,7 +55,7 @@ impl Plugin for Sysmon {
     fn tick() -> Result<(), Failure> {
         let now = now_ms();
         let interval: u64 = settings::get_or("interval_ms", 5_000);
-        if now.saturating_sub(kv::get("last_ms").unwrap_or(0)) + u64::from(TICK_MS) / 2 < interval {
+        if now.saturating_sub(kv::get("last_ms")?.unwrap_or(0)) + u64::from(TICK_MS) / 2 < interval {
             return Ok(());
         }
         kv::set("last_ms", &now)?;
@@ -68,11 +68,11 @@ impl Plugin for Sysmon {
         let mut perf: Value = values.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         perf["timestamp"] = json!(iso(now));
         events::publish("performance", &perf)?;
-        let limits = thresholds();
+        let limits = thresholds()?;
         for (metric, key, _) in METRICS {
             check(metric, values[key], limits[key], now)?;
         }
-        let mut history: Vec<Sample> = kv::get("history").unwrap_or_default();
+        let mut history: Vec<Sample> = kv::get("history")?.unwrap_or_default();
         history.push(Sample { at_ms: now, values });
         let excess = history.len().saturating_sub(HISTORY);
         history.drain(..excess);
@@ -83,7 +83,7 @@ impl Plugin for Sysmon {
 fn check(metric: &str, value: f64, threshold: f64, now: u64) -> Result<(), Failure> {
     let key = format!("alert:{metric}");
     let topic = format!("alert.{metric}");
-    match (kv::get::<Alert>(&key), value >= threshold) {
+    match (kv::get::<Alert>(&key)?, value >= threshold) {
         (None, true) => {
             let alert = Alert { alert_id: format!("{metric}-{now}"), since: iso(now) };
             let level = if value >= (threshold + 100.0) / 2.0 { "critical" } else { "warning" };
@@ -95,15 +95,14 @@ fn check(metric: &str, value: f64, threshold: f64, now: u64) -> Result<(), Failu
         (Some(alert), false) => {
             events::publish(&topic, &json!({ "alert_id": alert.alert_id, "type": metric, "status": "resolved",
                 "value": value, "threshold": threshold, "since": alert.since, "resolved_at": iso(now) }))?;
-            kv::delete(&key);
-            Ok(())
+            kv::delete(&key)
         }
         _ => Ok(()),
     }
 }
 
-fn thresholds() -> BTreeMap<String, f64> {
-    kv::get("thresholds").unwrap_or_else(|| METRICS.iter().map(|(_, key, default)| (key.to_string(), settings::get_or(key, *default))).collect())
+fn thresholds() -> Result<BTreeMap<String, f64>, Failure> {
+    Ok(kv::get("thresholds")?.unwrap_or_else(|| METRICS.iter().map(|(_, key, default)| (key.to_string(), settings::get_or(key, *default))).collect()))
 }
 
 fn now_ms() -> u64 {

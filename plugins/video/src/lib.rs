@@ -33,7 +33,7 @@ impl Plugin for Video {
     fn handle(msg: Message) -> Result<Value, Failure> {
         let Command { action, video_path, position } = msg.data()?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let mut pb = kv::get("playback")
+        let mut pb = kv::get("playback")?
             .unwrap_or(Playback { state: "stopped".into(), video_path: None, position: 0.0, since_ms: None });
         let (state, position) = match action.as_str() {
             "status" => return Ok(pb.view(now)),

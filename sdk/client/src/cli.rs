@@ -72,8 +72,8 @@ fn parse_data(data_json: Option<&str>) -> Result<Value, ClientError> {
 }
 
 /// How the console spells its commands on the wire: by default the host's
-/// built-ins `host.connections`, `host.send` and `host.broadcast`, which
-/// need a key with `admin` scope.
+/// built-ins `host.connections`, `host.send`, `host.broadcast` and
+/// `host.call`, which need a key with `admin` scope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleConfig {
     /// `list` sends `{"type": list_type}`.
@@ -82,6 +82,8 @@ pub struct ConsoleConfig {
     pub direct_type: String,
     /// `broadcast TEXT` sends `{"type": broadcast_type, "data": {"message": TEXT}}`.
     pub broadcast_type: String,
+    /// `call ID ACTION [JSON]` sends `{"type": call_type, "data": {"to", "action", "params", "timeout_ms"}}`.
+    pub call_type: String,
     pub request_timeout: Duration,
     /// Line history; `None` keeps none. Defaults to `~/.switchyard_history`.
     pub history: Option<PathBuf>,
@@ -94,6 +96,7 @@ impl Default for ConsoleConfig {
             list_type: "host.connections".into(),
             direct_type: "host.send".into(),
             broadcast_type: "host.broadcast".into(),
+            call_type: "host.call".into(),
             request_timeout: Duration::from_secs(10),
             history: std::env::home_dir().map(|home| home.join(".switchyard_history")),
             client: ClientConfig::default(),
@@ -115,6 +118,12 @@ pub enum ConsoleCommand {
     Broadcast {
         message: String,
     },
+    /// A request to one client (by connection or client id), printed with its answer.
+    Call {
+        to: String,
+        action: String,
+        params: Value,
+    },
     Subscribe {
         topics: Vec<String>,
     },
@@ -134,6 +143,7 @@ commands:
   list                          list the host's connections
   send <client_id> <type> [json]  send a message to one client (provisional)
   broadcast <message>           send a text to every client (provisional)
+  call <id> <action> [json]     ask one client (connection or client id) and print its answer
   subscribe <topic...>          receive events on these topics (patterns like alert.* work)
   unsubscribe <topic...>        stop receiving them
   request <type> [json]         send any request and print the reply
@@ -157,6 +167,15 @@ impl ConsoleCommand {
                     return Err("usage: send <client_id> <type> [json]".into());
                 }
                 ConsoleCommand::Send { to: to.into(), kind: kind.into(), data: json_arg(json)? }
+            }
+            "call" => {
+                let (to, rest) = split_word(rest);
+                let (action, json) = split_word(rest);
+                if to.is_empty() || action.is_empty() {
+                    return Err("usage: call <id> <action> [json]".into());
+                }
+                let params = if json.is_empty() { json!({}) } else { json_arg(json)? };
+                ConsoleCommand::Call { to: to.into(), action: action.into(), params }
             }
             "broadcast" => {
                 if rest.is_empty() {
@@ -275,6 +294,12 @@ async fn run_command(client: &Client, config: &ConsoleConfig, command: ConsoleCo
         }
         ConsoleCommand::Broadcast { message } => {
             client.request_frame(&config.broadcast_type, json!({"message": message}), timeout).await
+        }
+        ConsoleCommand::Call { to, action, params } => {
+            // The host gives up on the client a little before the console gives up on the host.
+            let timeout_ms = (timeout.as_millis() as u64).saturating_sub(500).max(1);
+            let data = json!({"to": to, "action": action, "params": params, "timeout_ms": timeout_ms});
+            client.request_frame(&config.call_type, data, timeout).await
         }
         ConsoleCommand::Subscribe { topics } => client.subscribe(topics, Value::Null).await,
         ConsoleCommand::Unsubscribe { topics } => client.unsubscribe(topics).await,
@@ -418,6 +443,15 @@ mod tests {
             ConsoleCommand::parse(r#"request calculate {"a":6,"b":3,"op":"/"}"#),
             Ok(Some(ConsoleCommand::Request { kind: "calculate".into(), data: json!({"a": 6, "b": 3, "op": "/"}) }))
         );
+        assert_eq!(
+            ConsoleCommand::parse(r#"call abc123 calculate {"a":1}"#),
+            Ok(Some(ConsoleCommand::Call { to: "abc123".into(), action: "calculate".into(), params: json!({"a": 1}) }))
+        );
+        assert_eq!(
+            ConsoleCommand::parse("call abc123 get_time"),
+            Ok(Some(ConsoleCommand::Call { to: "abc123".into(), action: "get_time".into(), params: json!({}) }))
+        );
+        assert!(ConsoleCommand::parse("call abc123").unwrap_err().starts_with("usage"));
         assert_eq!(ConsoleCommand::parse("quit"), Ok(Some(ConsoleCommand::Quit)));
         assert!(ConsoleCommand::parse("send cam-7").unwrap_err().starts_with("usage"));
         assert!(ConsoleCommand::parse("request x {oops").unwrap_err().contains("not JSON"));

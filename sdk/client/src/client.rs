@@ -15,6 +15,7 @@
 //! subscriptions and remembered requests are restored.
 
 use crate::backoff::ReconnectPolicy;
+use crate::calls::{self, CallHandler};
 use crate::config::ClientConfig;
 use crate::envelope::{self, Incoming};
 use crate::error::ClientError;
@@ -114,6 +115,8 @@ struct Shared {
     pending: Mutex<HashMap<String, Pending>>,
     restore: Mutex<RestoreSet>,
     handlers: RwLock<HashMap<String, Handler>>,
+    /// Handlers for the host's calls, by action.
+    answers: RwLock<HashMap<String, CallHandler>>,
     unhandled_tx: mpsc::Sender<Value>,
     unhandled_rx: Mutex<Option<mpsc::Receiver<Value>>>,
     state: watch::Sender<ConnectionState>,
@@ -173,6 +176,7 @@ impl Client {
             pending: Mutex::default(),
             restore: Mutex::default(),
             handlers: RwLock::default(),
+            answers: RwLock::default(),
             unhandled_tx,
             unhandled_rx: Mutex::new(Some(unhandled_rx)),
             state: watch::channel(initial).0,
@@ -267,6 +271,19 @@ impl Client {
     /// A panicking handler is logged and the frame dropped.
     pub fn on(&self, key: impl Into<String>, handler: impl Fn(&Value) + Send + Sync + 'static) {
         write_lock(&self.shared().handlers).insert(key.into(), Arc::new(handler));
+    }
+
+    /// Answer the host's calls of `action` (see [`calls`](crate::calls)):
+    /// `handler` gets the call's `params` and its `Ok` is the answer's
+    /// data, its [`Failure`](crate::Failure) the error the caller sees. It
+    /// runs on its own task, so a slow answer holds nothing else up. One
+    /// handler per action; a new one replaces the old.
+    pub fn answer<F, Fut>(&self, action: impl Into<String>, handler: F)
+    where
+        F: Fn(Value) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Value, crate::Failure>> + Send + 'static,
+    {
+        write_lock(&self.shared().answers).insert(action.into(), calls::handler(handler));
     }
 
     /// Remove the handler for `key`; whether there was one.
@@ -561,6 +578,7 @@ impl Shared {
         }
         // Handlers may hold clients; dropping them breaks such cycles.
         write_lock(&self.handlers).clear();
+        write_lock(&self.answers).clear();
         self.set_state(ConnectionState::Closed(error));
     }
 
@@ -592,11 +610,36 @@ impl Shared {
                         self.late_replies.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(%id, "dropping a reply nobody waits for (timed out or cancelled)");
                     }
+                    None if self.answer_call(&frame) => {}
                     None => self.dispatch(frame),
                 }
             }
             Incoming::Push => self.dispatch(frame),
         }
+    }
+
+    /// Answer a call from the host, on its own task; false if `frame` is
+    /// not one, or an `on` handler takes its type instead.
+    fn answer_call(&self, frame: &Value) -> bool {
+        let Some((id, action, params)) = calls::incoming(frame) else { return false };
+        let handler = read_lock(&self.answers).get(action).cloned();
+        if handler.is_none() && read_lock(&self.handlers).contains_key(action) {
+            return false;
+        }
+        // Off line, the call has already failed on the host's side.
+        let channel = match &lock(&self.outbox).link {
+            Link::Online(channel) => channel.clone(),
+            _ => return true,
+        };
+        let (id, action) = (id.to_owned(), action.to_owned());
+        tokio::spawn(async move {
+            let outcome = match handler {
+                Some(handler) => handler(params).await,
+                None => Err(crate::Failure::new("UNKNOWN_ACTION", format!("this client answers no {action:?}"))),
+            };
+            let _ = channel.send(Outgoing { text: calls::answer_frame(&id, outcome), request_id: None }).await;
+        });
+        true
     }
 
     fn dispatch(&self, frame: Value) {

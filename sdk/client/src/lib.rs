@@ -26,6 +26,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The host may also call the client (a plugin's `clients.call`, the HTTP
+//! API, the console): [`Client::answer`] registers a handler per action,
+//! and [`calls`] has examples (`get_time`, `get_system_info`, and an
+//! `execute_command` that refuses by default).
+//!
 //! [`Worker`] is the other side of the host's remote-worker pool: it
 //! registers the types it serves and answers the host's requests (the
 //! protocol is documented in [`worker`]). [`cli`] holds the helpers behind
@@ -35,6 +40,7 @@
 //! the host is the wire protocol.
 
 mod backoff;
+pub mod calls;
 pub mod cli;
 mod client;
 mod config;

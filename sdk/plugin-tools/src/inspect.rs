@@ -18,10 +18,16 @@ use std::time::Duration;
 /// The manifest of the component at `path`, as JSON, or why it is not a plugin.
 pub async fn inspect(path: &Path) -> Result<Value, InspectError> {
     let bytes = std::fs::read(path).map_err(|e| InspectError { code: ErrorCode::PluginReadFailed, message: format!("cannot read {}: {e}", path.display()) })?;
-    let limits = PluginLimits { deadline: Duration::from_secs(5), memory_bytes: 64 << 20, max_instances: 1 };
+    let limits = PluginLimits {
+        deadline: Duration::from_secs(5),
+        memory_bytes: 64 << 20,
+        max_instances: 1,
+        breaker: Default::default(),
+        cpu: Default::default(),
+    };
     // A hub with no connections: whatever the plugin publishes goes nowhere.
-    let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 1, outbox_bytes: 1 << 20 }, Default::default()));
-    let services = Services { events: hub.clone(), kv: Arc::new(MemoryKv::default()), rooms: hub, system: Arc::new(HostSystem::default()) };
+    let hub = Arc::new(Hub::new(HubLimits { outbox_frames: 1, outbox_bytes: 1 << 20, max_client_calls: 1 }, Default::default()));
+    let services = Services { events: hub.clone(), kv: Arc::new(MemoryKv::default()), rooms: hub.clone(), calls: hub, system: Arc::new(HostSystem::default()) };
     let runtime = Runtime::new(limits, None, HashMap::new(), HashMap::new(), services)
         .map_err(|e| InspectError { code: ErrorCode::Internal, message: format!("{e:#}") })?;
     let hash = switchyard::plugins::runtime::cache::content_hash(&bytes);
@@ -38,6 +44,8 @@ fn describe(version: &PluginVersion) -> Value {
         "claims": version.claims.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "contract": format!("switchyard:plugin@{}", version.contract),
         "hooks": version.has_hooks(),
+        "frames": version.has_frames(),
+        "migration": version.has_migration(),
         "tick_interval_ms": version.tick_interval.map(|d| d.as_millis() as u64),
         "sha256": version.hash,
     })

@@ -19,8 +19,8 @@ pub mod world;
 pub use plugin::{BareInstance, PluginStats, PluginVersion};
 
 use crate::routing::router::{Claim, RouteError};
-use crate::config::Grant;
-use crate::services::{EventSink, KvStore, Rooms, SystemFigures};
+use crate::config::{BreakerConfig, CpuShareConfig, Grant};
+use crate::services::{ClientCalls, EventSink, KvStore, Rooms, SystemFigures};
 use crate::wire::ErrorCode;
 use arc_swap::ArcSwap;
 use cache::{CacheOutcome, CompileCache};
@@ -46,6 +46,11 @@ pub struct PluginLimits {
     pub memory_bytes: usize,
     /// Warm instances, and so concurrent calls, per plugin version.
     pub max_instances: usize,
+    /// The circuit breaker of each plugin version, by plugin name.
+    pub breaker: BreakerConfig,
+    /// How many of its calls each plugin may execute at once, as a share
+    /// of the worker threads.
+    pub cpu: CpuShareConfig,
 }
 
 /// Why a component could not become a plugin version. Every variant keeps
@@ -54,7 +59,7 @@ pub struct PluginLimits {
 pub enum LoadError {
     #[error("not a valid component: {0}")]
     Compile(String),
-    #[error("not a switchyard:plugin component (0.1.0 or 0.2.0): {0}")]
+    #[error("not a switchyard:plugin component (0.1.0, 0.2.0 or 0.3.0): {0}")]
     WrongWorld(String),
     #[error("failed to instantiate: {0}")]
     Instantiate(String),
@@ -86,6 +91,7 @@ pub struct Services {
     pub events: Arc<dyn EventSink>,
     pub kv: Arc<dyn KvStore>,
     pub rooms: Arc<dyn Rooms>,
+    pub calls: Arc<dyn ClientCalls>,
     pub system: Arc<dyn SystemFigures>,
 }
 
@@ -114,6 +120,9 @@ pub struct PluginState {
     system_granted: bool,
     /// The `log` capability's lines, limited like the guest's output.
     log_budget: output::LineBudget,
+    /// The current call's place in its plugin's CPU share, given back while
+    /// the call waits on a client.
+    cpu: Option<crate::plugins::share::CpuSlot>,
 }
 
 impl PluginState {
@@ -143,6 +152,8 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     cache: CompileCache,
     limits: PluginLimits,
+    /// The async worker threads calls run on, which CPU shares divide.
+    workers: usize,
     /// The per-call deadline in milliseconds, adjustable while serving.
     deadline_ms: AtomicU64,
     grants: HashMap<String, Grant>,
@@ -165,10 +176,12 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         world::v0_1::Plugin::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
         world::v0_2::PluginWithHooks::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        world::v0_3::PluginFull::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
         spawn_epoch_ticker(&engine);
         let cache = CompileCache::new(&engine, cache_dir);
         let deadline_ms = AtomicU64::new(limits.deadline.as_millis() as u64);
-        Ok(Arc::new(Runtime { engine, linker, cache, limits, deadline_ms, grants, settings, services }))
+        let workers = crate::plugins::share::worker_threads();
+        Ok(Arc::new(Runtime { engine, linker, cache, limits, workers, deadline_ms, grants, settings, services }))
     }
 
     pub fn limits(&self) -> &PluginLimits {
@@ -238,6 +251,7 @@ impl Runtime {
             output_name,
             services: self.services.clone(),
             log_budget: output::LineBudget::default(),
+            cpu: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);

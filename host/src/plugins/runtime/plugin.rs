@@ -7,10 +7,12 @@
 //! instantiate; a warm call a few microseconds.
 
 use super::cache::CacheOutcome;
-use super::world::{v0_1, v0_2};
+use super::world::{v0_1, v0_2, v0_3};
 use super::{parse_claims, Compiled, LoadError, PluginIdentity, PluginState, Runtime};
-use crate::wire::{Envelope, ErrorCode, Failure, Origin};
+use crate::wire::{Envelope, ErrorCode, Failure, Origin, Payload};
 use crate::routing::router::Claim;
+use crate::plugins::breaker::Breaker;
+use crate::plugins::share::CpuShare;
 use crossbeam_queue::ArrayQueue;
 use serde_json::value::RawValue;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,16 +74,62 @@ impl Latencies {
     }
 }
 
-/// Which contract a component was built against, and where its exports are.
+/// Which contract a component was built against, and where its exports
+/// are; each optional export is found (or not) on its own.
 enum Contract {
     V0_1(v0_1::handler::GuestIndices),
     V0_2 { handler: v0_2::handler::GuestIndices, lifecycle: Option<v0_2::lifecycle::GuestIndices> },
+    V0_3 {
+        handler: v0_3::handler::GuestIndices,
+        lifecycle: Option<v0_3::lifecycle::GuestIndices>,
+        frames: Option<v0_3::frames::GuestIndices>,
+        migration: Option<v0_3::migration::GuestIndices>,
+    },
+}
+
+impl Contract {
+    /// The newest contract the component implements: 0.3, then 0.2, then 0.1.
+    fn detect(pre: &InstancePre<PluginState>) -> Result<Contract, LoadError> {
+        if let Ok(handler) = v0_3::handler::GuestIndices::new(pre) {
+            return Ok(Contract::V0_3 {
+                handler,
+                lifecycle: v0_3::lifecycle::GuestIndices::new(pre).ok(),
+                frames: v0_3::frames::GuestIndices::new(pre).ok(),
+                migration: v0_3::migration::GuestIndices::new(pre).ok(),
+            });
+        }
+        if let Ok(handler) = v0_2::handler::GuestIndices::new(pre) {
+            return Ok(Contract::V0_2 { handler, lifecycle: v0_2::lifecycle::GuestIndices::new(pre).ok() });
+        }
+        let handler = v0_1::handler::GuestIndices::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        Ok(Contract::V0_1(handler))
+    }
+
+    fn version(&self) -> &'static str {
+        match self {
+            Contract::V0_1(_) => "0.1.0",
+            Contract::V0_2 { .. } => "0.2.0",
+            Contract::V0_3 { .. } => "0.3.0",
+        }
+    }
+
+    fn has_hooks(&self) -> bool {
+        matches!(self, Contract::V0_2 { lifecycle: Some(_), .. } | Contract::V0_3 { lifecycle: Some(_), .. })
+    }
 }
 
 /// A live instance's exports, per contract.
 enum Exports {
     V0_1(v0_1::handler::Guest),
     V0_2 { handler: v0_2::handler::Guest, lifecycle: Option<v0_2::lifecycle::Guest> },
+    V0_3 {
+        handler: v0_3::handler::Guest,
+        lifecycle: Option<v0_3::lifecycle::Guest>,
+        frames: Option<v0_3::frames::Guest>,
+        // Bound and loaded here; calling it is the migrations' business.
+        #[allow(dead_code)]
+        migration: Option<v0_3::migration::Guest>,
+    },
 }
 
 struct Instance {
@@ -96,6 +144,8 @@ enum Call<'a> {
     Tick,
     ConnectionOpened(&'a str),
     ConnectionClosed(&'a str),
+    /// One frame of an `opaque` endpoint (0.3's `frames`).
+    Frame(&'a Origin, Payload),
 }
 
 /// What an operation returned, before faults are sorted out.
@@ -103,6 +153,7 @@ enum Answer {
     Manifest(Manifest),
     Handled(Result<String, (String, String)>),
     Ticked(Result<(), (String, String)>),
+    Framed(Result<Option<Payload>, (String, String)>),
     Done,
 }
 
@@ -121,7 +172,7 @@ pub struct PluginVersion {
     pub claims: Vec<Claim>,
     /// How often `lifecycle.tick` runs, when the plugin has the hook.
     pub tick_interval: Option<Duration>,
-    /// `0.1.0` or `0.2.0`.
+    /// `0.1.0`, `0.2.0` or `0.3.0`.
     pub contract: &'static str,
     /// sha256 of the component's bytes.
     pub hash: String,
@@ -129,6 +180,10 @@ pub struct PluginVersion {
     /// Whether the code was compiled for this load or taken from the cache.
     pub compiled: CacheOutcome,
     pub stats: PluginStats,
+    /// Fails calls fast while the plugin keeps timing out or trapping.
+    pub breaker: Breaker,
+    /// How many calls may execute guest code at once.
+    pub cpu: CpuShare,
     pre: InstancePre<PluginState>,
     exports: Contract,
     idle: ArrayQueue<Instance>,
@@ -145,10 +200,7 @@ impl std::fmt::Debug for PluginVersion {
 impl PluginVersion {
     pub(super) async fn prepare(runtime: Arc<Runtime>, compiled: Compiled) -> Result<Arc<Self>, LoadError> {
         let pre = runtime.linker.instantiate_pre(&compiled.component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let exports = match v0_2::handler::GuestIndices::new(&pre) {
-            Ok(handler) => Contract::V0_2 { handler, lifecycle: v0_2::lifecycle::GuestIndices::new(&pre).ok() },
-            Err(_) => Contract::V0_1(v0_1::handler::GuestIndices::new(&pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?),
-        };
+        let exports = Contract::detect(&pre)?;
         let loading = Arc::new(PluginIdentity { name: String::new(), version: String::new() });
         let deadline = Instant::now() + runtime.deadline();
         let mut instance = instantiate(&runtime, &pre, &exports, loading, deadline).await.map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
@@ -162,20 +214,20 @@ impl PluginVersion {
             return Err(LoadError::InvalidManifest(format!("plugin {} has an empty version", manifest.name)));
         }
         let claims = parse_claims(&manifest.claims)?;
-        let has_hooks = matches!(exports, Contract::V0_2 { lifecycle: Some(_), .. });
+        let has_hooks = exports.has_hooks();
         let tick_interval = manifest.tick_interval_ms.filter(|ms| *ms > 0 && has_hooks).map(|ms| Duration::from_millis(ms.into()));
 
         let identity = Arc::new(PluginIdentity { name: manifest.name, version: manifest.version });
         let max = runtime.limits.max_instances.max(1);
+        let breaker_policy = runtime.limits.breaker.policy_for(&identity.name);
         let version = PluginVersion {
+            breaker: Breaker::new(breaker_policy, &identity.name, &identity.version, Arc::clone(&runtime.services.events)),
+            cpu: CpuShare::new(runtime.limits.cpu.share_of(&identity.name), runtime.workers, max),
             identity: Arc::clone(&identity),
             description: manifest.description,
             claims,
             tick_interval,
-            contract: match exports {
-                Contract::V0_1(_) => "0.1.0",
-                Contract::V0_2 { .. } => "0.2.0",
-            },
+            contract: exports.version(),
             hash: compiled.hash,
             loaded_at: SystemTime::now(),
             compiled: compiled.cache,
@@ -211,7 +263,17 @@ impl PluginVersion {
 
     /// Whether the plugin exports the lifecycle hooks.
     pub fn has_hooks(&self) -> bool {
-        matches!(self.exports, Contract::V0_2 { lifecycle: Some(_), .. })
+        self.exports.has_hooks()
+    }
+
+    /// Whether the plugin exports `frames` (0.3), for opaque endpoints.
+    pub fn has_frames(&self) -> bool {
+        matches!(self.exports, Contract::V0_3 { frames: Some(_), .. })
+    }
+
+    /// Whether the plugin exports `migration` (0.3).
+    pub fn has_migration(&self) -> bool {
+        matches!(self.exports, Contract::V0_3 { migration: Some(_), .. })
     }
 
     /// Run `handle` on one instance under the deadline; the reply's data as JSON.
@@ -230,6 +292,29 @@ impl PluginVersion {
                 Err(Failure::from_plugin(code, message))
             }
             _ => Err(Failure::new(ErrorCode::Internal, "unexpected answer from handle")),
+        }
+    }
+
+    /// Answer one frame of an `opaque` endpoint through the plugin's
+    /// `frames` export: the frame to send back, if any.
+    pub async fn handle_frame(&self, origin: &Origin, frame: Payload) -> Result<Option<Payload>, Failure> {
+        if !self.has_frames() {
+            return Err(Failure::new(
+                ErrorCode::UnknownType,
+                format!("plugin {} {} does not export frames (switchyard:plugin@0.3.0)", self.name(), self.version()),
+            ));
+        }
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let answer = self.run(Call::Frame(origin, frame), None).await;
+        self.stats.latencies.record(started.elapsed());
+        match answer? {
+            Answer::Framed(Ok(frame)) => Ok(frame),
+            Answer::Framed(Err((code, message))) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                Err(Failure::from_plugin(code, message))
+            }
+            _ => Err(Failure::new(ErrorCode::Internal, "unexpected answer from handle-frame")),
         }
     }
 
@@ -277,6 +362,13 @@ impl PluginVersion {
                 ));
             }
         };
+        let Some(executing) = self.cpu.enter(deadline).await else {
+            self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            return Err(Failure::new(
+                ErrorCode::PluginTimeout,
+                format!("plugin {} waited past the deadline for its CPU share ({} calls at once)", self.name(), self.cpu.size()),
+            ));
+        };
         let mut instance = match self.idle.pop() {
             Some(instance) => instance,
             None => {
@@ -287,10 +379,13 @@ impl PluginVersion {
             }
         };
         instance.store.data_mut().deadline = deadline;
+        instance.store.data_mut().cpu = Some(executing);
         instance.store.set_epoch_deadline(1);
         match instance.invoke(call).await {
             Ok(answer) => {
-                // A finished call leaves the instance sound: keep it warm.
+                // A finished call leaves the instance sound: keep it warm,
+                // its CPU slot given back.
+                instance.store.data_mut().cpu = None;
                 let _ = self.idle.push(instance);
                 Ok(answer)
             }
@@ -320,6 +415,11 @@ impl PluginVersion {
             return Failure::new(ErrorCode::PluginTimeout, format!("plugin {} ran past its {ms} ms deadline", self.name()));
         }
         self.stats.traps.fetch_add(1, Ordering::Relaxed);
+        if let Some(failure) = error.downcast_ref::<Failure>() {
+            // A capability ended the call with its own code (a 0.1/0.2 `kv.delete` that could not commit).
+            tracing::warn!(plugin = self.name(), version = self.version(), message_id, "call ended by the host: {failure}");
+            return failure.clone();
+        }
         tracing::warn!(plugin = self.name(), version = self.version(), message_id, "plugin trapped: {error:?}");
         Failure::new(ErrorCode::PluginFailed, format!("plugin {} failed: {}", self.name(), reason(&error)))
     }
@@ -360,6 +460,12 @@ async fn instantiate(
             handler: handler.load(&mut store, &component)?,
             lifecycle: lifecycle.as_ref().map(|l| l.load(&mut store, &component)).transpose()?,
         },
+        Contract::V0_3 { handler, lifecycle, frames, migration } => Exports::V0_3 {
+            handler: handler.load(&mut store, &component)?,
+            lifecycle: lifecycle.as_ref().map(|l| l.load(&mut store, &component)).transpose()?,
+            frames: frames.as_ref().map(|f| f.load(&mut store, &component)).transpose()?,
+            migration: migration.as_ref().map(|m| m.load(&mut store, &component)).transpose()?,
+        },
     };
     Ok(Instance { store, exports })
 }
@@ -382,6 +488,16 @@ impl Instance {
                     tick_interval_ms: m.tick_interval_ms,
                 })
             }
+            (Exports::V0_3 { handler, .. }, Call::Manifest) => {
+                let m = handler.call_manifest(store).await?;
+                Answer::Manifest(Manifest {
+                    name: m.name,
+                    version: m.version,
+                    description: m.description,
+                    claims: m.claims,
+                    tick_interval_ms: m.tick_interval_ms,
+                })
+            }
             (Exports::V0_1(handler), Call::Handle(envelope, origin)) => {
                 let message = wit_message!(v0_1, envelope, origin);
                 Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
@@ -389,6 +505,21 @@ impl Instance {
             (Exports::V0_2 { handler, .. }, Call::Handle(envelope, origin)) => {
                 let message = wit_message!(v0_2, envelope, origin, endpoint: origin.endpoint.clone());
                 Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
+            }
+            (Exports::V0_3 { handler, .. }, Call::Handle(envelope, origin)) => {
+                let message = wit_message!(v0_3, envelope, origin, endpoint: origin.endpoint.clone());
+                Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
+            }
+            (Exports::V0_3 { lifecycle: Some(hooks), .. }, Call::Tick) => {
+                Answer::Ticked(hooks.call_tick(store).await?.map_err(|f| (f.code, f.message)))
+            }
+            (Exports::V0_3 { lifecycle: Some(hooks), .. }, Call::ConnectionOpened(id)) => {
+                hooks.call_connection_opened(store, id).await?;
+                Answer::Done
+            }
+            (Exports::V0_3 { lifecycle: Some(hooks), .. }, Call::ConnectionClosed(id)) => {
+                hooks.call_connection_closed(store, id).await?;
+                Answer::Done
             }
             (Exports::V0_2 { lifecycle: Some(hooks), .. }, Call::Tick) => {
                 Answer::Ticked(hooks.call_tick(store).await?.map_err(|f| (f.code, f.message)))
@@ -401,6 +532,24 @@ impl Instance {
                 hooks.call_connection_closed(store, id).await?;
                 Answer::Done
             }
+            (Exports::V0_3 { frames: Some(frames), .. }, Call::Frame(origin, frame)) => {
+                let origin = v0_3::types::Origin {
+                    connection_id: origin.connection_id.clone(),
+                    client_id: origin.client_id.clone(),
+                    transport: origin.transport.as_str().to_owned(),
+                    endpoint: origin.endpoint.clone(),
+                };
+                let frame = match frame {
+                    Payload::Text(text) => v0_3::types::Payload::Text(text),
+                    Payload::Binary(bytes) => v0_3::types::Payload::Binary(bytes),
+                };
+                let answer = frames.call_handle_frame(store, &origin, &frame).await?;
+                Answer::Framed(answer.map(|frame| frame.map(|payload| match payload {
+                    v0_3::types::Payload::Text(text) => Payload::Text(text),
+                    v0_3::types::Payload::Binary(bytes) => Payload::Binary(bytes),
+                })).map_err(|f| (f.code, f.message)))
+            }
+            (_, Call::Frame(..)) => Answer::Framed(Err(("UNSUPPORTED_FRAME".into(), "the plugin does not export frames".into()))),
             (_, Call::Tick | Call::ConnectionOpened(_) | Call::ConnectionClosed(_)) => Answer::Done,
         })
     }
@@ -417,7 +566,24 @@ impl BareInstance {
         self.instance.store.set_epoch_deadline(1);
         match &self.instance.exports {
             Exports::V0_2 { handler, .. } => handler.call_handle(&mut self.instance.store, message).await,
-            Exports::V0_1(_) => wasmtime::bail!("the bare call measures 0.2.0 plugins"),
+            Exports::V0_3 { handler, .. } => {
+                let origin = &message.origin;
+                let message = v0_3::types::Message {
+                    id: message.id.clone(),
+                    type_: message.type_.clone(),
+                    data: message.data.clone(),
+                    meta: message.meta.clone(),
+                    origin: v0_3::types::Origin {
+                        connection_id: origin.connection_id.clone(),
+                        client_id: origin.client_id.clone(),
+                        transport: origin.transport.clone(),
+                        endpoint: origin.endpoint.clone(),
+                    },
+                };
+                let answer = handler.call_handle(&mut self.instance.store, &message).await?;
+                Ok(answer.map_err(|f| v0_2::types::Failure { code: f.code, message: f.message }))
+            }
+            Exports::V0_1(_) => wasmtime::bail!("the bare call measures 0.2.0 and 0.3.0 plugins"),
         }
     }
 }

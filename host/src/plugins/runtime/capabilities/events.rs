@@ -4,7 +4,7 @@
 use super::failure;
 use crate::wire::ErrorCode;
 use crate::wire::Failure;
-use crate::plugins::runtime::world::{v0_1, v0_2};
+use crate::plugins::runtime::world::{v0_1, v0_2, v0_3};
 use crate::plugins::runtime::PluginState;
 use serde_json::value::RawValue;
 
@@ -46,4 +46,4 @@ macro_rules! events_host {
         }
     )*};
 }
-events_host!(v0_1, v0_2);
+events_host!(v0_1, v0_2, v0_3);

@@ -3,7 +3,7 @@
 //! [`output`](crate::plugins::runtime::output)).
 
 use crate::plugins::runtime::output::{dropped_lines, MAX_LINE};
-use crate::plugins::runtime::world::{v0_1, v0_2};
+use crate::plugins::runtime::world::{v0_1, v0_2, v0_3};
 use crate::plugins::runtime::PluginState;
 
 impl PluginState {
@@ -47,4 +47,4 @@ macro_rules! log_host {
         }
     )*};
 }
-log_host!(v0_1, v0_2);
+log_host!(v0_1, v0_2, v0_3);

@@ -4,6 +4,7 @@
 //!
 //! [`PluginState`]: super::PluginState
 
+mod clients;
 mod events;
 mod identity;
 mod kv;
@@ -12,12 +13,13 @@ mod rooms;
 mod settings;
 mod system;
 
-use super::world::{v0_1, v0_2};
+use super::world::{v0_1, v0_2, v0_3};
 use super::PluginState;
 use crate::wire::{ErrorCode, Failure};
 
 impl v0_1::types::Host for PluginState {}
 impl v0_2::types::Host for PluginState {}
+impl v0_3::types::Host for PluginState {}
 
 /// A host-side failure as each contract version's WIT `failure`.
 macro_rules! wit_failure {
@@ -29,7 +31,7 @@ macro_rules! wit_failure {
         }
     )*};
 }
-wit_failure!(v0_1, v0_2);
+wit_failure!(v0_1, v0_2, v0_3);
 
 /// A failure with a capability's own code.
 fn failure(code: ErrorCode, message: impl ToString) -> Failure {

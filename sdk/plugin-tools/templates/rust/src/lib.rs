@@ -22,7 +22,7 @@ impl Plugin for Handler {
         match msg.type_.as_str() {
             "__NAME__.hello" => {
                 let hello: Hello = msg.data()?;
-                let count = kv::get::<u64>("count").unwrap_or(0) + 1;
+                let count = kv::get::<u64>("count")?.unwrap_or(0) + 1;
                 kv::set("count", &count)?;
                 Ok(json!({ "greeting": format!("Hello, {}!", hello.name), "count": count }))
             }

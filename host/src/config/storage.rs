@@ -1,0 +1,86 @@
+//! `[storage]`: where durable state and history are kept, and what history
+//! records.
+//!
+//! Plain data, read from the configuration; [`crate::store::db`] opens the
+//! database and [`crate::store::history`] applies the history settings.
+
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `[storage]` in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite://PATH`, `postgres://USER:PASS@HOST:PORT/DB` or
+    /// `mysql://USER:PASS@HOST:PORT/DB`. Unset: a SQLite file
+    /// `switchyard.db` in `data_dir`. `SWITCHYARD_DATABASE_URL` (or
+    /// `serve --database-url`) overrides it.
+    pub url: Option<String>,
+    /// Most connections the host keeps open to a PostgreSQL or MySQL server.
+    pub max_connections: u32,
+    /// How long a `kv` write waits for its commit (and for a connection)
+    /// before it fails with `KV_UNAVAILABLE`. Keep it under
+    /// `plugins.deadline_ms`.
+    pub timeout_ms: u64,
+    pub history: HistoryConfig,
+    pub retention: RetentionConfig,
+}
+
+/// `[storage.retention]`: how long history is kept. Tables not named are
+/// kept whole.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How often retention runs.
+    pub every_ms: u64,
+    /// Most rows one delete statement removes.
+    pub batch: u32,
+    /// By table: `message_history`, `connection_history`, `messages`,
+    /// `connections`, `room_queries`.
+    pub tables: BTreeMap<String, TableRetention>,
+}
+
+/// `[storage.retention.tables.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TableRetention {
+    /// Rows older than this many seconds are deleted.
+    pub max_age_s: Option<u64>,
+    /// Only the newest this many rows are kept.
+    pub max_rows: Option<u64>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { every_ms: 60_000, batch: 1_000, tables: BTreeMap::new() }
+    }
+}
+
+/// `[storage.history]`: connection and message history.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Record connections and messages at all.
+    pub enabled: bool,
+    /// Records waiting to be written; past this, new ones are counted in
+    /// `switchyard_history_dropped_total` and not recorded.
+    pub queue: usize,
+    /// Most records written in one transaction.
+    pub batch: usize,
+    /// Payload bytes kept per message (0: none); longer payloads are cut.
+    pub max_payload_bytes: usize,
+    /// Message types whose payload is never recorded (the message still is).
+    pub no_payload_types: BTreeSet<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { url: None, max_connections: 8, timeout_ms: 1_000, history: HistoryConfig::default(), retention: RetentionConfig::default() }
+    }
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig { enabled: true, queue: 65_536, batch: 512, max_payload_bytes: 4_096, no_payload_types: BTreeSet::new() }
+    }
+}
