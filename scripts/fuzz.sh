@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the host's parsers with cargo-fuzz (libFuzzer, coverage-guided):
-# the dialect decoder, the /api/control translation, the worker protocol and
-# the config loader (tests/fuzz/). Each target runs SECONDS (default 60);
+# the dialect decoder, the /api/control translation, the worker protocol,
+# the config loader and the MessagePack reader (tests/fuzz/). Each target runs SECONDS (default 60);
 # a crash stops the script and leaves its input under
 # tests/fuzz/artifacts/TARGET/ (reproduce: cargo +nightly fuzz run
 # --fuzz-dir tests/fuzz TARGET ARTIFACT).
@@ -18,13 +18,13 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(dialect control worker config)
+[ ${#targets[@]} -gt 0 ] || targets=(dialect control worker config msgpack)
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
 corpus=target/fuzz-corpus
-mkdir -p "$corpus"/{dialect,control,worker,config}
+mkdir -p "$corpus"/{dialect,control,worker,config,msgpack}
 seed() { # seed TARGET NAME < text
     cat > "$corpus/$1/seed-$2"
 }
@@ -38,6 +38,11 @@ while IFS= read -r line; do
 done < <(awk '/^```json/{on=1; next} /^```/{on=0} on' docs/protocol.md)
 # /api/control: a method byte (0 GET, 1 POST, 2 PUT, 3 DELETE), the query,
 # 0xFF, the body.
+# MessagePack: a canonical message, a request-form one, nesting and bin.
+printf '\x83\xa4type\xa4echo\xa2id\x01\xa4data\x81\xa7message\xa2hi' | seed msgpack canonical
+printf '\x83\xa4type\xa7request\xa6msg_id\xa2m1\xa4data\x81\xa6action\xa8get_time' | seed msgpack request
+printf '\x81\xa1b\xc4\x02\x00\xff' | seed msgpack bin
+printf '\x91\x91\x91\x92\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00\xc0' | seed msgpack nested
 printf '\x01\xff{"action":"play","video_path":"/videos/example.mp4"}' | seed control play
 printf '\x00action=seek&position=12.5\xff' | seed control query
 printf '\x03\xff' | seed control stop

@@ -104,7 +104,9 @@ impl Default for ObservabilityConfig {
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     pub path: String,
-    /// `envelope` (canonical and legacy formats) or `raw` (see docs/protocol.md).
+    /// `envelope` (canonical and legacy formats), `raw` or `opaque` (see
+    /// docs/protocol.md). An `opaque` endpoint hands each frame's bytes to
+    /// the plugin claiming its `default_type`, and sends no acknowledgement.
     #[serde(default)]
     pub format: EndpointFormat,
     /// `json` (text frames; the default) or `msgpack` (MessagePack in
@@ -156,6 +158,7 @@ pub enum EndpointFormat {
     #[default]
     Envelope,
     Raw,
+    Opaque,
 }
 
 fn monitoring_ack() -> Ack {
@@ -471,6 +474,11 @@ impl Config {
             anyhow::ensure!(paths.insert(endpoint.path.as_str()), "endpoint path {} is configured twice", endpoint.path);
             let reserved = ["/healthz", "/readyz", "/metrics", "/api"].iter().any(|r| endpoint.path.starts_with(r));
             anyhow::ensure!(!reserved || endpoint.path == VIDEO_ENDPOINT, "endpoint path {} is reserved", endpoint.path);
+            if endpoint.format == EndpointFormat::Opaque {
+                anyhow::ensure!(endpoint.default_type.is_some(), "opaque endpoint {} needs default_type: the type whose plugin gets its frames", endpoint.path);
+                anyhow::ensure!(endpoint.encoding == EndpointEncoding::Json, "opaque endpoint {} passes frames through: it has no encoding", endpoint.path);
+                anyhow::ensure!(endpoint.role == EndpointRole::Clients, "opaque endpoint {} cannot serve workers", endpoint.path);
+            }
         }
         for listener in &self.listeners {
             anyhow::ensure!(

@@ -16,7 +16,7 @@ use crate::observability::metrics::Metrics;
 use crate::plugins::runtime::PluginVersion;
 use crate::store::history;
 use crate::wire::dialect::{self, Profile, ReplyTo};
-use crate::wire::{Envelope, ErrorCode, Failure, Outcome, Reply, ServedBy};
+use crate::wire::{Envelope, ErrorCode, Failure, Origin, Outcome, Payload, Reply, ServedBy};
 use crate::workers::WorkerPool;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -159,6 +159,23 @@ impl Dispatcher {
         if let Ok(reply) = &outcome {
             self.metrics.plugin_call(&reply.served_by.name, "worker", started.elapsed());
         }
+        outcome
+    }
+
+    /// Hand one frame of an `opaque` endpoint to the plugin claiming
+    /// `kind`; its answer, if any, is one frame back.
+    pub async fn frame(&self, kind: &str, origin: &Origin, frame: Payload) -> Result<Option<Payload>, Failure> {
+        let routes = self.routes.load_full();
+        let started = Instant::now();
+        let outcome = match routes.resolve(kind) {
+            Route::Plugin(plugin) => {
+                let answer = plugin.handle_frame(origin, frame).await;
+                self.metrics.plugin_call(plugin.name(), plugin.version(), started.elapsed());
+                answer
+            }
+            _ => Err(Failure::new(ErrorCode::UnknownType, format!("no plugin claims type {kind:?} for this endpoint's frames"))),
+        };
+        self.metrics.message(kind, true, outcome.as_ref().err().map_or("OK", |f| &f.code));
         outcome
     }
 

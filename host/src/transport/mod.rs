@@ -18,6 +18,7 @@ pub mod api;
 pub mod closing;
 pub mod http_errors;
 pub mod listener;
+pub mod opaque;
 pub mod proxy;
 pub mod tls;
 pub mod worker;
@@ -71,6 +72,8 @@ pub struct Endpoint {
     /// Every connection's encoding, unless it asks for the `msgpack`
     /// subprotocol.
     pub encoding: Encoding,
+    /// On an `opaque` endpoint, the type whose plugin gets every frame.
+    pub opaque: Option<String>,
 }
 
 impl From<&EndpointConfig> for Endpoint {
@@ -90,6 +93,7 @@ impl From<&EndpointConfig> for Endpoint {
                 EndpointEncoding::Json => Encoding::Json,
                 EndpointEncoding::Msgpack => Encoding::MessagePack,
             },
+            opaque: (config.format == EndpointFormat::Opaque).then(|| config.default_type.clone()).flatten(),
         }
     }
 }
@@ -104,6 +108,7 @@ impl From<&ListenerConfig> for Endpoint {
             auth: config.auth,
             role: config.role,
             encoding: Encoding::Json,
+            opaque: None,
         }
     }
 }

@@ -178,17 +178,25 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Arc<Endpoint>, socket: WebSocket
     let (connection, outbox) = gateway.hub.connect(peer.client_id.clone(), Some(peer.remote), &endpoint.path, key);
     tracing::debug!(connection = %connection.id, remote = %peer.remote, endpoint = %endpoint.path, key = ?connection.key, "connected");
     let (sink, mut stream) = socket.split();
-    let refused = subscribe_to_endpoint(&endpoint, &connection, &peer.principal);
-    if let Some(ack) = frames::connection_ack(endpoint.ack, &connection.id, connection.client_id.as_deref(), &endpoint.path) {
-        connection.deliver(ack, gateway.ws.send_timeout).await;
-    }
-    if let Some(failure) = refused {
-        let frame = Bytes::from(dialect::unsolicited_error(&endpoint.profile, &failure));
-        connection.deliver(frame, gateway.ws.send_timeout).await;
+    if endpoint.opaque.is_none() {
+        let refused = subscribe_to_endpoint(&endpoint, &connection, &peer.principal);
+        if let Some(ack) = frames::connection_ack(endpoint.ack, &connection.id, connection.client_id.as_deref(), &endpoint.path) {
+            connection.deliver(ack, gateway.ws.send_timeout).await;
+        }
+        if let Some(failure) = refused {
+            let frame = Bytes::from(dialect::unsolicited_error(&endpoint.profile, &failure));
+            connection.deliver(frame, gateway.ws.send_timeout).await;
+        }
     }
     let writer = tokio::spawn(write_loop(sink, outbox, Arc::clone(&connection), gateway.ws.heartbeat, peer.encoding));
 
-    let closing = read_loop(&gateway, &endpoint, &mut stream, &connection, &peer).await;
+    let closing = match &endpoint.opaque {
+        Some(kind) => {
+            let origin = origin(&connection, &endpoint);
+            super::opaque::read_loop(&gateway, kind, origin, &mut stream, &connection, &peer.principal).await
+        }
+        None => read_loop(&gateway, &endpoint, &mut stream, &connection, &peer).await,
+    };
     // Stops the writer (an earlier eviction keeps its own code).
     connection.evict(closing.code(), closing.reason());
     let device = connection.device_id();
@@ -241,12 +249,7 @@ async fn read_loop(
 ) -> Closing {
     let principal = &*peer.principal;
     let settings = &gateway.ws;
-    let origin = Origin {
-        connection_id: connection.id.clone(),
-        client_id: connection.client_id.clone(),
-        transport: Transport::Ws,
-        endpoint: endpoint.path.clone(),
-    };
+    let origin = origin(connection, endpoint);
     let mut bucket = gateway.limits.message_bucket();
     // A frame read while the previous message was being answered.
     let mut held = None;
@@ -319,6 +322,16 @@ async fn read_loop(
     }
 }
 
+/// Where a connection's messages come from, as plugins see it.
+fn origin(connection: &Connection, endpoint: &Endpoint) -> Origin {
+    Origin {
+        connection_id: connection.id.clone(),
+        client_id: connection.client_id.clone(),
+        transport: Transport::Ws,
+        endpoint: endpoint.path.clone(),
+    }
+}
+
 /// A data frame as JSON text in the connection's encoding, or why it
 /// cannot be read; `None` for control frames (tungstenite answers pings; a
 /// Close never gets here, see `next_message`).
@@ -336,7 +349,7 @@ fn incoming(message: &Message, encoding: Encoding) -> Option<Result<String, Fail
 
 /// How an evicted connection closes: with the eviction's code, or not at
 /// all if its socket already failed.
-fn evicted(connection: &Connection) -> Closing {
+pub(super) fn evicted(connection: &Connection) -> Closing {
     match connection.eviction() {
         Some((ABNORMAL, reason)) => Closing::Gone(reason.to_owned()),
         Some((code, reason)) => Closing::close(code, reason),
@@ -393,9 +406,13 @@ async fn send(socket: &mut WebSocket, frame: Bytes, encoding: Encoding) -> Resul
     }
 }
 
-/// A queued JSON frame as the connection's encoding has it sent. The hub
-/// only queues serialized JSON; anything else is logged and skipped.
+/// A queued frame as it is sent: an opaque endpoint's answer with its own
+/// opcode, JSON in the connection's encoding. Anything else is logged and
+/// skipped.
 fn outgoing(frame: Bytes, encoding: Encoding) -> Option<Message> {
+    if let Some(message) = super::opaque::untagged(&frame) {
+        return Some(message);
+    }
     let encoded = match encoding {
         Encoding::Json => Utf8Bytes::try_from(frame).map(Message::Text).map_err(|e| e.to_string()),
         Encoding::MessagePack => msgpack::from_json(&frame).map(|packed| Message::Binary(packed.into())).map_err(|f| f.message),

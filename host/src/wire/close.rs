@@ -19,11 +19,13 @@ pub const PROTOCOL_ERROR: u16 = 1002;
 pub const ABNORMAL: u16 = 1006;
 /// A text message or a close reason that is not UTF-8.
 pub const INVALID_PAYLOAD: u16 = 1007;
-/// A worker's registration was refused.
+/// A worker's registration was refused, or an `opaque` endpoint's frame
+/// was (its key's scopes, the message rate).
 pub const POLICY: u16 = 1008;
 /// A frame over `limits.max_frame_bytes`.
 pub const TOO_BIG: u16 = 1009;
-/// The host failed in a way the peer did not cause.
+/// The host failed in a way the peer did not cause, or an `opaque`
+/// endpoint's plugin failed on a frame (the reason is its message).
 pub const INTERNAL_ERROR: u16 = 1011;
 /// Proxy: no upstream in rotation, or none would connect.
 pub const TRY_AGAIN_LATER: u16 = 1013;

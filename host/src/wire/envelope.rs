@@ -33,6 +33,14 @@ pub struct Origin {
     pub endpoint: String,
 }
 
+/// One WebSocket frame's bytes on an `opaque` endpoint, the variant its
+/// opcode: what the plugin's `frames` export reads and answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Ws,

@@ -29,4 +29,4 @@ pub mod msgpack;
 pub mod worker;
 
 pub use codes::ErrorCode;
-pub use envelope::{Envelope, Failure, Origin, Outcome, Reply, ServedBy, Transport};
+pub use envelope::{Envelope, Failure, Origin, Outcome, Payload, Reply, ServedBy, Transport};

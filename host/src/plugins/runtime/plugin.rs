@@ -9,7 +9,7 @@
 use super::cache::CacheOutcome;
 use super::world::{v0_1, v0_2, v0_3};
 use super::{parse_claims, Compiled, LoadError, PluginIdentity, PluginState, Runtime};
-use crate::wire::{Envelope, ErrorCode, Failure, Origin};
+use crate::wire::{Envelope, ErrorCode, Failure, Origin, Payload};
 use crate::routing::router::Claim;
 use crate::plugins::breaker::Breaker;
 use crate::plugins::share::CpuShare;
@@ -125,10 +125,8 @@ enum Exports {
     V0_3 {
         handler: v0_3::handler::Guest,
         lifecycle: Option<v0_3::lifecycle::Guest>,
-        // Bound and loaded here; calling them is the opaque endpoints' and
-        // the migrations' business.
-        #[allow(dead_code)]
         frames: Option<v0_3::frames::Guest>,
+        // Bound and loaded here; calling it is the migrations' business.
         #[allow(dead_code)]
         migration: Option<v0_3::migration::Guest>,
     },
@@ -146,6 +144,8 @@ enum Call<'a> {
     Tick,
     ConnectionOpened(&'a str),
     ConnectionClosed(&'a str),
+    /// One frame of an `opaque` endpoint (0.3's `frames`).
+    Frame(&'a Origin, Payload),
 }
 
 /// What an operation returned, before faults are sorted out.
@@ -153,6 +153,7 @@ enum Answer {
     Manifest(Manifest),
     Handled(Result<String, (String, String)>),
     Ticked(Result<(), (String, String)>),
+    Framed(Result<Option<Payload>, (String, String)>),
     Done,
 }
 
@@ -291,6 +292,29 @@ impl PluginVersion {
                 Err(Failure::from_plugin(code, message))
             }
             _ => Err(Failure::new(ErrorCode::Internal, "unexpected answer from handle")),
+        }
+    }
+
+    /// Answer one frame of an `opaque` endpoint through the plugin's
+    /// `frames` export: the frame to send back, if any.
+    pub async fn handle_frame(&self, origin: &Origin, frame: Payload) -> Result<Option<Payload>, Failure> {
+        if !self.has_frames() {
+            return Err(Failure::new(
+                ErrorCode::UnknownType,
+                format!("plugin {} {} does not export frames (switchyard:plugin@0.3.0)", self.name(), self.version()),
+            ));
+        }
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let answer = self.run(Call::Frame(origin, frame), None).await;
+        self.stats.latencies.record(started.elapsed());
+        match answer? {
+            Answer::Framed(Ok(frame)) => Ok(frame),
+            Answer::Framed(Err((code, message))) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                Err(Failure::from_plugin(code, message))
+            }
+            _ => Err(Failure::new(ErrorCode::Internal, "unexpected answer from handle-frame")),
         }
     }
 
@@ -508,6 +532,24 @@ impl Instance {
                 hooks.call_connection_closed(store, id).await?;
                 Answer::Done
             }
+            (Exports::V0_3 { frames: Some(frames), .. }, Call::Frame(origin, frame)) => {
+                let origin = v0_3::types::Origin {
+                    connection_id: origin.connection_id.clone(),
+                    client_id: origin.client_id.clone(),
+                    transport: origin.transport.as_str().to_owned(),
+                    endpoint: origin.endpoint.clone(),
+                };
+                let frame = match frame {
+                    Payload::Text(text) => v0_3::types::Payload::Text(text),
+                    Payload::Binary(bytes) => v0_3::types::Payload::Binary(bytes),
+                };
+                let answer = frames.call_handle_frame(store, &origin, &frame).await?;
+                Answer::Framed(answer.map(|frame| frame.map(|payload| match payload {
+                    v0_3::types::Payload::Text(text) => Payload::Text(text),
+                    v0_3::types::Payload::Binary(bytes) => Payload::Binary(bytes),
+                })).map_err(|f| (f.code, f.message)))
+            }
+            (_, Call::Frame(..)) => Answer::Framed(Err(("UNSUPPORTED_FRAME".into(), "the plugin does not export frames".into()))),
             (_, Call::Tick | Call::ConnectionOpened(_) | Call::ConnectionClosed(_)) => Answer::Done,
         })
     }
