@@ -255,6 +255,7 @@ fn served(config: &Config, addr: SocketAddr, extra_addrs: &[SocketAddr]) -> Vec<
                 (EndpointRole::Workers, _) => "WebSocket, workers",
                 (EndpointRole::Clients, EndpointFormat::Envelope) => "WebSocket",
                 (EndpointRole::Clients, EndpointFormat::Raw) => "WebSocket, raw",
+                (EndpointRole::Clients, EndpointFormat::Opaque) => "WebSocket, opaque frames",
             },
         })
         .collect();

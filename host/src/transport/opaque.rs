@@ -61,7 +61,8 @@ pub async fn read_loop(
             gateway.metrics.message(kind, true, &failure.code);
             return Closing::close(POLICY, codes::reason(&failure.message));
         }
-        match gateway.dispatcher.frame(kind, &origin, payload).await {
+        // Boxed, as on envelope endpoints: the call's state lives only while it runs.
+        match Box::pin(gateway.dispatcher.frame(kind, &origin, payload)).await {
             Ok(None) => {}
             Ok(Some(answer)) => {
                 if !connection.deliver(tagged(answer), settings.send_timeout).await {
