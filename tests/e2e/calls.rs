@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::Duration;
-use switchyard::config::{ApiKeyConfig, ScopeConfig};
+use switchyard::config::ApiKeyConfig;
 use switchyard::Config;
 use switchyard_client::{calls, ConnectionState};
 use switchyard_tests::{python_with_websockets, workspace_root, Client, Host};
@@ -16,14 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 const ADMIN: &str = "admin-key-0123456789abcdef";
 
 fn with_admin(config: &mut Config) {
-    config.auth.keys = vec![ApiKeyConfig {
-        name: "ops".into(),
-        key: ADMIN.into(),
-        scopes: ScopeConfig::default(),
-        admin: true,
-        client_id: None,
-        revoked: false,
-    }];
+    config.auth.keys = vec![ApiKeyConfig::admin("ops", ADMIN)];
 }
 
 /// Ask `connection` for `action` through the `caller` plugin; the reply frame.

@@ -6,7 +6,7 @@
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
-use switchyard::config::{ApiKeyConfig, EndpointConfig, EndpointEncoding, ScopeConfig};
+use switchyard::config::{ApiKeyConfig, EndpointConfig, EndpointEncoding};
 use switchyard_tests::{Host, Socket};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -48,7 +48,7 @@ async fn request(socket: &mut Socket, value: Value) -> Value {
 #[tokio::test]
 async fn every_envelope_form_round_trips_in_messagepack() {
     let host = Host::start_with(&["clock", "echo", "rooms"], |config| {
-        let admin = ApiKeyConfig { name: "ops".into(), key: ADMIN.into(), scopes: ScopeConfig::default(), admin: true, client_id: None, revoked: false };
+        let admin = ApiKeyConfig::admin("ops", ADMIN);
         config.auth.keys = vec![admin];
     })
     .await;

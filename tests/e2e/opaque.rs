@@ -31,7 +31,7 @@ fn with_opaque_endpoints(config: &mut Config) {
     config.limits.max_message_bytes = LIMIT;
     config.limits.max_frame_bytes = LIMIT * 2;
     let narrow = ScopeConfig { types: vec!["get_time".into()], ..ScopeConfig::default() };
-    config.auth.keys = vec![ApiKeyConfig { name: "narrow".into(), key: NARROW.into(), scopes: narrow, admin: false, client_id: None, revoked: false }];
+    config.auth.keys = vec![ApiKeyConfig { scopes: narrow, ..ApiKeyConfig::new("narrow", NARROW) }];
 }
 
 async fn host() -> Host {

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use switchyard::config::{ApiKeyConfig, ScopeConfig};
+use switchyard::config::ApiKeyConfig;
 use switchyard_tests::{guest, listening_address, Client, Host};
 
 fn switchyard() -> Command {
@@ -200,14 +200,7 @@ async fn send_prints_the_reply_and_its_exit_code_tells_the_outcome() {
 async fn the_console_lists_sends_and_broadcasts_with_an_admin_key() {
     const ADMIN: &str = "admin-key-0123456789abcdef";
     let host = Host::start_with(&["echo"], |config| {
-        config.auth.keys = vec![ApiKeyConfig {
-            name: "ops".into(),
-            key: ADMIN.into(),
-            scopes: ScopeConfig::default(),
-            admin: true,
-            client_id: None,
-            revoked: false,
-        }];
+        config.auth.keys = vec![ApiKeyConfig::admin("ops", ADMIN)];
     })
     .await;
     let mut cam = Client::connect(&format!("{}?client_id=cam-7", host.url())).await;
@@ -328,14 +321,7 @@ async fn a_guest_panic_message_reaches_the_log() {
 async fn the_console_calls_a_live_client_and_prints_its_answer() {
     const ADMIN: &str = "admin-key-0123456789abcdef";
     let host = Host::start_with(&[], |config| {
-        config.auth.keys = vec![ApiKeyConfig {
-            name: "ops".into(),
-            key: ADMIN.into(),
-            scopes: ScopeConfig::default(),
-            admin: true,
-            client_id: None,
-            revoked: false,
-        }];
+        config.auth.keys = vec![ApiKeyConfig::admin("ops", ADMIN)];
     })
     .await;
     let kiosk = switchyard_client::Client::connect(&format!("{}?client_id=kiosk-9", host.url())).await.unwrap();

@@ -49,6 +49,18 @@ pub struct ApiKeyConfig {
     pub revoked: bool,
 }
 
+impl ApiKeyConfig {
+    /// A key named `name` with the default scopes, not admin.
+    pub fn new(name: &str, key: &str) -> ApiKeyConfig {
+        ApiKeyConfig { name: name.into(), key: key.into(), scopes: ScopeConfig::default(), admin: false, client_id: None, revoked: false }
+    }
+
+    /// An admin key named `name`.
+    pub fn admin(name: &str, key: &str) -> ApiKeyConfig {
+        ApiKeyConfig { admin: true, ..ApiKeyConfig::new(name, key) }
+    }
+}
+
 impl std::fmt::Debug for ApiKeyConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiKeyConfig").field("name", &self.name).field("key", &"<redacted>").field("admin", &self.admin).finish()

@@ -504,13 +504,13 @@ impl Config {
         anyhow::ensure!(s.retention.every_ms > 0 && s.retention.batch > 0, "storage.retention.every_ms and batch must be positive");
         for table in s.retention.tables.keys() {
             anyhow::ensure!(
-                crate::store::retention::table_names().any(|name| name == table),
+                storage::RETENTION_TABLES.contains(&table.as_str()),
                 "storage.retention.tables.{table}: no such history table (one of {})",
-                crate::store::retention::table_names().collect::<Vec<_>>().join(", ")
+                storage::RETENTION_TABLES.join(", ")
             );
         }
         if let Some(url) = &s.url {
-            crate::store::db::Backend::of(url)?;
+            storage::Backend::of(url)?;
         }
         Ok(())
     }

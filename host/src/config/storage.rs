@@ -84,3 +84,50 @@ impl Default for HistoryConfig {
         HistoryConfig { enabled: true, queue: 65_536, batch: 512, max_payload_bytes: 4_096, no_payload_types: BTreeSet::new() }
     }
 }
+
+/// Which server a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl Backend {
+    /// The backend of `url`, from its scheme.
+    pub fn of(url: &str) -> anyhow::Result<Backend> {
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            "mysql" | "mariadb" => Ok(Backend::Mysql),
+            _ => anyhow::bail!("storage.url must start with sqlite://, postgres:// or mysql:// (got {:?})", redact(url)),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::Mysql => "mysql",
+        }
+    }
+}
+
+/// The URL with any password replaced, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            let credentials = &url[start + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..start + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The history tables `[storage.retention.tables]` may name (`rooms` and
+/// `devices` are current state, not history, and are kept).
+pub const RETENTION_TABLES: [&str; 5] = ["message_history", "connection_history", "messages", "connections", "room_queries"];

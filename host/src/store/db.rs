@@ -21,34 +21,9 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
-/// Which server a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-    Mysql,
-}
+pub use crate::config::storage::{redact, Backend};
 
 impl Backend {
-    /// The backend of `url`, from its scheme.
-    pub fn of(url: &str) -> anyhow::Result<Backend> {
-        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
-        match scheme {
-            "sqlite" => Ok(Backend::Sqlite),
-            "postgres" | "postgresql" => Ok(Backend::Postgres),
-            "mysql" | "mariadb" => Ok(Backend::Mysql),
-            _ => anyhow::bail!("storage.url must start with sqlite://, postgres:// or mysql:// (got {:?})", redact(url)),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-            Backend::Mysql => "mysql",
-        }
-    }
-
     /// The schema's migrations for this backend, oldest first.
     fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
         match self {
@@ -65,20 +40,6 @@ impl Backend {
                 (2, "room server tables", include_str!("migrations/mysql/0002_room_server_tables.sql")),
             ],
         }
-    }
-}
-
-/// The URL with any password replaced, for logs and errors.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(start), Some(at)) if at > start => {
-            let credentials = &url[start + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..start + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 

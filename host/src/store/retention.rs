@@ -18,8 +18,9 @@ struct Table {
     time_in_ms: bool,
 }
 
-/// The tables retention applies to (`rooms` and `devices` are current
-/// state, not history, and are kept).
+/// The tables retention applies to, as `config::storage::RETENTION_TABLES`
+/// names them (`rooms` and `devices` are current state, not history, and
+/// are kept).
 const TABLES: [Table; 5] = [
     Table { name: "message_history", key: "seq", time: "at_ms", time_in_ms: true },
     Table { name: "connection_history", key: "connected_ms", time: "connected_ms", time_in_ms: true },
@@ -27,11 +28,6 @@ const TABLES: [Table; 5] = [
     Table { name: "connections", key: "id", time: "connected_at", time_in_ms: false },
     Table { name: "room_queries", key: "id", time: "queried_at", time_in_ms: false },
 ];
-
-/// The table names `[storage.retention.tables]` may name.
-pub fn table_names() -> impl Iterator<Item = &'static str> {
-    TABLES.iter().map(|t| t.name)
-}
 
 /// Apply `config` every `every_ms` until `stop`.
 pub async fn run(db: Database, config: RetentionConfig, stop: CancellationToken) {
@@ -109,5 +105,14 @@ async fn delete_where(db: &Database, table: &Table, cond: &str, value: &Cutoff, 
         }
         // Let the history writer in between batches.
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_configurable_tables_are_the_tables_retention_applies_to() {
+        let names: Vec<_> = super::TABLES.iter().map(|t| t.name).collect();
+        assert_eq!(names, crate::config::storage::RETENTION_TABLES);
     }
 }

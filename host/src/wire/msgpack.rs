@@ -144,6 +144,16 @@ mod tests {
         }
     }
 
+    /// Found by the fuzzer: a float read from MessagePack, written to JSON
+    /// and back, must be the same float (serde_json's `float_roundtrip`).
+    #[test]
+    fn floats_survive_json_and_back_exactly() {
+        let frame = [0x91, 0x91, 0x92, 0x00, 0x91, 0xcb, 0xf0, 0x3f, 0, 0, 0, 0, 0, 0xc0];
+        let text = to_json(&frame).unwrap();
+        let again = to_json(&from_json(text.as_bytes()).unwrap()).unwrap();
+        assert_eq!(again, text);
+    }
+
     #[test]
     fn bin_becomes_byte_values() {
         let frame = [0x81, 0xa1, b'b', 0xc4, 0x02, 0x00, 0xff];
