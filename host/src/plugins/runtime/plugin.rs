@@ -444,6 +444,25 @@ macro_rules! wit_message {
     };
 }
 
+/// One lifecycle hook on `hooks` (any contract version's `lifecycle`
+/// exports, which have the same functions).
+macro_rules! lifecycle_call {
+    ($hooks:expr, $store:expr, $call:expr) => {
+        match $call {
+            Call::Tick => Answer::Ticked($hooks.call_tick($store).await?.map_err(|f| (f.code, f.message))),
+            Call::ConnectionOpened(id) => {
+                $hooks.call_connection_opened($store, id).await?;
+                Answer::Done
+            }
+            Call::ConnectionClosed(id) => {
+                $hooks.call_connection_closed($store, id).await?;
+                Answer::Done
+            }
+            _ => unreachable!("only lifecycle calls are passed"),
+        }
+    };
+}
+
 async fn instantiate(
     runtime: &Runtime,
     pre: &InstancePre<PluginState>,
@@ -510,27 +529,11 @@ impl Instance {
                 let message = wit_message!(v0_3, envelope, origin, endpoint: origin.endpoint.clone());
                 Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
             }
-            (Exports::V0_3 { lifecycle: Some(hooks), .. }, Call::Tick) => {
-                Answer::Ticked(hooks.call_tick(store).await?.map_err(|f| (f.code, f.message)))
+            (Exports::V0_2 { lifecycle: Some(hooks), .. }, call @ (Call::Tick | Call::ConnectionOpened(_) | Call::ConnectionClosed(_))) => {
+                lifecycle_call!(hooks, store, call)
             }
-            (Exports::V0_3 { lifecycle: Some(hooks), .. }, Call::ConnectionOpened(id)) => {
-                hooks.call_connection_opened(store, id).await?;
-                Answer::Done
-            }
-            (Exports::V0_3 { lifecycle: Some(hooks), .. }, Call::ConnectionClosed(id)) => {
-                hooks.call_connection_closed(store, id).await?;
-                Answer::Done
-            }
-            (Exports::V0_2 { lifecycle: Some(hooks), .. }, Call::Tick) => {
-                Answer::Ticked(hooks.call_tick(store).await?.map_err(|f| (f.code, f.message)))
-            }
-            (Exports::V0_2 { lifecycle: Some(hooks), .. }, Call::ConnectionOpened(id)) => {
-                hooks.call_connection_opened(store, id).await?;
-                Answer::Done
-            }
-            (Exports::V0_2 { lifecycle: Some(hooks), .. }, Call::ConnectionClosed(id)) => {
-                hooks.call_connection_closed(store, id).await?;
-                Answer::Done
+            (Exports::V0_3 { lifecycle: Some(hooks), .. }, call @ (Call::Tick | Call::ConnectionOpened(_) | Call::ConnectionClosed(_))) => {
+                lifecycle_call!(hooks, store, call)
             }
             (Exports::V0_3 { frames: Some(frames), .. }, Call::Frame(origin, frame)) => {
                 let origin = v0_3::types::Origin {
