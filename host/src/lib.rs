@@ -27,6 +27,7 @@
 //!   from it and shut down in order.
 
 pub mod admission;
+pub mod cluster;
 pub mod config;
 pub mod hub;
 pub mod lifecycle;

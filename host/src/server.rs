@@ -5,12 +5,14 @@
 //! Every task it starts is spawned through one [`Tasks`], so shutdown is
 //! one signal and one wait.
 
+use crate::cluster::{Cluster, SharedKv};
 use crate::config::{ms, Config, EndpointFormat, EndpointRole};
 use crate::routing::dispatch::Dispatcher;
 use crate::routing::target::WorkerRules;
 use crate::hub::{Hub, HubLimits};
 use crate::lifecycle::Tasks;
 use crate::admission::limits::{LiveLimits, Tunables};
+use crate::observability::feed::Recorded;
 use crate::observability::metrics::Metrics;
 use crate::plugins::registry::Registry;
 use crate::plugins::runtime::{PluginLimits, Runtime, Services};
@@ -18,6 +20,7 @@ use crate::admission::security::Keyring;
 use crate::store::host_state::HostState;
 use crate::store::db::{self, Database};
 use crate::store::history::History;
+use crate::store::queries::HistoryQueries;
 use crate::store::kv::DurableKv;
 use crate::store::memory::KvQuota;
 use crate::observability::system::HostSystem;
@@ -86,6 +89,15 @@ impl Server {
         let storage = &config.storage;
         let url = storage.url.clone().unwrap_or_else(|| db::default_url(&config.data_dir));
         let database = Database::open(&url, storage.max_connections, ms(storage.timeout_ms)).await?;
+        // Nodes of a cluster may share a server database: one node cannot
+        // tell the others' open connections from its own earlier run's.
+        if !(config.cluster.enabled() && database.backend() != db::Backend::Sqlite) {
+            match crate::store::history::close_left_open(&database).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(connections = n, "history: connections left open by the last run closed (1006, host stopped)"),
+                Err(error) => tracing::warn!("history: cannot close the connections the last run left open: {error}"),
+            }
+        }
         let history = History::start(database.clone(), &storage.history, metrics.history.clone());
         let (retention_db, retention) = (database.clone(), storage.retention.clone());
         tasks.spawn(|stop| crate::store::retention::run(retention_db, retention, stop));
@@ -97,7 +109,18 @@ impl Server {
         let hub = Arc::new(Hub::with_history(hub_limits, metrics.hub.clone(), history.clone()));
         let p = &config.plugins;
         let quota = KvQuota { max_value_bytes: p.kv_max_value_bytes, max_keys: p.kv_max_keys };
-        let kv = Arc::new(DurableKv::load(database.clone(), quota, ms(storage.timeout_ms)).await?);
+        let cluster = if config.cluster.enabled() {
+            let default_node = default_node_name(config.listen.port());
+            Some(Cluster::join(&config.cluster, default_node, &hub, metrics.cluster.clone(), &tasks).await?)
+        } else {
+            None
+        };
+        let kv: Arc<dyn crate::services::KvStore> = match &cluster {
+            Some(cluster) if config.cluster.shared_kv => {
+                Arc::new(SharedKv::open(cluster.client().clone(), cluster.name(), quota, ms(storage.timeout_ms), &tasks).await?)
+            }
+            _ => Arc::new(DurableKv::load(database.clone(), quota, ms(storage.timeout_ms)).await?),
+        };
         let plugin_limits = PluginLimits {
             deadline: limits.get().deadline(),
             memory_bytes: p.memory_mib << 20,
@@ -110,11 +133,13 @@ impl Server {
             let system = Arc::clone(&system);
             tasks.spawn(|stop| system.sample_every(SYSTEM_SAMPLE_EVERY, stop));
         }
-        let services = Services { events: hub.clone(), kv, rooms: hub.clone(), calls: hub.clone(), system };
+        // Status events (the registry's, the breakers') also go on the dashboard's timeline.
+        let events: Arc<dyn crate::services::EventSink> = Arc::new(Recorded::new(hub.clone(), Arc::clone(metrics.feed.timeline())));
+        let services = Services { events: Arc::clone(&events), kv, rooms: hub.clone(), calls: hub.clone(), system };
         let settings = p.settings_text().into_iter().map(|(name, values)| (name, Arc::new(values))).collect();
         let runtime = Runtime::new(plugin_limits, p.cache_dir.clone(), p.grants.clone(), settings, services)?;
         let worker_rules = Arc::new(WorkerRules::from_config(&config.workers).context("workers.types")?);
-        let registry = Arc::new(Registry::new(runtime, hub.clone(), metrics.plugins.clone(), worker_rules, tasks.clone()));
+        let registry = Arc::new(Registry::new(runtime, events, metrics.plugins.clone(), worker_rules, tasks.clone()).with_history(config.plugins.history).with_rollout(config.plugins.rollout.clone()));
 
         std::fs::create_dir_all(&p.dir).with_context(|| format!("cannot create plugin folder {}", p.dir.display()))?;
         let loaded = registry.load_dir(&p.dir).await.with_context(|| format!("cannot read plugin folder {}", p.dir.display()))?;
@@ -124,7 +149,14 @@ impl Server {
                 .with_context(|| format!("cannot watch plugin folder {}", p.dir.display()))?;
         }
 
+        if let Some(cluster) = cluster.as_ref().filter(|_| config.cluster.deploys) {
+            cluster.serve_deploys(Arc::clone(&registry), p.dir.clone(), &tasks).await?;
+        }
+
         let workers = Arc::new(WorkerPool::new(&config.workers)?);
+        if let Some(cluster) = &cluster {
+            cluster.serve_workers(Arc::clone(&workers), &tasks).await?;
+        }
         let tcp = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let mut extra = Vec::new();
         for listener in &config.listeners {
@@ -154,6 +186,7 @@ impl Server {
             max_upload_bytes: config.limits.max_upload_bytes,
             body_timeout: ms(config.limits.body_timeout_ms),
             state: Arc::new(state),
+            history: storage.history.enabled.then(|| HistoryQueries::new(database.clone())),
             serve_metrics: config.observability.metrics,
             started: Instant::now(),
             ready: AtomicBool::new(true),
@@ -169,6 +202,8 @@ impl Server {
         }
         let summary_every = ms(config.observability.summary_interval_ms);
         tasks.spawn(|stop| housekeeping(Arc::clone(&gateway), summary_every, stop));
+        gateway.metrics.feed.set_privacy(&config.storage.history);
+        tasks.spawn(|stop| crate::transport::api::dashboard::run_feed(Arc::clone(&gateway), stop));
         let grace = ms(config.websocket.shutdown_grace_ms);
         let listener = |tcp, app| Listener {
             tcp,
@@ -311,5 +346,18 @@ async fn housekeeping(gateway: Arc<Gateway>, summary_every: Duration, stop: Canc
             "summary"
         );
         last = now;
+    }
+}
+
+/// A cluster node's name when `cluster.node` is not set: the machine's
+/// host name and the listening port (a random suffix on port 0).
+fn default_node_name(port: u16) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    let host = if host.is_empty() { "node".to_owned() } else { host };
+    if port == 0 {
+        format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+    } else {
+        format!("{host}-{port}")
     }
 }

@@ -2,13 +2,25 @@
 //!
 //! The in-process dispatch path (a text frame in → dialect → route → Rust
 //! `echo` plugin → reply JSON out), beside the bare cost of one typed
-//! wasmtime call to the same plugin's `handle`, in the same run.
+//! wasmtime call to the same plugin's `handle`, in the same run; and
+//! before timing, the heap allocations each makes per message (counted by
+//! this bench's global allocator on the bench's one thread).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::time::Instant;
 use switchyard::plugins::runtime::world::v0_2::types;
+use switchyard::observability::allocations::{on_this_thread, CountingAllocator};
 use switchyard_tests::rig::Rig;
+
+/// Counts allocations on this thread (the runtime is current-thread, so
+/// the whole dispatch runs here).
+#[global_allocator]
+static COUNTING: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    on_this_thread()
+}
 
 const FRAME: &str = r#"{"type":"echo","id":"b1","data":{"message":"hello"}}"#;
 
@@ -33,6 +45,25 @@ fn dispatch(c: &mut Criterion) {
         origin: types::Origin { connection_id: "bench".into(), client_id: None, transport: "ws".into(), endpoint: "/ws".into() },
     };
 
+    const COUNTED: u64 = 1000;
+    let (bare_allocations, dispatch_allocations) = rt.block_on(async {
+        let start = allocations();
+        for _ in 0..COUNTED {
+            black_box(bare.handle(&message).await.unwrap().unwrap());
+        }
+        let bare_allocations = allocations() - start;
+        let start = allocations();
+        for _ in 0..COUNTED {
+            black_box(rig.answer(FRAME, &mut bucket).await);
+        }
+        (bare_allocations, allocations() - start)
+    });
+    println!(
+        "allocations per message: bare typed call {:.1}, dispatch {:.1}",
+        bare_allocations as f64 / COUNTED as f64,
+        dispatch_allocations as f64 / COUNTED as f64
+    );
+
     let mut group = c.benchmark_group("echo");
     group.bench_function("bare typed wasmtime call", |b| {
         b.iter_custom(|iters| {
@@ -46,15 +77,7 @@ fn dispatch(c: &mut Criterion) {
         })
     });
     group.bench_function("dispatch: frame in, reply out", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(rig.answer(black_box(FRAME), &mut bucket).await);
-                }
-                start.elapsed()
-            })
-        })
+        b.iter_custom(|iters| rt.block_on(rig.time_answers(FRAME, &mut bucket, iters)))
     });
     group.finish();
 }

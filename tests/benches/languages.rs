@@ -1,7 +1,8 @@
 //! Run with: cargo bench -p switchyard-tests --bench languages
 //!
 //! What a plugin costs by language, in the same run, with the Rust `echo`
-//! as the baseline: the first load (compile, instantiate, manifest) with an
+//! as the baseline (and the Rust `greet`, the Python example's handler
+//! written in Rust, as the baseline for the Python row): the first load (compile, instantiate, manifest) with an
 //! empty compile cache, the load after a restart (compile cache hit), a
 //! fresh instantiation, and a warm call through the whole dispatch path.
 //! The other languages' examples are built by their `build.sh`.
@@ -26,6 +27,10 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let subjects = [
         Subject { language: "Rust (echo, baseline)", component: switchyard_tests::guest("echo"), frame: r#"{"type":"echo","data":{"message":"hello"}}"#, calls: 2000 },
+        // The same handler as the Python `greet` (parse, kv get and set,
+        // format), so the Python row's ratio to this one is the language's
+        // cost for the same work.
+        Subject { language: "Rust (greet, the Python's work)", component: switchyard_tests::guest("greet-rust"), frame: r#"{"type":"greet","data":{"name":"Ada","language":"fr"}}"#, calls: 2000 },
         Subject { language: "Python (greet)", component: switchyard_tests::example("python-greet"), frame: r#"{"type":"greet","data":{"name":"Ada","language":"fr"}}"#, calls: 500 },
         Subject { language: "JavaScript (text)", component: switchyard_tests::example("js-text"), frame: r#"{"type":"text.upper","data":{"text":"hello"}}"#, calls: 1000 },
         Subject { language: "Zig (sum)", component: switchyard_tests::example("zig-sum"), frame: r#"{"type":"sum","data":{"numbers":[1,2.5,3]}}"#, calls: 2000 },

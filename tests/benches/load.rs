@@ -21,7 +21,9 @@
 //! `--seconds T` (5), `--rate R` (total requests a second; then K is
 //! ignored), `--only echo,native,wasm`, `--host 127.0.0.1:PORT` (a host
 //! already running, e.g. under `perf`; it must serve `clock` and have its
-//! rate limits off). Traffic goes to loopback only and
+//! rate limits off), `--before PATH` (another build of the host, e.g. the
+//! commit before a change, measured in the same run as `before-native`
+//! and `before-wasm`). Traffic goes to loopback only and
 //! every run is bounded by `--seconds` plus a 3 s drain.
 
 use futures_util::{SinkExt, StreamExt};
@@ -44,10 +46,12 @@ struct Settings {
     only: Vec<String>,
     /// A host already running (to profile it), instead of spawning one.
     host: Option<String>,
+    /// Another build of the host, measured in the same run.
+    before: Option<String>,
 }
 
 fn settings() -> Settings {
-    let mut settings = Settings { connections: 100, in_flight: 1, seconds: 5, rate: None, only: Vec::new(), host: None };
+    let mut settings = Settings { connections: 100, in_flight: 1, seconds: 5, rate: None, only: Vec::new(), host: None, before: None };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -59,6 +63,7 @@ fn settings() -> Settings {
             "--rate" => settings.rate = Some(value().parse().expect("--rate R")),
             "--only" => settings.only = value().split(',').map(str::to_owned).collect(),
             "--host" => settings.host = Some(value()),
+            "--before" => settings.before = Some(value()),
             // `cargo bench` passes `--bench`; criterion-style filters are not used.
             _ => {}
         }
@@ -125,13 +130,16 @@ fn main() {
     let settings = settings();
     let wanted = |name: &str| settings.only.is_empty() || settings.only.iter().any(|o| o == name);
     let echo = wanted("echo").then(switchyard_tests::echo::EchoProcess::spawn);
-    let spawned = (settings.host.is_none() && (wanted("native") || wanted("wasm"))).then(|| {
-        let limits = format!(
-            "[limits]\nmessages_per_second = 0\nconnections_per_second_per_ip = 0\nmax_connections_per_client = {}\n",
-            settings.connections + 10
-        );
-        switchyard_tests::HostProcess::spawn(&["clock"], &limits)
-    });
+    let limits = format!(
+        "[limits]\nmessages_per_second = 0\nconnections_per_second_per_ip = 0\nmax_connections_per_client = {}\n",
+        settings.connections + 10
+    );
+    let spawned = (settings.host.is_none() && (wanted("native") || wanted("wasm")))
+        .then(|| switchyard_tests::HostProcess::spawn(&["clock"], &limits));
+    let before = settings
+        .before
+        .as_ref()
+        .map(|binary| switchyard_tests::HostProcess::spawn_binary(std::path::Path::new(binary), &["clock"], &limits));
     let host = settings.host.clone().or_else(|| spawned.as_ref().map(|h| h.addr.clone()));
     let host_pid = spawned.as_ref().map(|h| h.pid());
     let mut scenarios = Vec::new();
@@ -150,6 +158,18 @@ fn main() {
             scenarios.push(Scenario { name: "wasm", what: "Switchyard, get_time via clock.wasm", url: format!("ws://{host}/ws"), request: get_time, check, pid: host_pid });
         }
     }
+    if let Some(before) = &before {
+        let (host, pid) = (&before.addr, Some(before.pid()));
+        if wanted("native") {
+            let check: fn(&Reply, &str) -> bool = |reply, id| reply.kind == Some("pong") && id_is(reply, id) && reply.data.is_some();
+            scenarios.push(Scenario { name: "before-native", what: "the --before build, built-in ping", url: format!("ws://{host}/ws"), request: ping, check, pid });
+        }
+        if wanted("wasm") {
+            let check: fn(&Reply, &str) -> bool =
+                |reply, id| reply.kind == Some("reply") && id_is(reply, id) && reply.data.is_some_and(|d| d.get().contains("unix_ms"));
+            scenarios.push(Scenario { name: "before-wasm", what: "the --before build, get_time via clock.wasm", url: format!("ws://{host}/ws"), request: get_time, check, pid });
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let load = match settings.rate {
         Some(rate) => format!("{rate} req/s in all"),
@@ -157,7 +177,7 @@ fn main() {
     };
     println!("{} connections, {load}, {} s per scenario, loopback; latency in µs", settings.connections, settings.seconds);
     println!(
-        "{:<8} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10}  server",
+        "{:<13} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10}  server",
         "scenario", "msg/s", "×echo", "p50", "p90", "p99", "p99.9", "max", "errors", "missing", "server µs/msg"
     );
     let mut baseline: Option<f64> = None;
@@ -177,7 +197,7 @@ fn main() {
         let ratio = baseline.map_or("-".to_owned(), |b| format!("{:.2}", rate / b));
         let h = &measured.latency;
         println!(
-            "{:<8} {:>10.0} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10}  {}",
+            "{:<13} {:>10.0} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10}  {}",
             scenario.name,
             rate,
             ratio,

@@ -5,10 +5,9 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::time::Duration;
 use switchyard::config::{ApiKeyConfig, ScopeConfig};
 use switchyard::Config;
-use switchyard_tests::{guest, watch_status, Client, Host};
+use switchyard_tests::{api_client, guest, json_of, watch_status, Client, Host};
 
 const ADMIN: &str = "admin-key-0123456789abcdef";
 const USER: &str = "user-key-0123456789abcdef";
@@ -29,15 +28,6 @@ async fn host(guests: &[&str]) -> Host {
     Host::start_with(guests, with_keys).await
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
-}
-
-async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
-}
 
 /// A device on `/rooms` that created a room; the room's id.
 async fn device_in_new_room(host: &Host) -> (Client, String) {
@@ -52,7 +42,7 @@ async fn device_in_new_room(host: &Host) -> (Client, String) {
 #[tokio::test]
 async fn messages_route_through_plugins_with_ws_error_codes() {
     let host = host(&["calculator", "legacy-echo"]).await;
-    let http = http();
+    let http = api_client();
     let post = |body: String| http.post(host.http("/api/v1/messages")).body(body).send();
 
     let (status, reply) = json_of(post(json!({"type":"calculate","id":"h1","data":{"a":6,"b":3,"op":"/"}}).to_string()).await.unwrap()).await;
@@ -89,7 +79,7 @@ async fn messages_route_through_plugins_with_ws_error_codes() {
 #[tokio::test]
 async fn the_control_api_reaches_the_video_plugin_verbatim() {
     let host = host(&["video"]).await;
-    let http = http();
+    let http = api_client();
     let mut watcher = host.connect().await;
     assert_eq!(watcher.call("subscribe", json!({"events": ["video_status"]})).await["type"], "reply");
 
@@ -125,7 +115,7 @@ async fn the_video_proxys_clients_receive_video_status_unasked() {
     // A reply proves the connection is served, and so subscribed.
     assert_eq!(viewer.request(json!({"type": "ping"})).await["type"], "pong");
 
-    let control = http().post(host.http("/api/control")).json(&json!({"action": "play", "video_path": "/a.mp4"}));
+    let control = api_client().post(host.http("/api/control")).json(&json!({"action": "play", "video_path": "/a.mp4"}));
     let (status, state) = json_of(control.send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{state}");
     let frame = viewer.recv_frame().await;
@@ -138,7 +128,7 @@ async fn the_video_proxys_clients_receive_video_status_unasked() {
 #[tokio::test]
 async fn status_reports_connections_rooms_topics_and_plugin_figures() {
     let host = host(&["echo", "rooms"]).await;
-    let http = http();
+    let http = api_client();
     let mut client = host.connect().await;
     client.call("subscribe", json!({"events": ["alert.*"]})).await;
     for _ in 0..20 {
@@ -166,7 +156,7 @@ async fn status_reports_connections_rooms_topics_and_plugin_figures() {
 #[tokio::test]
 async fn plugins_are_administered_through_the_validate_then_swap_path() {
     let host = host(&["echo"]).await;
-    let http = http();
+    let http = api_client();
     let mut client = host.connect().await;
     watch_status(&mut client).await;
     let admin = |request: reqwest::RequestBuilder| request.bearer_auth(ADMIN);
@@ -212,7 +202,7 @@ async fn plugins_are_administered_through_the_validate_then_swap_path() {
 #[tokio::test]
 async fn config_changes_apply_live_and_are_published() {
     let host = host(&["echo"]).await;
-    let http = http();
+    let http = api_client();
     let mut client = host.connect().await;
     client.call("subscribe", json!({"events": ["config"]})).await;
 
@@ -246,7 +236,7 @@ async fn config_changes_apply_live_and_are_published() {
 #[tokio::test]
 async fn http_sends_into_live_connections_rooms_and_topics() {
     let host = host(&["rooms"]).await;
-    let http = http();
+    let http = api_client();
     let post = |path: &str, body: Value| http.post(host.http(path)).bearer_auth(ADMIN).json(&body).send();
     let mut a = host.connect().await;
     let mut b = host.connect().await;
@@ -292,7 +282,7 @@ fn sample(page: &str, name: &str) -> f64 {
 #[tokio::test]
 async fn metrics_health_and_readiness() {
     let host = host(&["echo"]).await;
-    let http = http();
+    let http = api_client();
     let page = || async { http.get(host.http("/metrics")).send().await.unwrap().text().await.unwrap() };
     assert_eq!(http.get(host.http("/healthz")).send().await.unwrap().status(), StatusCode::OK);
     let (status, ready) = json_of(http.get(host.http("/readyz")).send().await.unwrap()).await;
@@ -329,8 +319,9 @@ async fn the_openapi_document_matches_the_routes() {
     documented.sort();
 
     // The routes, as the router declares them.
-    let source = std::fs::read_to_string(root.join("host/src/transport/api.rs")).unwrap()
-        + &std::fs::read_to_string(root.join("host/src/transport/mod.rs")).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(root.join("host/src/transport/api")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.push(root.join("host/src/transport/mod.rs"));
+    let source: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect::<Vec<_>>().join("\n");
     let mut declared = Vec::new();
     for line in source.lines().filter_map(|l| l.split_once(".route(\"").map(|(_, rest)| rest)) {
         let path = line.split('"').next().unwrap();
@@ -346,7 +337,7 @@ async fn the_openapi_document_matches_the_routes() {
 
     // And each documented operation answers on a live host (not "no such route").
     let host = host(&["echo"]).await;
-    let http = http();
+    let http = api_client();
     for (method, path) in &documented {
         let path = path.replace("{name}", "echo").replace("{topic}", "t").replace("{id}", "x").replace("{room}", "r");
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();

@@ -8,61 +8,14 @@
 //! - on PostgreSQL, an outage: routing goes on, kv writes fail with
 //!   `KV_UNAVAILABLE`, history drops are counted, writes resume after.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, Instant};
-use switchyard::config::Config;
-use switchyard::store::db::{text, Database};
-use switchyard_tests::databases::{DbServer, Kind};
+use switchyard::store::db::text;
+use switchyard_tests::databases::{DbServer, Kind, Store};
+use switchyard_tests::on_every_backend;
 use switchyard_tests::{Client, Host, HostProcess};
 
-/// Where a test's database is: a SQLite file in a folder of its own, or a
-/// private server.
-struct Store {
-    url: String,
-    server: Option<DbServer>,
-    _dir: tempfile::TempDir,
-}
-
-impl Store {
-    /// `None` when that server is not installed (outside CI).
-    fn new(kind: Option<Kind>) -> Option<Store> {
-        let dir = tempfile::tempdir().unwrap();
-        match kind {
-            None => Some(Store { url: format!("sqlite://{}", dir.path().join("history.db").display()), server: None, _dir: dir }),
-            Some(kind) => {
-                let server = DbServer::start(kind)?;
-                Some(Store { url: server.url.clone(), server: Some(server), _dir: dir })
-            }
-        }
-    }
-
-    fn configure(&self, config: &mut Config) {
-        config.storage.url = Some(self.url.clone());
-    }
-
-    async fn open(&self) -> Database {
-        Database::open(&self.url, 2, Duration::from_secs(10)).await.expect("the test opens the database")
-    }
-}
-
-/// One test per backend.
-macro_rules! on_every_backend {
-    ($($name:ident),*) => {
-        mod sqlite { $( #[tokio::test] async fn $name() { if let Some(s) = super::Store::new(None) { super::$name(s).await } } )* }
-        mod postgres { $( #[tokio::test] async fn $name() { if let Some(s) = super::Store::new(Some(super::Kind::Postgres)) { super::$name(s).await } } )* }
-        mod mariadb { $( #[tokio::test] async fn $name() { if let Some(s) = super::Store::new(Some(super::Kind::Mariadb)) { super::$name(s).await } } )* }
-    };
-}
-
 on_every_backend!(plugin_state_survives_a_restart, history_records_connections_and_messages, the_room_servers_tables_answer_its_queries, retention_deletes_what_it_should_and_nothing_else);
-
-async fn identify(host: &Host, device: &str) -> (Client, Value) {
-    let mut client = Client::connect_without_ack(&host.endpoint("/rooms")).await;
-    client.send_text(&json!({"device_id": device, "identity": "tv"}).to_string()).await;
-    assert_eq!(client.recv_frame().await["type"], "connection");
-    let room = client.recv_frame().await;
-    (client, room)
-}
 
 async fn plugin_state_survives_a_restart(store: Store) {
     let host = Host::start_with(&["video", "rooms"], |c| store.configure(c)).await;
@@ -70,7 +23,7 @@ async fn plugin_state_survives_a_restart(store: Store) {
     control.call("video_command", json!({"action": "play", "video_path": "/videos/keep.mp4"})).await;
     let paused = control.call("video_command", json!({"action": "pause"})).await;
     assert_eq!(paused["data"]["state"], "paused", "{paused}");
-    let (device, room) = identify(&host, "device_a").await;
+    let (device, room) = host.room_device(json!({"device_id": "device_a", "identity": "tv"})).await;
     assert_eq!(room["status"], "created_new", "{room}");
     device.close().await;
     control.close().await;
@@ -81,7 +34,7 @@ async fn plugin_state_survives_a_restart(store: Store) {
     assert_eq!(status["data"]["state"], "paused", "{status}");
     assert_eq!(status["data"]["video_path"], "/videos/keep.mp4", "{status}");
     assert_eq!(status["data"]["position"], paused["data"]["position"], "{status}");
-    let (_device, again) = identify(&host, "device_a").await;
+    let (_device, again) = host.room_device(json!({"device_id": "device_a", "identity": "tv"})).await;
     assert_eq!(again, json!({"type": "room", "room_id": room["room_id"], "status": "reconnected"}));
     host.shutdown().await;
 }
@@ -139,22 +92,14 @@ async fn history_records_connections_and_messages(store: Store) {
     db.close().await;
 }
 
-async fn room_device(host: &Host, identify: Value) -> (Client, Value) {
-    let mut client = Client::connect_without_ack(&host.endpoint("/rooms")).await;
-    client.send_text(&identify.to_string()).await;
-    assert_eq!(client.recv_frame().await["type"], "connection");
-    let room = client.recv_frame().await;
-    (client, room)
-}
-
 /// A three-device session (join, broadcast, direct, query), then the room
 /// server's kind of SQL on its five tables.
 async fn the_room_servers_tables_answer_its_queries(store: Store) {
     let host = Host::start_with(&["rooms"], |c| store.configure(c)).await;
-    let (mut a, joined) = room_device(&host, json!({"device_id": "device_a", "identity": "mobile"})).await;
+    let (mut a, joined) = host.room_device(json!({"device_id": "device_a", "identity": "mobile"})).await;
     let room = joined["room_id"].as_str().unwrap().to_owned();
-    let (mut b, _) = room_device(&host, json!({"device_id": "device_b", "identity": "tablet", "room_id": room})).await;
-    let (mut c, _) = room_device(&host, json!({"device_id": "device_c", "identity": "tv", "room_id": room})).await;
+    let (mut b, _) = host.room_device(json!({"device_id": "device_b", "identity": "tablet", "room_id": room})).await;
+    let (mut c, _) = host.room_device(json!({"device_id": "device_c", "identity": "tv", "room_id": room})).await;
     a.send_text(r#"{"type":"message","content":"hello all"}"#).await;
     assert_eq!(b.recv_frame().await["content"], "hello all");
     assert_eq!(c.recv_frame().await["content"], "hello all");
@@ -406,9 +351,27 @@ async fn a_host_killed_under_load_restarts_consistent() {
     assert!(acked_devices.len() >= 10, "{acked_devices:?}");
 
     // It starts again on the same file, and serves.
+    let restarted = switchyard::store::db::now_ms();
     let host = HostProcess::spawn(&["rooms", "echo"], &toml);
     let mut client = Client::connect(&format!("ws://{}/ws", host.addr)).await;
     assert_eq!(client.call("echo", json!({"message": "again"})).await["data"], "Echo: again");
+    // The killed run's connections (each loader's /ws, at least) are no
+    // longer open in history: closed at start, 1006 "host stopped".
+    let db = store.open().await;
+    let still_open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connection_history WHERE disconnected_ms IS NULL AND connected_ms < ?")
+        .bind(restarted)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(still_open, 0, "connections of the killed run still open in history");
+    let stopped: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM connection_history WHERE endpoint = '/ws' AND close_code = 1006 AND close_reason = 'host stopped' AND disconnected_ms >= connected_ms",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert!(stopped >= 4, "{stopped} of the 4 loaders' connections closed as host stopped");
+    db.close().await;
     let mut device = Client::connect_without_ack(&format!("ws://{}/rooms", host.addr)).await;
     device.send_text(&json!({"device_id": acked_devices[0]}).to_string()).await;
     device.recv_frame().await;

@@ -121,6 +121,9 @@ impl DbServer {
                 if running_as_root() {
                     command.arg("--user=root");
                 }
+                // Its own temp folder: bootstraps running side by side in a
+                // shared /tmp delete each other's temporary tables.
+                command.env("TMPDIR", self.dir.path());
                 command.stdout(Stdio::null()).status()
             }
         };
@@ -148,6 +151,7 @@ impl DbServer {
                 command.arg(format!("--datadir={}", data.display()));
                 command.arg(format!("--socket={}/mariadb.sock", socket_dir));
                 command.arg(format!("--pid-file={}/mariadb.pid", socket_dir));
+                command.arg(format!("--tmpdir={}", socket_dir));
                 command.args([&format!("--port={port}"), "--bind-address=127.0.0.1", "--skip-grant-tables", "--skip-log-bin"]);
                 command.args(["--innodb-buffer-pool-size=32M", "--character-set-server=utf8mb4"]);
                 if running_as_root() {
@@ -209,4 +213,47 @@ impl Drop for DbServer {
 fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")]).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+/// Where a storage test's database is: a SQLite file in a folder of its
+/// own, or a private server.
+pub struct Store {
+    pub url: String,
+    pub server: Option<DbServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl Store {
+    /// SQLite for `None`; `None` when that server is not installed (outside CI).
+    pub fn new(kind: Option<Kind>) -> Option<Store> {
+        let dir = tempfile::tempdir().unwrap();
+        match kind {
+            None => Some(Store { url: format!("sqlite://{}", dir.path().join("history.db").display()), server: None, _dir: dir }),
+            Some(kind) => {
+                let server = DbServer::start(kind)?;
+                Some(Store { url: server.url.clone(), server: Some(server), _dir: dir })
+            }
+        }
+    }
+
+    /// Point a host's storage here.
+    pub fn configure(&self, config: &mut switchyard::config::Config) {
+        config.storage.url = Some(self.url.clone());
+    }
+
+    /// The database, opened by the test itself.
+    pub async fn open(&self) -> switchyard::store::db::Database {
+        switchyard::store::db::Database::open(&self.url, 2, Duration::from_secs(10)).await.expect("the test opens the database")
+    }
+}
+
+/// One `#[tokio::test]` per backend for each named `async fn(Store)` in
+/// scope: modules `sqlite`, `postgres` and `mariadb`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $name() { if let Some(s) = $crate::databases::Store::new(None) { super::$name(s).await } } )* }
+        mod postgres { $( #[tokio::test] async fn $name() { if let Some(s) = $crate::databases::Store::new(Some($crate::databases::Kind::Postgres)) { super::$name(s).await } } )* }
+        mod mariadb { $( #[tokio::test] async fn $name() { if let Some(s) = $crate::databases::Store::new(Some($crate::databases::Kind::Mariadb)) { super::$name(s).await } } )* }
+    };
 }

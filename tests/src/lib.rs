@@ -8,9 +8,11 @@
 //! cases run with it against any target. [`python_with_websockets`] and
 //! [`node_with_ws`] install stock client libraries for tests to run.
 
+pub mod browser;
 pub mod conformance;
 pub mod databases;
 pub mod echo;
+pub mod nats;
 pub mod raw;
 
 use futures_util::{SinkExt, StreamExt};
@@ -215,6 +217,11 @@ impl HostProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The folder it loads plugins from (and watches).
+    pub fn plugin_dir(&self) -> PathBuf {
+        self._dir.path().join("plugins")
+    }
 }
 
 /// `target/release/switchyard`, under `CARGO_TARGET_DIR` if that is set.
@@ -319,6 +326,17 @@ impl Host {
     /// The WebSocket URL of an endpoint path.
     pub fn endpoint(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr())
+    }
+
+    /// A room-server client on `/rooms`: sends its identify frame (e.g.
+    /// `{"device_id": "tv-1"}`), takes the `connection` frame, and returns
+    /// the client with the room frame that followed.
+    pub async fn room_device(&self, identify: Value) -> (Client, Value) {
+        let mut client = Client::connect_without_ack(&self.endpoint("/rooms")).await;
+        client.send_text(&identify.to_string()).await;
+        assert_eq!(client.recv_frame().await["type"], "connection");
+        let room = client.recv_frame().await;
+        (client, room)
     }
 
     pub fn plugin_dir(&self) -> &Path {
@@ -494,9 +512,12 @@ impl Client {
         }
     }
 
+    /// The next text frame, within [`PATIENCE`] in all: the host's pings
+    /// are answered and skipped but do not extend the wait.
     pub async fn recv_frame(&mut self) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let next = tokio::time::timeout(PATIENCE, self.socket.next()).await.expect("a frame arrives in time");
+            let next = tokio::time::timeout_at(deadline, self.socket.next()).await.expect("a frame arrives in time");
             match next {
                 Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).expect("host sends JSON"),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -507,8 +528,9 @@ impl Client {
 
     /// Read until the host closes the connection; its close code.
     pub async fn ending(&mut self) -> Ending {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            match tokio::time::timeout(PATIENCE, self.socket.next()).await.expect("the host ends the connection in time") {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await.expect("the host ends the connection in time") {
                 Some(Ok(Message::Close(frame))) => return Ending::Closed(frame.map(|f| u16::from(f.code))),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Ending::Dropped,
@@ -564,7 +586,7 @@ pub mod rig {
     use switchyard::Config;
 
     pub struct Rig {
-        pub registry: Registry,
+        pub registry: Arc<Registry>,
         pub dispatcher: Dispatcher,
         limits: Arc<LiveLimits>,
         principal: Arc<Principal>,
@@ -589,7 +611,7 @@ pub mod rig {
                 cpu: Default::default(),
             };
             let runtime = Runtime::new(limits, cache_dir, HashMap::new(), HashMap::new(), services).unwrap();
-            let registry = Registry::new(runtime, hub.clone(), Default::default(), Default::default(), Default::default());
+            let registry = Arc::new(Registry::new(runtime, hub.clone(), Default::default(), Default::default(), Default::default()));
             let mut tunables = Tunables::from_config(&Config::default());
             (tunables.messages_per_second, tunables.message_burst) = (u32::MAX, u32::MAX);
             let limits = Arc::new(LiveLimits::new(tunables, 16 << 20));
@@ -607,8 +629,32 @@ pub mod rig {
         /// The whole message path for one text frame; the reply frames.
         pub async fn answer(&self, frame: &str, bucket: &mut MessageBucket) -> Vec<String> {
             let origin = Origin { connection_id: "bench".into(), client_id: None, transport: Transport::Ws, endpoint: "/ws".into() };
-            let caller = Caller { origin, connection: None, principal: &self.principal };
+            let caller = Caller { origin: &origin, connection: None, principal: &self.principal };
             self.dispatcher.answer(frame, &Profile::default(), &caller, || bucket.admit(&self.limits)).await
         }
+
+        /// `frame` answered `times` times in a row, and how long that took
+        /// (for criterion's `iter_custom`).
+        pub async fn time_answers(&self, frame: &str, bucket: &mut MessageBucket, times: u64) -> std::time::Duration {
+            let start = std::time::Instant::now();
+            for _ in 0..times {
+                std::hint::black_box(self.answer(std::hint::black_box(frame), bucket).await);
+            }
+            start.elapsed()
+        }
     }
+}
+
+/// An HTTP client for the API suites: a host that hangs fails the test
+/// after 30 s instead of holding it.
+pub fn api_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// A response's status and JSON body; a body that is not JSON fails the
+/// test, showing what came.
+pub async fn json_of(response: reqwest::Response) -> (reqwest::StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
 }

@@ -1,6 +1,9 @@
 //! The `switchyard` binary: `serve` the host, `plugin inspect`, `new` and
-//! `build` plugins,
-//! `send` one request to a running host, or open a `console` on it.
+//! `build` plugins, `plugin history`, `rollback`, `canary` and `promote` on
+//! a running host, `send` one request to a running host, open a `console`
+//! on it, or ask its `history`.
+
+mod history;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -9,6 +12,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use switchyard::{Config, Server};
+
+mod plugin;
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "WebAssembly-pluggable message-routing engine")]
@@ -72,6 +77,8 @@ enum Command {
         #[arg(long, env = "SWITCHYARD_KEY", hide_env_values = true)]
         key: Option<String>,
     },
+    /// Ask a running host's history (an admin key): messages, connections, counts, rooms.
+    History(Box<history::HistoryArgs>),
 }
 
 #[derive(Subcommand)]
@@ -101,6 +108,8 @@ enum PluginCommand {
         #[arg(long)]
         offline: bool,
     },
+    #[command(flatten)]
+    Deploy(plugin::Deploy),
 }
 
 fn main() -> ExitCode {
@@ -128,8 +137,10 @@ fn main() -> ExitCode {
                 println!("built {}", built.display());
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Plugin { command: PluginCommand::Deploy(command) } => plugin::run(command).await,
             Command::Send { url, r#type, data, timeout, key } => send(&with_key(&url, key), &r#type, data.as_deref(), timeout).await,
             Command::Console { url, key } => switchyard_client::cli::console(&with_key(&url, key)).await.map(|()| ExitCode::SUCCESS),
+            Command::History(args) => history::run(args).await,
         }
     });
     match result {

@@ -87,8 +87,12 @@ impl Principal {
     }
 
     /// `FORBIDDEN` unless the caller may publish to or subscribe to `topic`
-    /// (a topic or a `prefix.*` pattern).
+    /// (a topic or a `prefix.*` pattern). The admin feed's topic is for
+    /// `admin` keys only, whatever their topic scope.
     pub fn may_use_topic(&self, topic: &str) -> Result<(), Failure> {
+        if topic == crate::observability::feed::DASHBOARD_TOPIC && !self.scopes.admin {
+            return Err(self.forbidden(&format!("topic {topic:?} (the admin feed)")));
+        }
         if self.scopes.topics.iter().any(|p| p.covers(topic)) {
             Ok(())
         } else {

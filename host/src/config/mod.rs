@@ -3,14 +3,17 @@
 //! variables override the file (flag > environment > file > default).
 
 pub mod auth;
+pub mod cluster;
 pub mod isolation;
 pub mod proxy;
+pub mod rollout;
 pub mod storage;
 pub mod workers;
 
 pub use crate::wire::frames::Ack;
 pub use auth::{ApiKeyConfig, AuthConfig, ScopeConfig};
 pub use isolation::{BreakerConfig, BreakerPolicy, CpuShareConfig};
+use cluster::ClusterConfig;
 use proxy::ProxyRouteConfig;
 use storage::StorageConfig;
 use workers::WorkersConfig;
@@ -50,6 +53,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The database: plugin key-value state and history.
     pub storage: StorageConfig,
+    /// Several hosts as one, over NATS (off unless `urls` is set).
+    pub cluster: ClusterConfig,
 }
 
 /// An extra listener: one endpoint, any path, no HTTP API.
@@ -307,6 +312,10 @@ pub struct PluginsConfig {
     pub cpu_share: f64,
     /// `cpu_share` per plugin, by manifest name.
     pub cpu_shares: HashMap<String, f64>,
+    /// Replaced versions each plugin keeps compiled for a rollback.
+    pub history: usize,
+    /// How a canary of each plugin (by manifest name) runs.
+    pub rollout: HashMap<String, rollout::RolloutConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -379,6 +388,7 @@ impl Default for Config {
             proxy: Vec::new(),
             data_dir: PathBuf::from(".switchyard/data"),
             storage: StorageConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -400,6 +410,8 @@ impl Default for PluginsConfig {
             breaker: BreakerConfig::default(),
             cpu_share: isolation::DEFAULT_CPU_SHARE,
             cpu_shares: HashMap::new(),
+            history: 5,
+            rollout: HashMap::new(),
         }
     }
 }
@@ -453,6 +465,7 @@ impl Config {
         anyhow::ensure!(p.max_instances > 0, "plugins.max_instances must be positive");
         p.breaker.validate()?;
         p.cpu().validate()?;
+        self.cluster.validate()?;
         let l = &self.limits;
         anyhow::ensure!(l.max_message_bytes > 0, "limits.max_message_bytes must be positive");
         anyhow::ensure!(l.max_frame_bytes >= l.max_message_bytes, "limits.max_frame_bytes must be at least limits.max_message_bytes");

@@ -17,7 +17,7 @@ use crate::sync::lock;
 use crate::wire::dialect::Dialect;
 use crate::wire::{close, ErrorCode, Failure};
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -130,6 +130,24 @@ impl Connection {
                 self.overflowed()
             }
         }
+    }
+
+    /// Queue a frame if there is room now (in frames and in bytes), without
+    /// waiting and without evicting: `Ok(false)` if the connection is
+    /// closing, the frame back if there is no room (then
+    /// [`deliver`](Self::deliver) waits for it).
+    pub fn try_deliver(&self, frame: Bytes) -> Result<bool, Bytes> {
+        let len = frame.len();
+        if !self.queued.reserve(len) {
+            return Err(frame);
+        }
+        self.outbox.try_send(frame).map(|()| true).or_else(|error| {
+            self.queued.release(len);
+            match error {
+                mpsc::error::TrySendError::Full(frame) => Err(frame),
+                mpsc::error::TrySendError::Closed(_) => Ok(false),
+            }
+        })
     }
 
     /// Queue a frame now or evict the connection.
@@ -255,6 +273,7 @@ impl Connection {
             room: presence.room,
             device_id: presence.device_id,
             subscriptions: self.subscriptions(),
+            node: None,
         }
     }
 
@@ -263,7 +282,8 @@ impl Connection {
         lock(&self.presence).device_id.clone()
     }
 
-    pub(super) fn member(&self) -> Member {
+    /// Who it is, as room members are listed.
+    pub fn member(&self) -> Member {
         let presence = lock(&self.presence);
         Member { connection_id: self.id.clone(), device_id: presence.device_id.clone(), identity: presence.identity.clone() }
     }
@@ -354,7 +374,7 @@ impl Outbox {
 }
 
 /// A connection as the HTTP API lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnectionInfo {
     pub id: String,
     pub client_id: Option<String>,
@@ -365,6 +385,9 @@ pub struct ConnectionInfo {
     pub room: Option<String>,
     pub device_id: Option<String>,
     pub subscriptions: Vec<String>,
+    /// The cluster node it is connected to (in a cluster only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl crate::store::history::Presence for Connection {

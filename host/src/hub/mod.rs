@@ -8,9 +8,12 @@
 //! `presence.<room>`. Calls to clients wait for their answers in
 //! [`Calls`] (`calls.rs`).
 
+mod broker;
 mod calls;
 mod connection;
+mod fanout;
 
+pub use broker::{Broker, Change, Recipient};
 pub use calls::Calls;
 pub use connection::{Connection, ConnectionInfo, Filters, Outbox, MAX_SUBSCRIPTIONS};
 
@@ -27,8 +30,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 use crate::services::CallFuture;
 use tokio::sync::mpsc;
 
@@ -91,6 +94,8 @@ pub struct Hub {
     devices: RwLock<HashMap<String, String>>,
     calls: Calls,
     history: History,
+    /// The other nodes of a cluster; unset on a single host.
+    broker: OnceLock<Arc<dyn Broker>>,
 }
 
 /// The `data` of a `subscribe` request (the monitoring feed's format).
@@ -111,7 +116,50 @@ impl Hub {
         let admission = Arc::new(Admission { counts: Mutex::default(), gauge: metrics.connections.clone() });
         let calls = Calls::new(limits.max_client_calls, metrics.calls.clone());
         let (connections, rooms, devices) = (RwLock::default(), RwLock::default(), RwLock::default());
-        Hub { limits, metrics, admission, connections, rooms, devices, calls, history }
+        Hub { limits, metrics, admission, connections, rooms, devices, calls, history, broker: OnceLock::new() }
+    }
+
+    /// Deliver to the other nodes of a cluster through `broker` from now
+    /// on (set once, at start).
+    pub fn set_broker(&self, broker: Arc<dyn Broker>) {
+        let _ = self.broker.set(broker);
+    }
+
+    fn broker(&self) -> Option<&Arc<dyn Broker>> {
+        self.broker.get()
+    }
+
+    fn changed(&self, change: Change<'_>) {
+        if let Some(broker) = self.broker() {
+            broker.changed(change);
+        }
+    }
+
+    /// `connection`'s topic subscriptions changed: in a cluster, the other
+    /// nodes forward it the topics it wants from when they hear of it.
+    pub fn subscriptions_changed(&self, connection: &Connection) {
+        self.changed(Change::Upsert(connection));
+    }
+
+    /// This node's name in a cluster.
+    pub fn node(&self) -> Option<&str> {
+        self.broker().map(|b| b.node())
+    }
+
+    /// The cluster, for `/api/status` (null on a single host).
+    pub fn cluster_status(&self) -> serde_json::Value {
+        self.broker().map_or(serde_json::Value::Null, |b| b.status())
+    }
+
+    /// Every connection in the cluster (this host's alone without one),
+    /// each with its node.
+    pub fn connection_infos(&self) -> Vec<ConnectionInfo> {
+        let node = self.node().map(str::to_owned);
+        let mut list: Vec<_> = self.read().values().map(|c| ConnectionInfo { node: node.clone(), ..c.info() }).collect();
+        if let Some(broker) = self.broker() {
+            list.extend(broker.connections());
+        }
+        list
     }
 
     /// Where connections and messages are recorded.
@@ -154,6 +202,7 @@ impl Hub {
         let queued = QueuedBytes::new(self.limits.outbox_bytes);
         let connection = Arc::new(Connection::new(client_id, remote, endpoint, key, &self.metrics, tx, Arc::clone(&queued)));
         self.write().insert(connection.id.clone(), Arc::clone(&connection));
+        self.changed(Change::Upsert(&connection));
         self.history.opened(&connection.id, endpoint, connection.client_id.as_deref(), remote.map(|r| r.to_string()));
         (connection, Outbox::new(rx, queued))
     }
@@ -169,11 +218,18 @@ impl Hub {
                 devices.remove(&device);
             }
         }
+        self.changed(Change::Closed(id));
     }
 
     /// Room names and their sizes.
     pub fn room_sizes(&self) -> Vec<(String, usize)> {
-        read(&self.rooms).iter().map(|(room, members)| (room.clone(), members.len())).collect()
+        let mut sizes: HashMap<String, usize> = read(&self.rooms).iter().map(|(room, members)| (room.clone(), members.len())).collect();
+        if let Some(broker) = self.broker() {
+            for room in broker.connections().into_iter().filter_map(|c| c.room) {
+                *sizes.entry(room).or_default() += 1;
+            }
+        }
+        sizes.into_iter().collect()
     }
 
     fn leave_room(&self, connection: &Connection) {
@@ -186,12 +242,21 @@ impl Hub {
             }
         }
         drop(rooms);
+        self.changed(Change::Upsert(connection));
         self.presence_event("leave", &room, &connection.member());
     }
 
     fn presence_event(&self, event: &str, room: &str, member: &Member) {
         let data = frames::presence(event, room, &member.connection_id, member.device_id.as_deref(), member.identity.as_deref());
         let _ = self.publish(&format!("presence.{room}"), &data, "hub");
+    }
+
+    /// A member of another node left `room` without saying so (its node is
+    /// gone): the leave event, for this node's subscribers only (every
+    /// node sends its own).
+    pub fn remote_left(&self, room: &str, member: &Member) {
+        let data = frames::presence("leave", room, &member.connection_id, member.device_id.as_deref(), member.identity.as_deref());
+        let _ = self.fan_out(&format!("presence.{room}"), &data, "hub");
     }
 
     pub fn connection(&self, id: &str) -> Option<Arc<Connection>> {
@@ -223,7 +288,16 @@ impl Hub {
     /// Queue one message for every connection (on `endpoint`, if given);
     /// returns how many it was queued for.
     pub fn broadcast_all(&self, message: &RawValue, endpoint: Option<&str>) -> usize {
-        self.offer_where(message, |c| endpoint.is_none_or(|e| c.endpoint == e))
+        if let Some(broker) = self.broker() {
+            broker.broadcast(message, endpoint);
+        }
+        self.broadcast_here(message, endpoint, None)
+    }
+
+    /// [`broadcast_all`](Self::broadcast_all) on this node alone (a
+    /// broadcast from another node).
+    pub fn broadcast_here(&self, message: &RawValue, endpoint: Option<&str>, except: Option<&str>) -> usize {
+        self.offer_where(message, |c| endpoint.is_none_or(|e| c.endpoint == e) && Some(c.id.as_str()) != except)
     }
 
     /// Queue one message for every connection `to` picks; how many took it.
@@ -234,13 +308,36 @@ impl Hub {
 
     /// Queue one message for every connection but `except`.
     pub fn broadcast_except(&self, message: &RawValue, except: Option<&str>) -> usize {
-        self.offer_where(message, |c| Some(c.id.as_str()) != except)
+        if let Some(broker) = self.broker() {
+            broker.broadcast(message, None);
+        }
+        self.broadcast_here(message, None, except)
     }
 
     /// Queue one message for the connections with client id `to`, or the
-    /// connection with id `to`.
+    /// connection with id `to`, on any node.
     pub fn send_to_client(&self, to: &str, message: &RawValue) -> usize {
-        self.offer_where(message, |c| c.id == to || c.client_id.as_deref() == Some(to))
+        let here = self.offer_where(message, |c| c.id == to || c.client_id.as_deref() == Some(to));
+        match self.broker() {
+            Some(broker) if here == 0 => {
+                broker.direct(&Recipient::Connection(to.to_owned()), message) + broker.direct(&Recipient::Client(to.to_owned()), message)
+            }
+            Some(broker) => here + broker.direct(&Recipient::Client(to.to_owned()), message),
+            None => here,
+        }
+    }
+
+    /// A direct send from another node, to a recipient here: how many
+    /// connections took it.
+    pub fn direct_here(&self, to: &Recipient, message: &RawValue) -> usize {
+        match to {
+            Recipient::Connection(id) => usize::from(self.offer_to(id, message).is_ok()),
+            Recipient::Device(device) => {
+                let id = read(&self.devices).get(device).cloned();
+                id.map_or(0, |id| usize::from(self.offer_to(&id, message).is_ok()))
+            }
+            Recipient::Client(client) => self.offer_where(message, |c| c.client_id.as_deref() == Some(client)),
+        }
     }
 
     /// Close every connection that authenticated with the key `name`.
@@ -327,6 +424,7 @@ impl Rooms for Hub {
         self.leave_room(&connection);
         write(&self.rooms).entry(room.to_owned()).or_default().push(connection_id.to_owned());
         lock(&connection.presence).room = Some(room.to_owned());
+        self.changed(Change::Upsert(&connection));
         let member = connection.member();
         self.presence_event("join", room, &member);
         if self.history.enabled() {
@@ -347,21 +445,18 @@ impl Rooms for Hub {
 
     fn members(&self, room: &str) -> Vec<Member> {
         let ids = read(&self.rooms).get(room).cloned().unwrap_or_default();
-        ids.iter().filter_map(|id| self.connection(id)).map(|c| c.member()).collect()
+        let mut members: Vec<Member> = ids.iter().filter_map(|id| self.connection(id)).map(|c| c.member()).collect();
+        if let Some(broker) = self.broker() {
+            members.extend(broker.members(room));
+        }
+        members
     }
 
     fn broadcast(&self, room: &str, message: &RawValue, exclude: Option<&str>) -> Result<u32, Failure> {
-        let frame = Bytes::copy_from_slice(message.get().as_bytes());
-        let ids = read(&self.rooms).get(room).cloned().unwrap_or_default();
-        let mut queued = 0;
-        for connection in ids.iter().filter(|id| Some(id.as_str()) != exclude).filter_map(|id| self.connection(id)) {
-            queued += u32::from(connection.offer(frame.clone()));
+        if let Some(broker) = self.broker() {
+            broker.room(room, message, exclude);
         }
-        if self.history.enabled() {
-            let sender = exclude.and_then(|id| self.connection(id)).map(|c| c as Arc<dyn Presence>);
-            self.delivered(ROOM_BROADCAST, exclude, &format!("room:{room}"), message, sender);
-        }
-        Ok(queued)
+        self.room_here(room, message, exclude)
     }
 
     fn set_identity(&self, connection_id: &str, device_id: &str, identity: Option<String>) -> Result<(), Failure> {
@@ -373,12 +468,21 @@ impl Rooms for Hub {
         // A device that reconnected takes its id over from its old connection.
         if let Some(old) = previous.filter(|old| old != connection_id).and_then(|old| self.connection(&old)) {
             lock(&old.presence).device_id = None;
+            self.changed(Change::Upsert(&old));
         }
         let mut presence = lock(&connection.presence);
-        if let Some(old_device) = presence.device_id.replace(device_id.to_owned()).filter(|d| d != device_id) {
+        let before = presence.device_id.replace(device_id.to_owned());
+        let changed = before.as_deref() != Some(device_id);
+        if let Some(old_device) = before.filter(|_| changed) {
             write(&self.devices).remove(&old_device);
         }
         presence.identity = identity;
+        drop(presence);
+        if changed {
+            // History has the device as soon as it is known.
+            self.history.identified(connection_id, device_id);
+        }
+        self.changed(Change::Upsert(&connection));
         Ok(())
     }
 
@@ -387,15 +491,47 @@ impl Rooms for Hub {
     }
 
     fn send_to_device(&self, device_id: &str, message: &RawValue) -> Result<(), Failure> {
-        let connection_id = read(&self.devices).get(device_id).cloned().ok_or_else(|| {
-            Failure::new(ErrorCode::DeviceNotFound, format!("no connected device {device_id}"))
-        })?;
+        let here = read(&self.devices).get(device_id).cloned();
+        let Some(connection_id) = here else {
+            let forwarded = self.broker().map_or(0, |b| b.direct(&Recipient::Device(device_id.to_owned()), message));
+            if forwarded > 0 {
+                return Ok(());
+            }
+            return Err(Failure::new(ErrorCode::DeviceNotFound, format!("no connected device {device_id}")));
+        };
         self.offer_to(&connection_id, message)?;
         if self.history.enabled() {
             let target = self.connection(&connection_id).map(|c| c as Arc<dyn Presence>);
             self.delivered(DEVICE_DIRECT, None, &format!("device:{device_id}"), message, target);
         }
         Ok(())
+    }
+}
+
+impl Hub {
+    /// A room message to the room's members on this node.
+    pub fn room_here(&self, room: &str, message: &RawValue, exclude: Option<&str>) -> Result<u32, Failure> {
+        let started = Instant::now();
+        let mut shared = None;
+        let mut queued = 0;
+        {
+            // Each map is read once for the whole room (neither lock is
+            // ever held while the other is written).
+            let (rooms, connections) = (read(&self.rooms), self.read());
+            let members = rooms.get(room).map(Vec::as_slice).unwrap_or_default();
+            for connection in members.iter().filter(|id| Some(id.as_str()) != exclude).filter_map(|id| connections.get(id)) {
+                let frame = shared.get_or_insert_with(|| {
+                    fanout::timed(Bytes::copy_from_slice(message.get().as_bytes()), started, &self.metrics.fanout.0)
+                });
+                queued += u32::from(connection.offer(frame.clone()));
+            }
+        }
+        drop(shared);
+        if self.history.enabled() {
+            let sender = exclude.and_then(|id| self.connection(id)).map(|c| c as Arc<dyn Presence>);
+            self.delivered(ROOM_BROADCAST, exclude, &format!("room:{room}"), message, sender);
+        }
+        Ok(queued)
     }
 }
 
@@ -407,22 +543,22 @@ impl ClientCalls for Hub {
 
 impl EventSink for Hub {
     fn publish(&self, topic: &str, data: &RawValue, source: &str) -> Result<usize, Failure> {
-        if Claim::parse(topic).ok().filter(|c| matches!(c, Claim::Exact(_))).is_none() {
-            return Err(Failure::new(ErrorCode::InvalidMessage, format!("invalid topic {topic:?}")));
-        }
-        let frame = frames::event(topic, data, source)?;
-        let mut lazy = LazyData::new(data);
-        let mut queued = 0;
-        for connection in self.read().values() {
-            if connection.wants(topic, &mut lazy) && connection.offer(frame.clone()) {
-                queued += 1;
-            }
+        let queued = self.fan_out(topic, data, source)?;
+        if let Some(broker) = self.broker() {
+            broker.publish(topic, data, source);
         }
         self.delivered("event", Some(source), &format!("topic:{topic}"), data, None);
         Ok(queued)
     }
 
     fn send(&self, connection_id: &str, message: &RawValue) -> Result<(), Failure> {
+        if self.connection(connection_id).is_none() {
+            if let Some(broker) = self.broker() {
+                if broker.direct(&Recipient::Connection(connection_id.to_owned()), message) > 0 {
+                    return Ok(());
+                }
+            }
+        }
         self.offer_to(connection_id, message)?;
         self.delivered("connection.send", None, &format!("connection:{connection_id}"), message, None);
         Ok(())
@@ -430,6 +566,30 @@ impl EventSink for Hub {
 }
 
 impl Hub {
+    /// An event to the matching subscribers on this node, not recorded in
+    /// history: the local half of a publish, an event from another node
+    /// (recorded where it was published), and the admin feed's snapshots,
+    /// which describe traffic rather than being any.
+    pub fn fan_out(&self, topic: &str, data: &RawValue, source: &str) -> Result<usize, Failure> {
+        if Claim::parse(topic).ok().filter(|c| matches!(c, Claim::Exact(_))).is_none() {
+            return Err(Failure::new(ErrorCode::InvalidMessage, format!("invalid topic {topic:?}")));
+        }
+        let started = Instant::now();
+        let frame = frames::event(topic, data, source)?;
+        // Timed from its first subscriber on: an event nobody wants is not a fan-out.
+        let mut shared = None;
+        let mut lazy = LazyData::new(data);
+        let mut queued = 0;
+        for connection in self.read().values() {
+            if connection.wants(topic, &mut lazy) {
+                let frame = shared.get_or_insert_with(|| fanout::timed(frame.clone(), started, &self.metrics.fanout.0));
+                queued += usize::from(connection.offer(frame.clone()));
+            }
+        }
+        drop(shared);
+        Ok(queued)
+    }
+
     /// Record one message the host sent out, to `target`.
     fn delivered(&self, kind: &str, sender: Option<&str>, target: &str, message: &RawValue, presence: Option<Arc<dyn Presence>>) {
         self.history.message(kind, |payload| MessageRecord {
@@ -514,6 +674,114 @@ mod tests {
         assert_eq!(hub.calls_waiting(), 0);
         let gone = hub.call(&ClientRef::Device("sensor-2".into()), "read", &params, Duration::from_secs(5)).await;
         assert!(gone.unwrap_err().is(ErrorCode::NotFound));
+    }
+
+    /// Records what the hub hands the other nodes.
+    #[derive(Default)]
+    struct Recorder {
+        sent: Mutex<Vec<String>>,
+    }
+
+    impl Broker for Recorder {
+        fn publish(&self, topic: &str, _: &RawValue, _: &str) {
+            lock(&self.sent).push(format!("publish {topic}"));
+        }
+        fn room(&self, room: &str, _: &RawValue, exclude: Option<&str>) {
+            lock(&self.sent).push(format!("room {room} {}", exclude.is_some()));
+        }
+        fn broadcast(&self, _: &RawValue, _: Option<&str>) {
+            lock(&self.sent).push("broadcast".into());
+        }
+        fn direct(&self, to: &Recipient, _: &RawValue) -> usize {
+            lock(&self.sent).push(format!("direct {to:?}"));
+            usize::from(matches!(to, Recipient::Device(d) if d == "far"))
+        }
+        fn changed(&self, change: Change<'_>) {
+            let what = match change {
+                Change::Upsert(c) => format!("upsert {:?}", lock(&c.presence).room),
+                Change::Closed(_) => "closed".into(),
+            };
+            lock(&self.sent).push(what);
+        }
+        fn members(&self, _: &str) -> Vec<Member> {
+            vec![Member { connection_id: "remote-1".into(), device_id: Some("far".into()), identity: None }]
+        }
+        fn connections(&self) -> Vec<ConnectionInfo> {
+            Vec::new()
+        }
+        fn node(&self) -> &str {
+            "here"
+        }
+        fn status(&self) -> Value {
+            json!({"node": "here"})
+        }
+    }
+
+    #[tokio::test]
+    async fn local_delivery_comes_first_and_each_message_goes_to_the_broker_once() {
+        let hub = Hub::new(HubLimits { outbox_frames: 16, outbox_bytes: 1 << 20, max_client_calls: 4 }, HubMetrics::default());
+        let broker = Arc::new(Recorder::default());
+        hub.set_broker(broker.clone());
+        let (a, mut a_rx) = hub.connect(None, None, "/ws", None);
+        let (b, _b_rx) = hub.connect(None, None, "/ws", None);
+        a.subscribe(&["news".into()], Filters::new()).unwrap();
+        b.subscribe(&["news".into()], Filters::new()).unwrap();
+        assert_eq!(hub.publish("news", &raw(json!(1)), "t").unwrap(), 2, "both local subscribers");
+        assert!(a_rx.try_recv().is_ok());
+        hub.join(&a.id, "R").unwrap();
+        hub.broadcast("R", &raw(json!({"m": 1})), Some(&a.id)).unwrap();
+        // Members of every node, this node's first.
+        let members: Vec<String> = hub.members("R").into_iter().map(|m| m.connection_id).collect();
+        assert_eq!(members, [a.id.clone(), "remote-1".into()]);
+        // A device elsewhere is reached through the broker; one nowhere is not found.
+        hub.send_to_device("far", &raw(json!({}))).unwrap();
+        assert!(hub.send_to_device("nowhere", &raw(json!({}))).unwrap_err().is(ErrorCode::DeviceNotFound));
+        hub.disconnect(&b.id);
+        let sent = lock(&broker.sent).clone();
+        assert_eq!(
+            sent,
+            [
+                "upsert None",
+                "upsert None",
+                "publish news",
+                "upsert Some(\"R\")",
+                "publish presence.R",
+                "room R true",
+                "direct Device(\"far\")",
+                "direct Device(\"nowhere\")",
+                "closed",
+            ]
+        );
+        assert_eq!(hub.connection_infos().iter().filter(|c| c.node.as_deref() == Some("here")).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_fan_out_is_timed_until_its_last_subscriber_has_taken_the_event() {
+        let metrics = HubMetrics::default();
+        let hub = Hub::new(HubLimits { outbox_frames: 16, outbox_bytes: 1 << 20, max_client_calls: 4 }, metrics.clone());
+        let fanouts = || {
+            let mut registry = prometheus_client::registry::Registry::default();
+            registry.register("fanout_seconds", "", metrics.fanout.0.clone());
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+            text.lines().find_map(|l| l.strip_prefix("fanout_seconds_count ")).unwrap().parse::<u64>().unwrap()
+        };
+        let (first, mut first_rx) = hub.connect(None, None, "/ws", None);
+        let (second, mut second_rx) = hub.connect(None, None, "/ws", None);
+        first.subscribe(&["tick".into()], Filters::new()).unwrap();
+        second.subscribe(&["tick".into()], Filters::new()).unwrap();
+
+        // Nobody subscribed: no fan-out to time.
+        assert_eq!(hub.publish("tock", &raw(json!(0)), "t").unwrap(), 0);
+        assert_eq!(fanouts(), 0);
+        assert_eq!(hub.publish("tick", &raw(json!(1)), "t").unwrap(), 2);
+        let taken = first_rx.recv().await.unwrap();
+        drop(taken);
+        assert_eq!(fanouts(), 0, "the second subscriber still has it queued");
+        let taken = second_rx.recv().await.unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&taken).unwrap()["data"], 1);
+        drop(taken);
+        assert_eq!(fanouts(), 1);
     }
 
     #[tokio::test]

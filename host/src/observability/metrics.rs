@@ -7,6 +7,11 @@
 //! message's `type` label is its type only for the first
 //! [`MAX_TYPE_LABELS`] routed types, then `other`; unrouted types are
 //! `unknown`.
+//!
+//! The per-message metrics are counted through [`LabelHandles`]: a label
+//! set's counter (or histogram) is resolved once, the first time it is
+//! seen, and read after that from a copy-on-write map, so counting a
+//! message allocates nothing and takes no lock of the host's.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -14,11 +19,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::collections::HashSet;
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use crate::sync::{read, write};
+use crate::sync::lock;
+use super::feed::Feed;
 
 /// Distinct message types labelled by name before the rest become `other`.
 pub const MAX_TYPE_LABELS: usize = 512;
@@ -49,6 +56,21 @@ pub struct HubMetrics {
     /// connection is then evicted as a slow consumer).
     pub outbox_drops: Counter,
     pub calls: CallMetrics,
+    /// From a publish until its event is written to its last subscriber.
+    pub fanout: FanoutSeconds,
+}
+
+/// The `fanout_seconds` histogram: from a publish (or a room broadcast)
+/// until its frame has been written to the last connection it was queued
+/// for, the host's own share of a fan-out without the clients' reading.
+#[derive(Debug, Clone)]
+pub struct FanoutSeconds(pub Histogram);
+
+impl Default for FanoutSeconds {
+    fn default() -> Self {
+        // 10 µs to about 5 s.
+        FanoutSeconds(Histogram::new(exponential_buckets(0.000_01, 2.0, 20)))
+    }
 }
 
 /// What calls to clients do (see [`crate::hub`]'s `calls`).
@@ -74,6 +96,22 @@ pub struct HistoryMetrics {
     /// Records not written: the queue was full, or the database refused
     /// them past every retry.
     pub dropped: Counter,
+    /// Transactions that wrote records (written / batches: the mean batch).
+    pub batches: Counter,
+}
+
+/// What a cluster node moves over NATS.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterMetrics {
+    /// Messages sent to the other nodes.
+    pub forwarded: Counter,
+    /// Messages that could not be sent to the other nodes (NATS down, or
+    /// the outgoing queue full); their local delivery was not affected.
+    pub unforwarded: Counter,
+    /// Messages received from the other nodes.
+    pub received: Counter,
+    /// Other nodes seen alive.
+    pub nodes: Gauge,
 }
 
 /// What the registry moves.
@@ -81,6 +119,9 @@ pub struct HistoryMetrics {
 pub struct RegistryMetrics {
     pub swaps: Counter,
     pub load_failures: Counter,
+    /// Components compiled or loaded from the compile cache (a rollback
+    /// moves neither).
+    pub compiles: Counter,
 }
 
 pub struct Metrics {
@@ -88,6 +129,7 @@ pub struct Metrics {
     pub hub: HubMetrics,
     pub plugins: RegistryMetrics,
     pub history: HistoryMetrics,
+    pub cluster: ClusterMetrics,
     pub connections_accepted: Counter,
     /// Connections refused, by reason (`limit`, `client_limit`, `rate`,
     /// `auth`, `origin`).
@@ -96,7 +138,15 @@ pub struct Metrics {
     plugin_calls: Family<PluginLabels, Histogram>,
     /// Requests refused by a rate limit, by limit (`messages`, `connections`).
     pub rate_limited: Family<ReasonLabels, Counter>,
-    seen_types: RwLock<HashSet<String>>,
+    /// `messages` by (type label, status), resolved once.
+    message_handles: LabelHandles<Counter>,
+    /// `plugin_calls` by (plugin, version), resolved once.
+    plugin_call_handles: LabelHandles<Histogram>,
+    /// Routed types labelled by their name so far (at most
+    /// [`MAX_TYPE_LABELS`]); held while a new type label is resolved.
+    named_types: Mutex<usize>,
+    /// The admin feed (see [`super::feed`]): idle unless watched.
+    pub feed: Feed,
     /// Totals for the periodic summary.
     messages_total: AtomicU64,
     errors_total: AtomicU64,
@@ -119,12 +169,16 @@ impl Metrics {
             messages: Family::default(),
             plugin_calls: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_005, 2.0, 22))),
             rate_limited: Family::default(),
-            seen_types: RwLock::default(),
+            message_handles: LabelHandles::default(),
+            plugin_call_handles: LabelHandles::default(),
+            named_types: Mutex::new(0),
+            feed: Feed::default(),
             messages_total: AtomicU64::new(0),
             errors_total: AtomicU64::new(0),
             hub,
             plugins,
             history: HistoryMetrics::default(),
+            cluster: ClusterMetrics::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open WebSocket connections", metrics.hub.connections.clone());
@@ -138,7 +192,13 @@ impl Metrics {
         );
         registry.register("plugin_swaps", "Plugin versions replaced while serving", metrics.plugins.swaps.clone());
         registry.register("plugin_load_failures", "Plugin loads that failed", metrics.plugins.load_failures.clone());
+        registry.register("plugin_compiles", "Components compiled or loaded from the compile cache", metrics.plugins.compiles.clone());
         registry.register("outbox_drops", "Frames dropped because a connection's send queue was full", metrics.hub.outbox_drops.clone());
+        registry.register(
+            "fanout_seconds",
+            "From a publish or room broadcast until its frame is written to the last connection it was queued for",
+            metrics.hub.fanout.0.clone(),
+        );
         let calls = &metrics.hub.calls;
         registry.register("client_calls_sent", "Calls sent to clients", calls.sent.clone());
         registry.register("client_calls_answered", "Calls to clients that the client answered", calls.answered.clone());
@@ -153,6 +213,12 @@ impl Metrics {
             "History records not written (queue full, or refused by the database past every retry)",
             metrics.history.dropped.clone(),
         );
+        registry.register("history_batches", "History transactions committed (one per batch of records)", metrics.history.batches.clone());
+        let cluster = &metrics.cluster;
+        registry.register("cluster_forwarded", "Messages sent to the other cluster nodes", cluster.forwarded.clone());
+        registry.register("cluster_unforwarded", "Messages that could not be sent to the other cluster nodes", cluster.unforwarded.clone());
+        registry.register("cluster_received", "Messages received from the other cluster nodes", cluster.received.clone());
+        registry.register("cluster_nodes", "Other cluster nodes seen alive", cluster.nodes.clone());
         registry.register("rate_limited", "Requests refused by a rate limit, by limit", metrics.rate_limited.clone());
         Metrics { registry, ..metrics }
     }
@@ -164,26 +230,40 @@ impl Metrics {
         if status != "OK" {
             self.errors_total.fetch_add(1, Ordering::Relaxed);
         }
-        let label = if !routed {
-            "unknown"
-        } else if read(&self.seen_types).contains(kind) {
-            kind
+        let label = if routed { kind } else { "unknown" };
+        if self.message_handles.with(label, status, Counter::inc).is_some() {
+            return;
+        }
+        // First sight of this label set (or a type past the bound).
+        let mut named = lock(&self.named_types);
+        let label = if !routed || self.message_handles.knows(label) {
+            label
+        } else if *named < MAX_TYPE_LABELS {
+            *named += 1;
+            label
         } else {
-            let mut seen = write(&self.seen_types);
-            if seen.len() < MAX_TYPE_LABELS {
-                seen.insert(kind.to_owned());
-                kind
-            } else {
-                "other"
-            }
+            "other"
         };
-        self.messages.get_or_create(&MessageLabels { r#type: label.to_owned(), status: status.to_owned() }).inc();
+        self.message_handles
+            .resolve(label, status, || {
+                self.messages.get_or_create(&MessageLabels { r#type: label.to_owned(), status: status.to_owned() }).clone()
+            })
+            .inc();
     }
 
     pub fn plugin_call(&self, plugin: &str, version: &str, took: Duration) {
-        self.plugin_calls
-            .get_or_create(&PluginLabels { plugin: plugin.to_owned(), version: version.to_owned() })
-            .observe(took.as_secs_f64());
+        let seconds = took.as_secs_f64();
+        if self.plugin_call_handles.with(plugin, version, |histogram| histogram.observe(seconds)).is_some() {
+            return;
+        }
+        let _resolving = lock(&self.named_types);
+        self.plugin_call_handles
+            .resolve(plugin, version, || {
+                self.plugin_calls
+                    .get_or_create(&PluginLabels { plugin: plugin.to_owned(), version: version.to_owned() })
+                    .clone()
+            })
+            .observe(seconds);
     }
 
     pub fn refused(&self, reason: &str) {
@@ -208,6 +288,52 @@ impl Metrics {
     }
 }
 
+/// Metric handles of one family by a two-part label set, resolved once:
+/// lookups read a snapshot without locking or allocating; a label set seen
+/// for the first time copies the map (label sets are bounded: types by
+/// [`MAX_TYPE_LABELS`], plugin versions by the plugin folder), under the
+/// caller's lock.
+struct LabelHandles<M> {
+    by_first: ArcSwap<HashMap<Box<str>, SecondLabels<M>>>,
+}
+
+/// The handles under one first label, by second label (a few statuses or
+/// versions: a scan is quicker than a hash).
+type SecondLabels<M> = Vec<(Box<str>, M)>;
+
+impl<M> Default for LabelHandles<M> {
+    fn default() -> Self {
+        LabelHandles { by_first: ArcSwap::from_pointee(HashMap::new()) }
+    }
+}
+
+impl<M: Clone> LabelHandles<M> {
+    /// Run `use_it` on the handle of (`first`, `second`), if resolved.
+    fn with<T>(&self, first: &str, second: &str, use_it: impl FnOnce(&M) -> T) -> Option<T> {
+        let map = self.by_first.load();
+        let seconds = map.get(first)?;
+        seconds.iter().find(|(label, _)| &**label == second).map(|(_, handle)| use_it(handle))
+    }
+
+    fn knows(&self, first: &str) -> bool {
+        self.by_first.load().contains_key(first)
+    }
+
+    /// The handle of (`first`, `second`), made by `make` if not resolved
+    /// yet. Callers serialize calls to this (a lost update would only
+    /// resolve the same handle again).
+    fn resolve(&self, first: &str, second: &str, make: impl FnOnce() -> M) -> M {
+        if let Some(handle) = self.with(first, second, M::clone) {
+            return handle;
+        }
+        let handle = make();
+        let mut map = HashMap::clone(&self.by_first.load());
+        map.entry(first.into()).or_default().push((second.into(), handle.clone()));
+        self.by_first.store(Arc::new(map));
+        handle
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +355,29 @@ mod tests {
         }
         assert!(metrics.render().contains(r#"type="other""#));
         assert_eq!(metrics.totals(), (MAX_TYPE_LABELS as u64 + 12, 1));
+    }
+
+    #[global_allocator]
+    static COUNTING: crate::observability::allocations::CountingAllocator = crate::observability::allocations::CountingAllocator;
+    use crate::observability::allocations::of as allocations_of;
+
+    #[test]
+    fn counting_a_seen_message_allocates_nothing() {
+        let metrics = Metrics::new();
+        let count = |metrics: &Metrics| {
+            metrics.message("get_time", true, "OK");
+            metrics.message("get_time", true, "PLUGIN_TIMEOUT");
+            metrics.message("nope", false, "UNKNOWN_TYPE");
+            metrics.plugin_call("clock", "0.1.0", Duration::from_micros(40));
+        };
+        // The first time resolves the handles.
+        assert!(allocations_of(|| count(&metrics)) > 0);
+        assert_eq!(allocations_of(|| count(&metrics)), 0, "a message of seen labels allocated");
+        let text = metrics.render();
+        assert!(text.contains(r#"switchyard_messages_total{type="get_time",status="OK"} 2"#), "{text}");
+        assert!(text.contains(r#"switchyard_messages_total{type="get_time",status="PLUGIN_TIMEOUT"} 2"#), "{text}");
+        assert!(text.contains(r#"switchyard_messages_total{type="unknown",status="UNKNOWN_TYPE"} 2"#), "{text}");
+        assert!(text.contains(r#"switchyard_plugin_call_seconds_count{plugin="clock",version="0.1.0"} 2"#), "{text}");
+        assert_eq!(metrics.totals(), (6, 4));
     }
 }

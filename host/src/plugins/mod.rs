@@ -9,12 +9,25 @@
 //! - [`share`]: how many of a plugin's calls may execute at once.
 //! - [`watcher`]: the plugin folder's file events, debounced, into the
 //!   registry.
+//! - [`deploys`]: the hook a cluster hears plugins changed by hand through.
+//! - [`versions`]: per-version figures (lock-free), the retained versions
+//!   a rollback picks from, version refs.
+//! - [`rollout`]: weighted canaries, their thresholds and decisions.
+//! - [`shadow`]: shadow traffic: a contained candidate gets copies of
+//!   live messages, its replies compared with the serving version's.
+//! - [`migration`]: kv snapshots around the 0.3 `migrate` export, and
+//!   their undoing on a rollback.
 //!
 //! Nothing here touches a socket: capabilities reach connections through
 //! the traits in [`crate::services`].
 
 pub mod breaker;
+pub mod deploys;
+pub mod migration;
 pub mod registry;
+pub mod rollout;
 pub mod runtime;
+pub mod shadow;
 pub mod share;
+pub mod versions;
 pub mod watcher;

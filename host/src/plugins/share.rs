@@ -72,7 +72,12 @@ impl CpuShare {
 
     /// Wait for a slot until `deadline`; `None` if it did not come.
     pub async fn enter(&self, deadline: Instant) -> Option<CpuSlot> {
-        let permit = tokio::time::timeout_at(deadline.into(), Arc::clone(&self.slots).acquire_owned()).await.ok()?.ok()?;
+        // A free slot is taken without arming a timer (the usual case; a
+        // free permit is never one a waiter is queued for).
+        let permit = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout_at(deadline.into(), Arc::clone(&self.slots).acquire_owned()).await.ok()?.ok()?,
+        };
         Some(CpuSlot { slots: Arc::clone(&self.slots), _permit: permit })
     }
 }

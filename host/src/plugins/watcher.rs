@@ -12,7 +12,8 @@
 //! waiting would only delay the swap.
 
 use crate::lifecycle::Tasks;
-use crate::plugins::registry::{is_plugin_file, Registry};
+use crate::plugins::deploys::ChangedBy;
+use crate::plugins::registry::{is_plugin_file, Loaded, Registry};
 use notify::{RecursiveMode, Watcher};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -87,11 +88,17 @@ async fn debounce_loop(
                 let due: Vec<PathBuf> = pending.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
                 for path in due {
                     pending.remove(&path);
+                    let hook = registry.deploy_hook();
                     if path.is_file() {
                         // Failures are logged and published by the registry.
-                        let _ = registry.load(&path).await;
-                    } else {
-                        registry.unload(&path);
+                        let loaded = registry.arrived(&path).await;
+                        if let (Ok(Loaded::New(new) | Loaded::Swapped { new, .. }), Some(hook)) = (loaded, hook) {
+                            hook.installed(&new, &path, ChangedBy::Folder);
+                        }
+                    } else if let Some(old) = registry.unload(&path) {
+                        if let Some(hook) = hook {
+                            hook.removed(old.name(), ChangedBy::Folder);
+                        }
                     }
                 }
             }

@@ -33,6 +33,7 @@ pub async fn run(builtin: Builtin, envelope: &Envelope, caller: &Caller<'_>, hub
                 caller.principal.may_use_topic(topic)?;
             }
             let held = connection.subscribe(&request.events, request.filters)?;
+            hub.subscriptions_changed(connection);
             (to_json(&json!({ "subscribed": request.events, "subscriptions": held }))?, "reply")
         }
         Builtin::Unsubscribe => {
@@ -43,11 +44,12 @@ pub async fn run(builtin: Builtin, envelope: &Envelope, caller: &Caller<'_>, hub
             }
             let request: Unsubscribe = parse_data(&envelope.data, r#"{"events": [...]}"#)?;
             let held = connection.unsubscribe(&request.events);
+            hub.subscriptions_changed(connection);
             (to_json(&json!({ "unsubscribed": request.events, "subscriptions": held }))?, "reply")
         }
         Builtin::Connections => {
             caller.principal.may_administer()?;
-            let list: Vec<_> = hub.connections().iter().map(|c| c.info()).collect();
+            let list = hub.connection_infos();
             (to_json(&json!({ "connections": list }))?, "reply")
         }
         Builtin::Send => {

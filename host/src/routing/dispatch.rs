@@ -12,7 +12,9 @@ pub use super::Caller;
 use super::target::{Builtin, Route, Routes, WorkerRoute};
 use crate::admission::limits::LiveLimits;
 use crate::hub::{Connection, Hub};
+use crate::observability::feed::{TailEntry, DASHBOARD_TOPIC};
 use crate::observability::metrics::Metrics;
+use crate::plugins::rollout::Sticky;
 use crate::plugins::runtime::PluginVersion;
 use crate::store::history;
 use crate::wire::dialect::{self, Profile, ReplyTo};
@@ -115,6 +117,28 @@ impl Dispatcher {
             target: None,
             presence: caller.connection.map(|c| Arc::clone(c) as Arc<dyn history::Presence>),
         });
+        let feed = &self.metrics.feed;
+        if feed.watched() {
+            feed.observe(&envelope.kind, code, |keep_payload| {
+                let (device_id, room) = caller.connection.map(|c| history::Presence::device_and_room(&**c)).unwrap_or_default();
+                let served_by = outcome.as_ref().ok().map(|r| &r.served_by);
+                TailEntry {
+                    at: crate::store::db::now_ms(),
+                    id: envelope.id.clone(),
+                    r#type: envelope.kind.clone(),
+                    outcome: code.to_owned(),
+                    connection_id: caller.origin.connection_id.clone(),
+                    client_id: caller.origin.client_id.clone(),
+                    endpoint: caller.origin.endpoint.clone(),
+                    device_id,
+                    room,
+                    plugin: served_by.map(|s| s.name.clone()),
+                    version: served_by.map(|s| s.version.clone()),
+                    latency_us: latency.as_micros() as u64,
+                    payload: keep_payload.then(|| envelope.data.get().to_owned()),
+                }
+            });
+        }
         (request.reply_to, outcome)
     }
 
@@ -123,10 +147,19 @@ impl Dispatcher {
         // One snapshot per message: a swap during the call does not affect it.
         let routes = self.routes.load_full();
         match routes.resolve(&envelope.kind) {
+            Route::Builtin(Builtin::Subscribe) => {
+                let outcome = builtins::run(Builtin::Subscribe, envelope, caller, &self.hub).await;
+                // An administrator opening the dashboard (a false positive
+                // only wakes the feed until its next snapshot finds nobody).
+                if outcome.is_ok() && !self.metrics.feed.watched() && envelope.data.get().contains(DASHBOARD_TOPIC) {
+                    self.metrics.feed.wake();
+                }
+                outcome
+            }
             Route::Builtin(builtin) => builtins::run(builtin, envelope, caller, &self.hub).await,
-            Route::Plugin(plugin) => self.call_plugin(plugin, envelope, caller).await,
+            Route::Plugin(plugin) => self.call_version(&routes, plugin, envelope, caller).await,
             Route::Workers { fallback: Some(plugin), .. } if !self.workers.available(&envelope.kind) => {
-                self.call_plugin(plugin, envelope, caller).await
+                self.call_version(&routes, plugin, envelope, caller).await
             }
             Route::Workers { route, .. } => self.call_workers(envelope, route).await,
             Route::Unclaimed(route) if self.workers.serves(&envelope.kind) => self.call_workers(envelope, route).await,
@@ -134,6 +167,33 @@ impl Dispatcher {
                 Err(Failure::new(ErrorCode::UnknownType, format!("no plugin claims type {:?}", envelope.kind)))
             }
         }
+    }
+
+    /// Call `plugin`, or the version its canary picks for this caller;
+    /// a running shadow gets a copy of the message and the answer.
+    async fn call_version(&self, routes: &Routes, plugin: &Arc<PluginVersion>, envelope: &Envelope, caller: &Caller<'_>) -> Outcome {
+        let Some(canary) = routes.canary_of(plugin) else {
+            let Some(shadow) = routes.shadow_of(plugin) else {
+                return self.call_plugin(plugin, envelope, caller).await;
+            };
+            // The live answer first; the copy is queued without waiting.
+            let started = Instant::now();
+            let outcome = self.call_plugin(plugin, envelope, caller).await;
+            shadow.offer(envelope, caller.origin, outcome.as_ref().map(|r| &*r.data), started.elapsed());
+            return outcome;
+        };
+        let chosen = canary.choose(|| {
+            let key = match canary.config.sticky? {
+                Sticky::ClientId => caller.origin.client_id.clone(),
+                Sticky::DeviceId => caller.connection.and_then(|c| c.device_id()),
+            };
+            Some(key.unwrap_or_else(|| caller.origin.connection_id.clone()))
+        });
+        let outcome = self.call_plugin(chosen, envelope, caller).await;
+        if Arc::ptr_eq(chosen, &canary.candidate) {
+            canary.observe();
+        }
+        outcome
     }
 
     async fn call_plugin(&self, plugin: &Arc<PluginVersion>, envelope: &Envelope, caller: &Caller<'_>) -> Outcome {
@@ -145,7 +205,7 @@ impl Dispatcher {
             }
         }
         let started = Instant::now();
-        let data = plugin.call(envelope, &caller.origin).await;
+        let data = plugin.call(envelope, caller.origin).await;
         self.metrics.plugin_call(plugin.name(), plugin.version(), started.elapsed());
         ticket.settle(data.as_ref().err());
         let data = data?;

@@ -19,9 +19,10 @@ use crate::wire::Origin;
 use std::sync::Arc;
 
 /// Who is calling: the origin plugins see, what they may do, and the live
-/// connection, if any.
+/// connection, if any. All borrowed: a connection's messages share its
+/// origin, none copies it.
 pub struct Caller<'a> {
-    pub origin: Origin,
+    pub origin: &'a Origin,
     pub connection: Option<&'a Arc<Connection>>,
     pub principal: &'a Principal,
 }

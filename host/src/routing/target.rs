@@ -8,6 +8,8 @@
 
 use super::router::{Claim, RouteError, RouteTable};
 use crate::config::workers::{Serve, Strategy, WorkersConfig};
+use crate::plugins::rollout::Canary;
+use crate::plugins::shadow::Shadow;
 use crate::plugins::runtime::PluginVersion;
 use std::sync::Arc;
 
@@ -145,6 +147,10 @@ impl WorkerRules {
 pub struct Routes {
     table: RouteTable<Target>,
     workers: Arc<WorkerRules>,
+    /// Running canaries, by their stable version (usually none).
+    canaries: Vec<Arc<Canary>>,
+    /// Running shadows, by their serving version (usually none).
+    shadows: Vec<Arc<Shadow>>,
 }
 
 impl Routes {
@@ -155,7 +161,31 @@ impl Routes {
     ) -> Result<Routes, RouteError> {
         let builtins = Builtin::ALL.into_iter().map(|(name, builtin)| (name, Target::Builtin(builtin)));
         let claims = plugins.into_iter().map(|v| (v.name().to_owned(), v.claims.clone(), Target::Plugin(Arc::clone(v))));
-        Ok(Routes { table: RouteTable::build(builtins, claims)?, workers })
+        Ok(Routes { table: RouteTable::build(builtins, claims)?, workers, canaries: Vec::new(), shadows: Vec::new() })
+    }
+
+    /// This table with `canaries` splitting their plugins' messages.
+    pub fn with_canaries(mut self, canaries: Vec<Arc<Canary>>) -> Routes {
+        self.canaries = canaries;
+        self
+    }
+
+    /// This table with `shadows` copying their plugins' messages.
+    pub fn with_shadows(mut self, shadows: Vec<Arc<Shadow>>) -> Routes {
+        self.shadows = shadows;
+        self
+    }
+
+    /// The shadow copying `plugin`'s messages, if one runs: like
+    /// [`canary_of`](Self::canary_of), nothing when none runs.
+    pub fn shadow_of(&self, plugin: &Arc<PluginVersion>) -> Option<&Arc<Shadow>> {
+        self.shadows.iter().find(|s| Arc::ptr_eq(&s.serving, plugin))
+    }
+
+    /// The canary splitting `plugin`'s messages, if one runs: a pointer
+    /// comparison per running canary, nothing when none runs.
+    pub fn canary_of(&self, plugin: &Arc<PluginVersion>) -> Option<&Arc<Canary>> {
+        self.canaries.iter().find(|c| Arc::ptr_eq(&c.stable, plugin))
     }
 
     /// Where a message of type `kind` goes.

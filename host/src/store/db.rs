@@ -30,14 +30,17 @@ impl Backend {
             Backend::Sqlite => &[
                 (1, "kv and history", include_str!("migrations/sqlite/0001_kv_and_history.sql")),
                 (2, "room server tables", include_str!("migrations/sqlite/0002_room_server_tables.sql")),
+                (3, "history queries", include_str!("migrations/sqlite/0003_history_queries.sql")),
             ],
             Backend::Postgres => &[
                 (1, "kv and history", include_str!("migrations/postgres/0001_kv_and_history.sql")),
                 (2, "room server tables", include_str!("migrations/postgres/0002_room_server_tables.sql")),
+                (3, "history queries", include_str!("migrations/postgres/0003_history_queries.sql")),
             ],
             Backend::Mysql => &[
                 (1, "kv and history", include_str!("migrations/mysql/0001_kv_and_history.sql")),
                 (2, "room server tables", include_str!("migrations/mysql/0002_room_server_tables.sql")),
+                (3, "history queries", include_str!("migrations/mysql/0003_history_queries.sql")),
             ],
         }
     }
@@ -130,7 +133,19 @@ impl Database {
     /// `sql` with its `?` placeholders as this backend wants them
     /// (`$1`, `$2`... for PostgreSQL). Statements hold no `?` in literals.
     pub fn sql<'a>(&self, sql: &'a str) -> Cow<'a, str> {
-        if self.backend != Backend::Postgres || !sql.contains('?') {
+        self.backend.sql(sql)
+    }
+
+    /// Close every connection (at shutdown, after the last write).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl Backend {
+    /// `sql` with its `?` placeholders as this backend wants them.
+    pub fn sql(self, sql: &str) -> Cow<'_, str> {
+        if self != Backend::Postgres || !sql.contains('?') {
             return Cow::Borrowed(sql);
         }
         let mut out = String::with_capacity(sql.len() + 8);
@@ -145,11 +160,6 @@ impl Database {
             }
         }
         Cow::Owned(out)
-    }
-
-    /// Close every connection (at shutdown, after the last write).
-    pub async fn close(&self) {
-        self.pool.close().await;
     }
 }
 
@@ -202,12 +212,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("switchyard-db-{}", uuid::Uuid::new_v4().simple()));
         let url = default_url(&dir.join("data"));
         let db = Database::open(&url, 4, Duration::from_secs(5)).await.unwrap();
-        assert_eq!(db.version().await.unwrap(), 2);
+        assert_eq!(db.version().await.unwrap(), 3);
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(db.pool()).await.unwrap();
         assert_eq!(mode, "wal");
         db.close().await;
         let again = Database::open(&url, 4, Duration::from_secs(5)).await.unwrap();
-        assert_eq!(again.version().await.unwrap(), 2, "a second start applies nothing twice");
+        assert_eq!(again.version().await.unwrap(), 3, "a second start applies nothing twice");
         again.close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }

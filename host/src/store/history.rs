@@ -14,6 +14,7 @@
 use super::db::{now_ms, utc_text, Backend, Database};
 use crate::config::storage::HistoryConfig;
 use crate::observability::metrics::HistoryMetrics;
+use sqlx::{Connection, Executor};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,10 +24,36 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest text kept in an indexed column; longer values are cut.
 const MAX_FIELD_CHARS: usize = 255;
-/// Message rows per `INSERT` statement (11 parameters each).
+/// Message rows per `INSERT` statement (13 parameters each).
 const MESSAGES_PER_INSERT: usize = 64;
 /// A batch the database refuses (not an outage) is tried this many times.
 const REFUSED_ATTEMPTS: u32 = 3;
+
+/// What of a message's payload is kept (`[storage.history]`'s
+/// `max_payload_bytes` and `no_payload_types`): history's rule, which the
+/// dashboard's tail follows too.
+#[derive(Debug, Clone, Default)]
+pub struct PayloadPolicy {
+    max_bytes: usize,
+    skipped_types: BTreeSet<String>,
+}
+
+impl PayloadPolicy {
+    pub fn new(config: &HistoryConfig) -> PayloadPolicy {
+        PayloadPolicy { max_bytes: config.max_payload_bytes, skipped_types: config.no_payload_types.clone() }
+    }
+
+    /// Whether a `kind` message's payload is kept at all.
+    pub fn keeps(&self, kind: &str) -> bool {
+        self.max_bytes > 0 && !self.skipped_types.contains(kind)
+    }
+
+    /// Cut a kept payload to the configured size, and to at most `cap`
+    /// bytes, on a character boundary.
+    pub fn cut(&self, payload: &mut String, cap: usize) {
+        payload.truncate(payload.floor_char_boundary(self.max_bytes.min(cap)));
+    }
+}
 
 /// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +102,7 @@ pub struct MessageRecord {
 
 enum Record {
     Opened { id: String, endpoint: String, client_id: Option<String>, remote: Option<String>, at: i64 },
+    Identified { id: String, device_id: String },
     Closed { id: String, device_id: Option<String>, code: u16, reason: String, at: i64 },
     Joined { room: String, device_id: Option<String>, client_ip: Option<String>, at: i64 },
     Message(MessageRecord, i64),
@@ -89,8 +117,7 @@ pub struct History {
 struct Shared {
     tx: mpsc::Sender<Record>,
     metrics: HistoryMetrics,
-    max_payload_bytes: usize,
-    no_payload_types: BTreeSet<String>,
+    payloads: PayloadPolicy,
     /// When a drop was last logged (ms), so a flood logs once a second.
     last_drop_log: AtomicI64,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -110,13 +137,13 @@ impl History {
         }
         let (tx, rx) = mpsc::channel(config.queue);
         let stop = CancellationToken::new();
-        let writer = tokio::spawn(write_loop(db, rx, config.batch, metrics.clone(), stop.clone()));
+        let flush = Duration::from_millis(config.flush_ms);
+        let writer = tokio::spawn(write_loop(db, rx, config.batch, flush, metrics.clone(), stop.clone()));
         History {
             shared: Some(Arc::new(Shared {
                 tx,
                 metrics,
-                max_payload_bytes: config.max_payload_bytes,
-                no_payload_types: config.no_payload_types.clone(),
+                payloads: PayloadPolicy::new(config),
                 last_drop_log: AtomicI64::new(0),
                 writer: Mutex::new(Some(writer)),
                 stop,
@@ -131,7 +158,7 @@ impl History {
     /// Whether the payload of a `kind` message is kept (so callers skip
     /// copying it when not).
     pub fn keeps_payload(&self, kind: &str) -> bool {
-        self.shared.as_ref().is_some_and(|s| s.max_payload_bytes > 0 && !s.no_payload_types.contains(kind))
+        self.shared.as_ref().is_some_and(|s| s.payloads.keeps(kind))
     }
 
     pub fn opened(&self, id: &str, endpoint: &str, client_id: Option<&str>, remote: Option<String>) {
@@ -150,6 +177,13 @@ impl History {
         shared.push(Record::Closed { id: id.to_owned(), device_id: device_id.map(cut), code, reason: cut(reason), at: now_ms() });
     }
 
+    /// Connection `id` identified as device `device_id` (recorded at
+    /// once, not only when it closes).
+    pub fn identified(&self, id: &str, device_id: &str) {
+        let Some(shared) = &self.shared else { return };
+        shared.push(Record::Identified { id: id.to_owned(), device_id: cut(device_id) });
+    }
+
     /// A connection joined `room` (the room server's `rooms`, `devices`
     /// and `connections` tables).
     pub fn joined(&self, room: &str, device_id: Option<&str>, client_ip: Option<String>) {
@@ -164,22 +198,12 @@ impl History {
         let Some(shared) = &self.shared else { return };
         let mut record = record(self.keeps_payload(kind));
         if let Some(payload) = &mut record.payload {
-            if payload.len() > shared.max_payload_bytes {
-                let mut end = shared.max_payload_bytes;
-                while !payload.is_char_boundary(end) {
-                    end -= 1;
-                }
-                payload.truncate(end);
-            }
+            shared.payloads.cut(payload, usize::MAX);
         }
-        for field in [&mut record.sender, &mut record.target, &mut record.plugin, &mut record.plugin_version].into_iter().flatten() {
-            if field.chars().count() > MAX_FIELD_CHARS {
-                *field = cut(field);
-            }
+        let fields = [&mut record.sender, &mut record.target, &mut record.plugin, &mut record.plugin_version].into_iter().flatten();
+        for field in fields.chain([&mut record.id, &mut record.kind, &mut record.outcome]) {
+            shorten(field);
         }
-        record.id = cut(&record.id);
-        record.kind = cut(&record.kind);
-        record.outcome = cut(&record.outcome);
         shared.push(Record::Message(record, now_ms()));
     }
 
@@ -217,11 +241,50 @@ fn cut(text: &str) -> String {
     text.chars().take(MAX_FIELD_CHARS).collect()
 }
 
+/// [`cut`] in place, without a copy for the usual short field.
+fn shorten(field: &mut String) {
+    // Fewer bytes than the limit is fewer characters too.
+    if field.len() > MAX_FIELD_CHARS {
+        if let Some((end, _)) = field.char_indices().nth(MAX_FIELD_CHARS) {
+            field.truncate(end);
+        }
+    }
+}
+
+/// Close, as of the last time they recorded anything, the connections an
+/// earlier run of the host left open in history (it was killed, or the
+/// machine stopped): close code 1006, reason `host stopped`. Run at start,
+/// before any connection of this run is recorded. Returns how many.
+pub async fn close_left_open(db: &Database) -> Result<u64, sqlx::Error> {
+    // The earlier run's last record: its newest message or connection.
+    let last_message: Option<i64> = sqlx::query_scalar("SELECT MAX(at_ms) FROM message_history").fetch_one(db.pool()).await?;
+    let last_open: Option<i64> = sqlx::query_scalar("SELECT MAX(connected_ms) FROM connection_history").fetch_one(db.pool()).await?;
+    let Some(last) = last_message.max(last_open) else { return Ok(0) };
+    let closed = sqlx::query(&db.sql(
+        "UPDATE connection_history SET disconnected_ms = ?, close_code = 1006, close_reason = 'host stopped' WHERE disconnected_ms IS NULL",
+    ))
+    .bind(last)
+    .execute(db.pool())
+    .await?;
+    Ok(closed.rows_affected())
+}
+
 /// Write batches until told to stop, then write what is queued and end.
+/// A batch that is not full waits `flush` for more records first, so a
+/// stream of messages makes a few large transactions, not many small ones.
 /// A batch is retried while the database is unreachable (until the stop);
 /// one the database refuses is retried a few times, then counted dropped.
-async fn write_loop(db: Database, mut rx: mpsc::Receiver<Record>, batch: usize, metrics: HistoryMetrics, stop: CancellationToken) {
+async fn write_loop(
+    db: Database,
+    mut rx: mpsc::Receiver<Record>,
+    batch: usize,
+    flush: Duration,
+    metrics: HistoryMetrics,
+    stop: CancellationToken,
+) {
     let mut records = Vec::with_capacity(batch);
+    let backend = db.backend();
+    let mut writer = WriterConnection { db, connection: None };
     let mut closing = false;
     loop {
         let received = tokio::select! {
@@ -237,17 +300,37 @@ async fn write_loop(db: Database, mut rx: mpsc::Receiver<Record>, batch: usize, 
         if received == 0 {
             return;
         }
+        if records.len() < batch && !closing && !flush.is_zero() {
+            // Sleep rather than wait on the queue: a waiting receiver is
+            // woken by every record, which is the cost this avoids.
+            tokio::select! {
+                _ = tokio::time::sleep(flush) => {}
+                _ = stop.cancelled() => {}
+            }
+            while records.len() < batch {
+                match rx.try_recv() {
+                    Ok(record) => records.push(record),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut refused = 0;
         let mut backoff = Duration::from_millis(50);
         loop {
-            let why = match write_batch(&db, &records).await {
+            let written = match writer.connection().await {
+                Ok(connection) => write_batch(connection, backend, &records).await,
+                Err(error) => Err(error),
+            };
+            let why = match written {
                 Ok(()) => {
                     metrics.written.inc_by(records.len() as u64);
+                    metrics.batches.inc();
                     break;
                 }
                 // The server answered and said no: not an outage, so not
                 // retried for ever.
                 Err(sqlx::Error::Database(error)) if !is_connection_error(&*error) => {
+                    writer.connection = None;
                     refused += 1;
                     if refused >= REFUSED_ATTEMPTS {
                         metrics.dropped.inc_by(records.len() as u64);
@@ -256,7 +339,10 @@ async fn write_loop(db: Database, mut rx: mpsc::Receiver<Record>, batch: usize, 
                     }
                     error.to_string()
                 }
-                Err(error) => error.to_string(),
+                Err(error) => {
+                    writer.connection = None;
+                    error.to_string()
+                }
             };
             if stop.is_cancelled() {
                 metrics.dropped.inc_by(records.len() as u64);
@@ -274,6 +360,42 @@ async fn write_loop(db: Database, mut rx: mpsc::Receiver<Record>, batch: usize, 
     }
 }
 
+/// The writer's own connection, taken out of the pool (which opens a
+/// replacement, so kv writes and history queries keep every pooled one)
+/// and made cheap to commit on: SQLite `synchronous = NORMAL` (in WAL
+/// mode a commit is not synced to disk; an OS crash or power loss can
+/// lose the last batches, never tear the file), PostgreSQL
+/// `synchronous_commit = off` (the server flushes within moments; its
+/// crash can lose the last batches, never tear them). MySQL's equivalent
+/// is server-wide, so it is left alone. kv writes keep their pooled,
+/// fully synced connections. Dropped after any error, and opened again.
+struct WriterConnection {
+    db: Database,
+    connection: Option<sqlx::AnyConnection>,
+}
+
+impl WriterConnection {
+    async fn connection(&mut self) -> Result<&mut sqlx::AnyConnection, sqlx::Error> {
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => {
+                let mut connection = self.db.pool().acquire().await?.detach();
+                match self.db.backend() {
+                    Backend::Sqlite => {
+                        connection.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Backend::Postgres => {
+                        connection.execute("SET synchronous_commit = off").await?;
+                    }
+                    Backend::Mysql => {}
+                }
+                connection
+            }
+        };
+        Ok(self.connection.insert(connection))
+    }
+}
+
 /// A server error that means the connection went (PostgreSQL's admin
 /// shutdown, MySQL's server gone): an outage, retried like one.
 fn is_connection_error(error: &dyn sqlx::error::DatabaseError) -> bool {
@@ -281,15 +403,16 @@ fn is_connection_error(error: &dyn sqlx::error::DatabaseError) -> bool {
     code.starts_with("57P") || code.starts_with("08") || code == "HY000" && error.message().contains("shutdown")
 }
 
-async fn write_batch(db: &Database, records: &[Record]) -> Result<(), sqlx::Error> {
-    let open = db.sql(
+async fn write_batch(connection: &mut sqlx::AnyConnection, backend: Backend, records: &[Record]) -> Result<(), sqlx::Error> {
+    let open = backend.sql(
         "INSERT INTO connection_history (id, endpoint, client_id, remote_addr, connected_ms) VALUES (?, ?, ?, ?, ?)",
     );
-    let close = db.sql(
+    let close = backend.sql(
         "UPDATE connection_history SET disconnected_ms = ?, device_id = COALESCE(?, device_id), close_code = ?, close_reason = ? WHERE id = ?",
     );
-    let rooms = RoomSql::new(db);
-    let mut tx = db.pool().begin().await?;
+    let identified = backend.sql("UPDATE connection_history SET device_id = ? WHERE id = ?");
+    let rooms = RoomSql::new(backend);
+    let mut tx = connection.begin().await?;
     for record in records {
         match record {
             Record::Joined { room, device_id, client_ip, at } => {
@@ -303,6 +426,9 @@ async fn write_batch(db: &Database, records: &[Record]) -> Result<(), sqlx::Erro
             Record::Opened { id, endpoint, client_id, remote, at } => {
                 sqlx::query(&open).bind(id).bind(endpoint).bind(client_id.as_deref()).bind(remote.as_deref()).bind(*at).execute(&mut *tx).await?;
             }
+            Record::Identified { id, device_id } => {
+                sqlx::query(&identified).bind(device_id).bind(id).execute(&mut *tx).await?;
+            }
             Record::Closed { id, device_id, code, reason, at } => {
                 sqlx::query(&close).bind(*at).bind(device_id.as_deref()).bind(i32::from(*code)).bind(reason).bind(id).execute(&mut *tx).await?;
             }
@@ -314,14 +440,15 @@ async fn write_batch(db: &Database, records: &[Record]) -> Result<(), sqlx::Erro
         records.iter().filter_map(|r| if let Record::Message(m, at) = r { Some((m, *at)) } else { None }).collect();
     for chunk in messages.chunks(MESSAGES_PER_INSERT) {
         let mut sql = String::from(
-            "INSERT INTO message_history (message_id, msg_type, sender, target, direction, outcome, plugin, plugin_version, latency_us, payload, at_ms) VALUES ",
+            "INSERT INTO message_history (message_id, msg_type, sender, target, direction, outcome, plugin, plugin_version, latency_us, payload, at_ms, device_id, room_id) VALUES ",
         );
         for i in 0..chunk.len() {
-            sql.push_str(if i == 0 { "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" });
+            sql.push_str(if i == 0 { "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" });
         }
-        let sql = db.sql(&sql);
+        let sql = backend.sql(&sql);
         let mut query = sqlx::query(&sql);
         for (m, at) in chunk {
+            let (device, room) = placement(m);
             query = query
                 .bind(&m.id)
                 .bind(&m.kind)
@@ -333,11 +460,30 @@ async fn write_batch(db: &Database, records: &[Record]) -> Result<(), sqlx::Erro
                 .bind(m.plugin_version.as_deref())
                 .bind(m.latency_us)
                 .bind(m.payload.as_deref())
-                .bind(*at);
+                .bind(*at)
+                .bind(device)
+                .bind(room);
         }
         query.execute(&mut *tx).await?;
     }
     tx.commit().await
+}
+
+/// The device and room a message is filed under (`device_id`, `room_id`):
+/// a message in, its sender's, asked when it is written (so a message
+/// sent in the instant before its connection closed may have neither);
+/// a message out, the device or room it went to.
+fn placement(m: &MessageRecord) -> (Option<String>, Option<String>) {
+    let presence = || m.presence.as_ref().map_or((None, None), |p| p.device_and_room());
+    let target = m.target.as_deref().unwrap_or_default();
+    match m.direction {
+        Some(Direction::Out) => match (target.strip_prefix("device:"), target.strip_prefix("room:")) {
+            (Some(device), _) => (Some(cut(device)), presence().1),
+            (_, Some(room)) => (None, Some(cut(room))),
+            _ => (None, None),
+        },
+        Some(Direction::In) | None => presence(),
+    }
 }
 
 /// The room server's tables' statements, in the backend's dialect.
@@ -350,13 +496,13 @@ struct RoomSql {
 }
 
 impl RoomSql {
-    fn new(db: &Database) -> RoomSql {
-        let ts = match db.backend() {
+    fn new(backend: Backend) -> RoomSql {
+        let ts = match backend {
             Backend::Sqlite => "?",
             Backend::Postgres => "CAST(? AS TIMESTAMP(3))",
             Backend::Mysql => "CAST(? AS DATETIME(3))",
         };
-        let (room, device) = match db.backend() {
+        let (room, device) = match backend {
             Backend::Mysql => (
                 format!("INSERT IGNORE INTO rooms (room_id, created_at) VALUES (?, {ts})"),
                 format!(
@@ -372,7 +518,7 @@ impl RoomSql {
                 ),
             ),
         };
-        let sql = |q: String| db.sql(&q).into_owned();
+        let sql = |q: String| backend.sql(&q).into_owned();
         RoomSql {
             room: sql(room),
             device: sql(device),
@@ -420,3 +566,27 @@ impl RoomSql {
 /// The kinds of the messages the hub sends out to a room and to a device.
 pub const ROOM_BROADCAST: &str = "room.broadcast";
 pub const DEVICE_DIRECT: &str = "device.direct";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_is_kept_by_type_and_cut_on_a_character_boundary() {
+        let config = HistoryConfig { max_payload_bytes: 5, no_payload_types: ["login".to_owned()].into(), ..HistoryConfig::default() };
+        let policy = PayloadPolicy::new(&config);
+        assert!(policy.keeps("echo"));
+        assert!(!policy.keeps("login"));
+        // "é" is two bytes: a cut at 5 would split the third one.
+        let mut payload = "ééé".to_owned();
+        policy.cut(&mut payload, usize::MAX);
+        assert_eq!(payload, "éé");
+        let mut short = "abc".to_owned();
+        policy.cut(&mut short, usize::MAX);
+        assert_eq!(short, "abc");
+        let mut capped = "abcdef".to_owned();
+        policy.cut(&mut capped, 2);
+        assert_eq!(capped, "ab");
+        assert!(!PayloadPolicy::new(&HistoryConfig { max_payload_bytes: 0, ..HistoryConfig::default() }).keeps("echo"));
+    }
+}

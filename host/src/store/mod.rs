@@ -6,7 +6,8 @@
 //!   WIT `kv` capability; [`memory`]: its in-memory cache and quotas, and
 //!   an in-memory store.
 //! - [`history`]: connection and message history, through a bounded queue,
-//!   written in batches off the hot path.
+//!   written in batches off the hot path; [`queries`]: reading it back,
+//!   a page at a time, for the history API.
 //! - [`retention`]: deletes old history in the background, in bounded
 //!   batches.
 //! - [`host_state`]: key revocations and limits changed at run time, kept
@@ -17,4 +18,5 @@ pub mod history;
 pub mod host_state;
 pub mod kv;
 pub mod memory;
+pub mod queries;
 pub mod retention;

@@ -37,6 +37,7 @@ use crate::observability::metrics::Metrics;
 use crate::plugins::registry::Registry;
 use crate::admission::security::Keyring;
 use crate::store::host_state::HostState;
+use crate::store::queries::HistoryQueries;
 use crate::workers::WorkerPool;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -136,6 +137,8 @@ pub struct Gateway {
     pub body_timeout: Duration,
     /// Revocations and limits changed at run time, kept across restarts.
     pub state: Arc<HostState>,
+    /// Reads history back for `/api/history/...`; `None` when history is off.
+    pub history: Option<HistoryQueries>,
     pub serve_metrics: bool,
     pub started: Instant,
     /// Set once the plugin folder is loaded; cleared on shutdown.
@@ -181,7 +184,23 @@ async fn readyz(axum::extract::State(gateway): axum::extract::State<Arc<Gateway>
 
 async fn metrics(axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>) -> Response {
     let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
-    ([(header::CONTENT_TYPE, content_type)], gateway.metrics.render()).into_response()
+    let mut text = gateway.metrics.render();
+    // Per-version errors by code, read from the versions' own counters.
+    let registry = &gateway.registry;
+    let mut versions = Vec::new();
+    for serving in registry.plugins() {
+        let name = serving.name().to_owned();
+        versions.extend(registry.retained(&name));
+        versions.extend(registry.canary(&name).map(|c| Arc::clone(&c.candidate)));
+        versions.extend(registry.shadow(&name).map(|s| Arc::clone(&s.candidate)));
+        versions.push(serving);
+    }
+    let errors = crate::plugins::versions::errors_metric(&versions);
+    match text.rfind("# EOF") {
+        Some(end) => text.insert_str(end, &errors),
+        None => text.push_str(&errors),
+    }
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 /// A failure as an HTTP response: the shared error body

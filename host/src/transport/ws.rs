@@ -37,9 +37,11 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::future::join;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Read buffer per connection, and the most read from the socket at once.
 /// tungstenite fills (zeroes) the whole buffer on every read, so this is
@@ -48,6 +50,10 @@ use std::time::Duration;
 pub const READ_BUFFER: usize = 1024;
 /// Frames are written out once this much is queued (or on flush).
 const WRITE_BUFFER: usize = 8 * 1024;
+
+/// Most frames one write takes from the outbox: a client with a deep queue
+/// still sees its heartbeat and eviction checked between writes.
+const WRITE_BATCH: usize = 32;
 
 /// How long a closing connection may take to flush what it has queued.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
@@ -180,6 +186,9 @@ async fn serve(gateway: Arc<Gateway>, endpoint: Arc<Endpoint>, socket: WebSocket
     let (sink, mut stream) = socket.split();
     if endpoint.opaque.is_none() {
         let refused = subscribe_to_endpoint(&endpoint, &connection, &peer.principal);
+        if !endpoint.subscribe.is_empty() {
+            gateway.hub.subscriptions_changed(&connection);
+        }
         if let Some(ack) = frames::connection_ack(endpoint.ack, &connection.id, connection.client_id.as_deref(), &endpoint.path) {
             connection.deliver(ack, gateway.ws.send_timeout).await;
         }
@@ -253,21 +262,38 @@ async fn read_loop(
     let mut bucket = gateway.limits.message_bucket();
     // A frame read while the previous message was being answered.
     let mut held = None;
+    // One idle timer, one shutdown and one eviction future for the
+    // connection's life, not one of each per message: a frame only notes
+    // when the wait for the next began, and the timer, when it fires,
+    // checks that and sets itself again.
+    let mut waiting_since = Instant::now();
+    let idle = tokio::time::sleep_until(waiting_since + settings.idle_timeout);
+    let shutting_down = gateway.tasks.shutdown_signal().cancelled();
+    let evicted_now = connection.evicted();
+    tokio::pin!(idle, shutting_down, evicted_now);
     loop {
         let next = match held.take() {
-            Some(frame) => Ok(frame),
+            Some(frame) => frame,
             None => tokio::select! {
-                _ = gateway.tasks.shutdown_signal().cancelled() => return Closing::close(GOING_AWAY, "server shutting down"),
-                _ = connection.evicted() => return evicted(connection),
-                next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
+                _ = &mut shutting_down => return Closing::close(GOING_AWAY, "server shutting down"),
+                _ = &mut evicted_now => return evicted(connection),
+                _ = &mut idle => {
+                    let due = waiting_since + settings.idle_timeout;
+                    if due <= Instant::now() {
+                        return Closing::close(close::IDLE_TIMEOUT, "idle timeout: no frames or pongs");
+                    }
+                    idle.as_mut().reset(due);
+                    continue;
+                }
+                next = stream.next() => next,
             },
         };
-        let message = match next.map(closing::next_message) {
-            Err(_) => return Closing::close(close::IDLE_TIMEOUT, "idle timeout: no frames or pongs"),
-            Ok(Ok(message)) => message,
-            Ok(Err(closing)) => {
+        waiting_since = Instant::now();
+        let message = match closing::next_message(next) {
+            Ok(message) => message,
+            Err(closing) => {
                 if matches!(closing, Closing::Close { code: TOO_BIG, .. }) {
-                    too_big(gateway, &endpoint.profile, connection).await;
+                    Box::pin(too_big(gateway, &endpoint.profile, connection)).await;
                 }
                 return closing;
             }
@@ -279,7 +305,7 @@ async fn read_loop(
                     gateway.hub.answered(&connection.id, answer);
                     continue;
                 }
-                let caller = Caller { origin: origin.clone(), connection: Some(connection), principal };
+                let caller = Caller { origin: &origin, connection: Some(connection), principal };
                 let admit = || bucket.admit(&gateway.limits);
                 // Boxed: the call's state (a plugin call's is several KiB)
                 // lives only while a message is answered, not in every idle
@@ -315,10 +341,18 @@ async fn read_loop(
             Err(failure) => vec![dialect::unsolicited_error(&endpoint.profile, &failure)],
         };
         for frame in frames {
-            if !connection.deliver(Bytes::from(frame), settings.send_timeout).await {
+            // Queued at once when there is room; the wait for room (and its
+            // timers) is boxed, so that it is not part of every idle
+            // connection's task.
+            let queued = match connection.try_deliver(Bytes::from(frame)) {
+                Ok(queued) => queued,
+                Err(frame) => Box::pin(connection.deliver(frame, settings.send_timeout)).await,
+            };
+            if !queued {
                 return evicted(connection);
             }
         }
+        waiting_since = Instant::now();
     }
 }
 
@@ -335,10 +369,10 @@ fn origin(connection: &Connection, endpoint: &Endpoint) -> Origin {
 /// A data frame as JSON text in the connection's encoding, or why it
 /// cannot be read; `None` for control frames (tungstenite answers pings; a
 /// Close never gets here, see `next_message`).
-fn incoming(message: &Message, encoding: Encoding) -> Option<Result<String, Failure>> {
+fn incoming(message: &Message, encoding: Encoding) -> Option<Result<Cow<'_, str>, Failure>> {
     Some(match (message, encoding) {
-        (Message::Text(text), _) => Ok(text.as_str().to_owned()),
-        (Message::Binary(frame), Encoding::MessagePack) => msgpack::to_json(frame),
+        (Message::Text(text), _) => Ok(Cow::Borrowed(text.as_str())),
+        (Message::Binary(frame), Encoding::MessagePack) => msgpack::to_json(frame).map(Cow::Owned),
         (Message::Binary(_), Encoding::Json) => Err(Failure::new(
             ErrorCode::InvalidMessage,
             "binary frames are not accepted here: send JSON in text frames, or MessagePack on a connection that asked for the `msgpack` subprotocol",
@@ -366,6 +400,13 @@ async fn too_big(gateway: &Gateway, profile: &Profile, connection: &Connection) 
 
 /// Send queued frames and heartbeats until the connection is evicted; hand
 /// back the sink, and the outbox with what it still holds, for the close.
+///
+/// Every frame queued by the time one is taken goes out in one write: they
+/// are fed to the sink (at most [`WRITE_BATCH`]) and flushed once, so a
+/// burst of replies or events costs one system call, not one each. The
+/// frame taken first is held until the flush, so a fan-out's
+/// `fanout_seconds` ends when its bytes are written, not when they are
+/// buffered.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut outbox: Outbox,
@@ -374,24 +415,47 @@ async fn write_loop(
     encoding: Encoding,
 ) -> (SplitSink<WebSocket, Message>, Outbox) {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    // One eviction future for the connection's life, not one per frame.
+    let evicted = connection.evicted();
+    tokio::pin!(evicted);
     loop {
-        let message = tokio::select! {
+        // An eviction is seen before the next frame is taken; the cheap
+        // check first, so a busy writer does not lock the token's state per
+        // frame (the future below waits for it while the outbox is empty).
+        if connection.eviction().is_some() {
+            break;
+        }
+        let (message, taken) = tokio::select! {
             biased;
-            _ = connection.evicted() => break,
-            frame = outbox.recv() => match frame.map(|frame| outgoing(frame, encoding)) {
-                Some(Some(message)) => message,
-                Some(None) => continue,
+            frame = outbox.recv() => match frame {
+                Some(frame) => match outgoing(frame.clone(), encoding) {
+                    Some(message) => (message, Some(frame)),
+                    None => continue,
+                },
                 None => break,
             },
-            _ = ticker.tick() => Message::Ping(Bytes::new()),
+            _ = &mut evicted => break,
+            _ = ticker.tick() => (Message::Ping(Bytes::new()), None),
+        };
+        let write = async {
+            sink.feed(message).await?;
+            for _ in 1..WRITE_BATCH {
+                let Ok(frame) = outbox.try_recv() else { break };
+                if let Some(message) = outgoing(frame, encoding) {
+                    sink.feed(message).await?;
+                }
+            }
+            sink.flush().await
         };
         // A write blocked by a client that does not read must not outlive
         // its eviction.
-        let sent = tokio::select! {
-            sent = sink.send(message) => sent,
-            _ = connection.evicted() => break,
+        let written = tokio::select! {
+            biased;
+            written = write => written,
+            _ = &mut evicted => break,
         };
-        if sent.is_err() {
+        drop(taken);
+        if written.is_err() {
             connection.evict(ABNORMAL, "write failed");
             break;
         }

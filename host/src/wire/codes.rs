@@ -118,6 +118,24 @@ error_codes! {
     NoSubprotocol = "NO_SUBPROTOCOL", 400, "proxy: the upstream accepted none of the client's subprotocols";
     BadRequest = "BAD_REQUEST", 400,
         "HTTP: a request head that cannot be parsed (method, URI, a header line, `Content-Length`) or a request refused before routing (a WebSocket path without an upgrade, a bad query string); proxy: the request has headers that cannot be forwarded";
+
+    // The history API (`/api/history/...`).
+    InvalidQuery = "INVALID_QUERY", 400,
+        "history API: an unknown query parameter, or a bad value (a time, `limit`, `minutes`, `order`, `outcome`, `active`, a type or cursor)";
+    HistoryDisabled = "HISTORY_DISABLED", 404, "history API: this host records no history (`storage.history.enabled = false`)";
+    HistoryUnavailable = "HISTORY_UNAVAILABLE", 503, "history API: the database did not answer (down, or slower than 30 s); retry later";
+    // Safe deploys: rollback, migration, canary, shadow.
+    VersionNotFound = "VERSION_NOT_FOUND", 404,
+        "no retained version of the plugin matches the version ref (a version string or at least 8 hex digits of a hash), or none is retained";
+    VersionAmbiguous = "VERSION_AMBIGUOUS", 400, "the hash prefix matches more than one retained version; give more of it";
+    MigrationFailed = "MIGRATION_FAILED", 422,
+        "the incoming version's `migrate` failed or trapped: the swap is refused, the outgoing version keeps serving and the kv is put back as it was";
+    RollbackRefused = "ROLLBACK_REFUSED", 409,
+        "a rollback across a migration that cannot be undone: the kv was written since the migration, or the target is not the version it migrated from";
+    CanaryRefused = "CANARY_REFUSED", 409,
+        "a canary cannot start: one (or a shadow) is already running for the plugin, the candidate is the serving version or another plugin, or the weight or thresholds are out of range";
+    ShadowRefused = "SHADOW_REFUSED", 409,
+        "a shadow cannot start: one (or a canary) is already running for the plugin, the candidate is the serving version or another plugin, or an ignored path is not a JSON pointer";
 }
 
 impl ErrorCode {

@@ -39,7 +39,9 @@ use crate::wire::{Envelope, ErrorCode, Failure, Outcome};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use worker::Attempt;
@@ -52,6 +54,14 @@ fn worker_type(text: &str) -> Result<Option<Claim>, crate::routing::router::Rout
     } else {
         Claim::parse(text).map(Some)
     }
+}
+
+/// Workers connected to the other nodes of a cluster.
+pub trait RemoteWorkers: Send + Sync + 'static {
+    /// Whether a worker on another node serves `kind` (and is in rotation).
+    fn serves(&self, kind: &str) -> bool;
+    /// Serve one message with a worker on another node, by `route`, within `timeout`.
+    fn call<'a>(&'a self, envelope: &'a Envelope, route: WorkerRoute, timeout: Duration) -> Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 }
 
 /// Connected workers by id.
@@ -86,6 +96,8 @@ pub struct WorkerPool {
     cursor: AtomicUsize,
     /// Signalled when a slot frees or a worker joins.
     freed: Notify,
+    /// The other nodes' workers, in a cluster.
+    remote: OnceLock<Arc<dyn RemoteWorkers>>,
 }
 
 impl WorkerPool {
@@ -107,17 +119,41 @@ impl WorkerPool {
             max_workers: config.max_workers,
             cursor: AtomicUsize::new(0),
             freed: Notify::new(),
+            remote: OnceLock::new(),
         })
     }
 
-    /// Whether any connected worker registered `kind` (in rotation or not).
-    pub fn serves(&self, kind: &str) -> bool {
-        self.roster.load().values().any(|w| w.serves(kind))
+    /// Serve with the other nodes' workers too (set once, in a cluster).
+    pub fn set_remote(&self, remote: Arc<dyn RemoteWorkers>) {
+        let _ = self.remote.set(remote);
     }
 
-    /// Whether a worker for `kind` is connected and in rotation.
+    fn served_elsewhere(&self, kind: &str) -> bool {
+        self.remote.get().is_some_and(|r| r.serves(kind))
+    }
+
+    /// Whether any connected worker registered `kind` (in rotation or not),
+    /// here or on another node of the cluster.
+    pub fn serves(&self, kind: &str) -> bool {
+        self.roster.load().values().any(|w| w.serves(kind)) || self.served_elsewhere(kind)
+    }
+
+    /// Whether a worker for `kind` is connected and in rotation, here or on
+    /// another node.
     pub fn available(&self, kind: &str) -> bool {
+        self.available_here(kind) || self.served_elsewhere(kind)
+    }
+
+    fn available_here(&self, kind: &str) -> bool {
         self.roster.load().values().any(|w| w.available_for(kind))
+    }
+
+    /// The types the workers connected here serve (for the other nodes).
+    pub fn types_served(&self) -> Vec<String> {
+        let mut types: Vec<String> = self.roster.load().values().filter(|w| !w.gone.is_cancelled()).flat_map(|w| w.info().types).collect();
+        types.sort();
+        types.dedup();
+        types
     }
 
     /// Add a worker; one that rejoins under its id replaces its old
@@ -224,8 +260,19 @@ impl WorkerPool {
         Ok(chosen)
     }
 
-    /// Serve one message with a worker, under the worker deadline.
+    /// Serve one message with a worker, under the worker deadline: one
+    /// connected here if any is in rotation, else one on another node.
     pub async fn call(&self, envelope: &Envelope, route: WorkerRoute) -> Outcome {
+        if let Some(remote) = self.remote.get() {
+            if !self.available_here(&envelope.kind) && remote.serves(&envelope.kind) {
+                return remote.call(envelope, route, self.timeout).await;
+            }
+        }
+        self.call_here(envelope, route).await
+    }
+
+    /// Serve one message with a worker connected to this node.
+    pub async fn call_here(&self, envelope: &Envelope, route: WorkerRoute) -> Outcome {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut tried: Vec<String> = Vec::new();
         let timed_out = || Failure::new(ErrorCode::WorkerTimeout, "Worker response timeout");

@@ -8,6 +8,11 @@
 //! is dropped, or when reconnection attempts run out; it never outlives
 //! the client by more than the one-second close handshake.
 //!
+//! A client given several URLs (the nodes of a cluster) dials them in
+//! turn: it starts with the first that answers, and when its connection
+//! drops or a dial fails it moves on to the next, so it lands on a live
+//! node and restores its subscriptions and rooms there.
+//!
 //! Delivery is at-most-once: a request written to a connection that then
 //! drops fails with [`ClientError::ConnectionLost`] and is not re-sent (the
 //! server may or may not have acted on it); frames that never reached the
@@ -27,7 +32,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -109,7 +114,9 @@ type Handler = Arc<dyn Fn(&Value) + Send + Sync>;
 /// State the handles and the supervisor share. No lock is held across an
 /// await.
 struct Shared {
-    url: String,
+    /// The URLs to dial, in turn; `current` is the one in use.
+    urls: Vec<String>,
+    current: AtomicUsize,
     config: ClientConfig,
     outbox: Mutex<Outbox>,
     pending: Mutex<HashMap<String, Pending>>,
@@ -149,9 +156,32 @@ impl Client {
     /// Connect once (returning that attempt's error), then keep the
     /// connection up according to `config`.
     pub async fn connect_with(url: &str, config: ClientConfig) -> Result<Client, ClientError> {
-        transport::check_url(url)?;
-        let socket = transport::open(url, config.connect_timeout).await.map_err(ClientError::Connect)?;
-        Ok(Self::start(url, config, Some(socket)))
+        Self::connect_any(&[url], config).await
+    }
+
+    /// Connect to the first of `urls` (the nodes of a cluster) that
+    /// answers, in order; after that, a lost connection is redialled on
+    /// the next URL in turn. The error is the last URL's if none answers.
+    pub async fn connect_any(urls: &[&str], config: ClientConfig) -> Result<Client, ClientError> {
+        let Some(first) = urls.first() else {
+            return Err(ClientError::InvalidUrl { url: String::new(), reason: "no URL given".into() });
+        };
+        for url in urls {
+            transport::check_url(url)?;
+        }
+        let mut last = String::new();
+        for (i, url) in urls.iter().enumerate() {
+            match transport::open(url, config.connect_timeout).await {
+                Ok(socket) => {
+                    let client = Self::start(urls, config, Some(socket));
+                    client.shared().current.store(i, Ordering::Relaxed);
+                    return Ok(client);
+                }
+                Err(e) => last = e,
+            }
+        }
+        tracing::debug!(first = %first, "no URL answered");
+        Err(ClientError::Connect(last))
     }
 
     /// Start without waiting: the first attempt is made in the background
@@ -159,10 +189,10 @@ impl Client {
     /// offline queue. Must be called within a tokio runtime.
     pub fn spawn(url: &str, config: ClientConfig) -> Result<Client, ClientError> {
         transport::check_url(url)?;
-        Ok(Self::start(url, config, None))
+        Ok(Self::start(&[url], config, None))
     }
 
-    fn start(url: &str, config: ClientConfig, socket: Option<Socket>) -> Client {
+    fn start(urls: &[&str], config: ClientConfig, socket: Option<Socket>) -> Client {
         let (unhandled_tx, unhandled_rx) = mpsc::channel(config.unhandled_queue.max(1));
         let initial = if socket.is_some() {
             ConnectionState::Connected { connection_id: None }
@@ -170,7 +200,8 @@ impl Client {
             ConnectionState::Connecting
         };
         let shared = Arc::new(Shared {
-            url: url.to_owned(),
+            urls: urls.iter().map(|u| (*u).to_owned()).collect(),
+            current: AtomicUsize::new(0),
             outbox: Mutex::new(Outbox::new(config.offline_queue)),
             config,
             pending: Mutex::default(),
@@ -195,8 +226,9 @@ impl Client {
         &self.handle.shared
     }
 
+    /// The URL in use (or being dialled).
     pub fn url(&self) -> &str {
-        &self.shared().url
+        self.shared().url()
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -477,6 +509,17 @@ fn to_value(data: impl Serialize) -> Result<Value, ClientError> {
 }
 
 impl Shared {
+    fn url(&self) -> &str {
+        &self.urls[self.current.load(Ordering::Relaxed) % self.urls.len()]
+    }
+
+    /// Dial the next URL from now on (a single URL stays itself).
+    fn next_url(&self) {
+        if self.urls.len() > 1 {
+            self.current.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn next_id(&self) -> String {
         format!("{}-{}", self.id_prefix, self.next_id.fetch_add(1, Ordering::Relaxed))
     }
@@ -679,11 +722,12 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, mut
     let ending = loop {
         if socket.is_none() {
             tokio::select! {
-                opened = transport::open(&shared.url, shared.config.connect_timeout) => match opened {
+                opened = transport::open(shared.url(), shared.config.connect_timeout) => match opened {
                     Ok(opened) => socket = Some(opened),
                     Err(e) => {
-                        tracing::debug!(url = %shared.url, error = %e, "connection attempt failed");
+                        tracing::debug!(url = %shared.url(), error = %e, "connection attempt failed");
                         last_error = e;
+                        shared.next_url();
                     }
                 },
                 () = transport::shutdown_requested(&mut shutdown) => break ClientError::Closed,
@@ -693,19 +737,20 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, mut
             epoch += 1;
             if epoch > 1 {
                 shared.reconnects.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(url = %shared.url, "reconnected");
+                tracing::info!(url = %shared.url(), "reconnected");
             }
             backoff.reset();
             match serve(&shared, connected, epoch, &mut shutdown).await {
                 ConnectionEnd::Shutdown => break ClientError::Closed,
                 ConnectionEnd::Lost(reason) => {
-                    tracing::info!(url = %shared.url, %reason, "connection lost");
+                    tracing::info!(url = %shared.url(), %reason, "connection lost");
                     last_error = reason;
+                    shared.next_url();
                 }
             }
         }
         let Some(delay) = backoff.next_delay() else {
-            tracing::warn!(url = %shared.url, attempts = backoff.attempts(), %last_error, "giving up reconnecting");
+            tracing::warn!(url = %shared.url(), attempts = backoff.attempts(), %last_error, "giving up reconnecting");
             break ClientError::Disconnected { attempts: backoff.attempts(), last_error };
         };
         shared.set_state(ConnectionState::Reconnecting {

@@ -95,6 +95,24 @@ pub struct Services {
     pub system: Arc<dyn SystemFigures>,
 }
 
+/// What a version's instances reach the host through.
+#[derive(Clone)]
+pub enum Sandbox {
+    /// The host's own services: a version that serves (or may serve).
+    Serving(Services),
+    /// Sinks that keep every effect inside (a shadow's): no network, no
+    /// writable directory.
+    Contained(Services),
+}
+
+impl Sandbox {
+    fn services(&self) -> &Services {
+        match self {
+            Sandbox::Serving(services) | Sandbox::Contained(services) => services,
+        }
+    }
+}
+
 /// Plugin settings (`[plugins.settings.<name>]`), by plugin name.
 pub type Settings = HashMap<String, Arc<HashMap<String, String>>>;
 
@@ -145,6 +163,8 @@ pub struct Compiled {
     pub component: Component,
     pub hash: String,
     pub cache: CacheOutcome,
+    /// The component's bytes.
+    pub source: Arc<[u8]>,
 }
 
 pub struct Runtime {
@@ -184,6 +204,16 @@ impl Runtime {
         Ok(Arc::new(Runtime { engine, linker, cache, limits, workers, deadline_ms, grants, settings, services }))
     }
 
+    /// The kv store plugins write through, for migrations.
+    pub fn kv(&self) -> Arc<dyn KvStore> {
+        Arc::clone(&self.services.kv)
+    }
+
+    /// The host's services, which a shadow's recording sinks read through.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
     pub fn limits(&self) -> &PluginLimits {
         &self.limits
     }
@@ -206,7 +236,7 @@ impl Runtime {
         tokio::task::spawn_blocking(move || {
             let (component, cache) =
                 runtime.cache.load_or_compile(&runtime.engine, &bytes, &hash).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-            Ok(Compiled { component, hash, cache })
+            Ok(Compiled { component, hash, cache, source: bytes.into() })
         })
         .await
         .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
@@ -215,19 +245,28 @@ impl Runtime {
     /// Instantiate once, read and check the manifest, and return a version
     /// ready to serve (not yet routed to).
     pub async fn prepare(self: &Arc<Self>, compiled: Compiled) -> Result<Arc<PluginVersion>, LoadError> {
-        PluginVersion::prepare(Arc::clone(self), compiled).await
+        PluginVersion::prepare(Arc::clone(self), compiled, Sandbox::Serving(self.services.clone())).await
     }
 
-    /// A store for plugin `identity`, with its grant and settings, if any.
-    fn new_store(&self, identity: Arc<PluginIdentity>) -> anyhow::Result<Store<PluginState>> {
+    /// [`prepare`](Self::prepare) a version whose instances, the loading
+    /// one included, reach the host only through `services` (a shadow's
+    /// recording sinks), with no network and read-only directories.
+    pub async fn prepare_contained(self: &Arc<Self>, compiled: Compiled, services: Services) -> Result<Arc<PluginVersion>, LoadError> {
+        PluginVersion::prepare(Arc::clone(self), compiled, Sandbox::Contained(services)).await
+    }
+
+    /// A store for plugin `identity`, with its grant and settings, if any,
+    /// reaching the host through `sandbox`'s services.
+    fn new_store(&self, identity: Arc<PluginIdentity>, sandbox: &Sandbox) -> anyhow::Result<Store<PluginState>> {
         let grant = self.grants.get(&identity.name);
+        let contained = matches!(sandbox, Sandbox::Contained(_));
         let mut wasi = WasiCtxBuilder::new();
         let output_name = Arc::new(ArcSwap::from_pointee(identity.name.clone()));
         wasi.stdout(output::GuestOutput::stdout(Arc::clone(&output_name)));
         wasi.stderr(output::GuestOutput::stderr(Arc::clone(&output_name)));
         if let Some(grant) = grant {
             for dir in &grant.dirs {
-                let perms = if dir.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+                let perms = if dir.read_only || contained { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
                 wasi.preopened_dir(&dir.host, &dir.guest, perms)?;
             }
             for name in &grant.env {
@@ -235,7 +274,7 @@ impl Runtime {
                     wasi.env(name, value);
                 }
             }
-            if grant.network {
+            if grant.network && !contained {
                 wasi.inherit_network().allow_ip_name_lookup(true);
             }
         }
@@ -249,7 +288,7 @@ impl Runtime {
             system_granted: grant.is_some_and(|g| g.system),
             identity,
             output_name,
-            services: self.services.clone(),
+            services: sandbox.services().clone(),
             log_budget: output::LineBudget::default(),
             cpu: None,
         };

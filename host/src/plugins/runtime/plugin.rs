@@ -8,7 +8,7 @@
 
 use super::cache::CacheOutcome;
 use super::world::{v0_1, v0_2, v0_3};
-use super::{parse_claims, Compiled, LoadError, PluginIdentity, PluginState, Runtime};
+use super::{parse_claims, Compiled, LoadError, PluginIdentity, PluginState, Runtime, Sandbox};
 use crate::wire::{Envelope, ErrorCode, Failure, Origin, Payload};
 use crate::routing::router::Claim;
 use crate::plugins::breaker::Breaker;
@@ -21,9 +21,10 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Instance as Component, InstancePre};
 use wasmtime::{Store, Trap};
-use crate::sync::lock;
+use crate::plugins::versions::{CodeCounts, Histogram};
 
-/// Counters a plugin version keeps; read by status and metrics.
+/// Counters a plugin version keeps; read by status, metrics and the
+/// versions list. Nothing here takes a lock.
 #[derive(Debug, Default)]
 pub struct PluginStats {
     pub calls: AtomicU64,
@@ -32,45 +33,16 @@ pub struct PluginStats {
     pub failures: AtomicU64,
     pub traps: AtomicU64,
     pub timeouts: AtomicU64,
-    /// Latencies of the most recent `handle` calls.
-    pub latencies: Latencies,
+    /// Latencies of every `handle` call.
+    pub latencies: Histogram,
+    /// Calls that did not end in a reply, by code.
+    pub errors_by_code: CodeCounts,
 }
 
 impl PluginStats {
     /// Calls that did not end in a reply.
     pub fn errors(&self) -> u64 {
         [&self.failures, &self.traps, &self.timeouts].iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-}
-
-/// How many recent calls the latency percentiles are taken over.
-pub const LATENCY_WINDOW: usize = 1024;
-
-/// The latencies of the last [`LATENCY_WINDOW`] calls, in microseconds.
-#[derive(Debug, Default)]
-pub struct Latencies {
-    samples: std::sync::Mutex<std::collections::VecDeque<u32>>,
-}
-
-impl Latencies {
-    fn record(&self, took: Duration) {
-        let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
-        let mut samples = lock(&self.samples);
-        if samples.len() == LATENCY_WINDOW {
-            samples.pop_front();
-        }
-        samples.push_back(micros);
-    }
-
-    /// The median and 99th percentile in microseconds, if there were calls.
-    pub fn p50_p99(&self) -> Option<(u32, u32)> {
-        let mut sorted: Vec<u32> = lock(&self.samples).iter().copied().collect();
-        if sorted.is_empty() {
-            return None;
-        }
-        sorted.sort_unstable();
-        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-        Some((at(0.50), at(0.99)))
     }
 }
 
@@ -126,8 +98,6 @@ enum Exports {
         handler: v0_3::handler::Guest,
         lifecycle: Option<v0_3::lifecycle::Guest>,
         frames: Option<v0_3::frames::Guest>,
-        // Bound and loaded here; calling it is the migrations' business.
-        #[allow(dead_code)]
         migration: Option<v0_3::migration::Guest>,
     },
 }
@@ -146,6 +116,8 @@ enum Call<'a> {
     ConnectionClosed(&'a str),
     /// One frame of an `opaque` endpoint (0.3's `frames`).
     Frame(&'a Origin, Payload),
+    /// 0.3's `migrate`, with the outgoing version's version string.
+    Migrate(&'a str),
 }
 
 /// What an operation returned, before faults are sorted out.
@@ -154,6 +126,7 @@ enum Answer {
     Handled(Result<String, (String, String)>),
     Ticked(Result<(), (String, String)>),
     Framed(Result<Option<Payload>, (String, String)>),
+    Migrated(Result<(), (String, String)>),
     Done,
 }
 
@@ -176,6 +149,9 @@ pub struct PluginVersion {
     pub contract: &'static str,
     /// sha256 of the component's bytes.
     pub hash: String,
+    /// The component's bytes, written back to the plugin folder when a
+    /// rollback brings this version back.
+    pub source: Arc<[u8]>,
     pub loaded_at: SystemTime,
     /// Whether the code was compiled for this load or taken from the cache.
     pub compiled: CacheOutcome,
@@ -189,6 +165,8 @@ pub struct PluginVersion {
     idle: ArrayQueue<Instance>,
     permits: Semaphore,
     runtime: Arc<Runtime>,
+    /// What its instances reach the host through.
+    sandbox: Sandbox,
 }
 
 impl std::fmt::Debug for PluginVersion {
@@ -198,12 +176,12 @@ impl std::fmt::Debug for PluginVersion {
 }
 
 impl PluginVersion {
-    pub(super) async fn prepare(runtime: Arc<Runtime>, compiled: Compiled) -> Result<Arc<Self>, LoadError> {
+    pub(super) async fn prepare(runtime: Arc<Runtime>, compiled: Compiled, sandbox: Sandbox) -> Result<Arc<Self>, LoadError> {
         let pre = runtime.linker.instantiate_pre(&compiled.component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let exports = Contract::detect(&pre)?;
         let loading = Arc::new(PluginIdentity { name: String::new(), version: String::new() });
         let deadline = Instant::now() + runtime.deadline();
-        let mut instance = instantiate(&runtime, &pre, &exports, loading, deadline).await.map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let mut instance = instantiate(&runtime, &sandbox, &pre, &exports, loading, deadline).await.map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let manifest = match instance.invoke(Call::Manifest).await {
             Ok(Answer::Manifest(manifest)) => manifest,
             Ok(_) => return Err(LoadError::Manifest("unexpected answer".into())),
@@ -229,6 +207,7 @@ impl PluginVersion {
             tick_interval,
             contract: exports.version(),
             hash: compiled.hash,
+            source: compiled.source,
             loaded_at: SystemTime::now(),
             compiled: compiled.cache,
             stats: PluginStats::default(),
@@ -237,6 +216,7 @@ impl PluginVersion {
             idle: ArrayQueue::new(max),
             permits: Semaphore::new(max),
             runtime,
+            sandbox,
         };
         version.stats.instantiations.fetch_add(1, Ordering::Relaxed);
         // The loading instance had no grants or settings; keep it warm only if none are due.
@@ -282,17 +262,40 @@ impl PluginVersion {
         let started = Instant::now();
         let answer = self.run(Call::Handle(envelope, origin), Some(&envelope.id)).await;
         self.stats.latencies.record(started.elapsed());
-        match answer? {
-            Answer::Handled(Ok(json)) => RawValue::from_string(json).map_err(|e| {
+        let outcome = match answer {
+            Err(failure) => Err(failure),
+            Ok(Answer::Handled(Ok(json))) => RawValue::from_string(json).map_err(|e| {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 Failure::new(ErrorCode::PluginFailed, format!("plugin {} replied with invalid JSON: {e}", self.name()))
             }),
-            Answer::Handled(Err((code, message))) => {
+            Ok(Answer::Handled(Err((code, message)))) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 Err(Failure::from_plugin(code, message))
             }
-            _ => Err(Failure::new(ErrorCode::Internal, "unexpected answer from handle")),
+            Ok(_) => Err(Failure::new(ErrorCode::Internal, "unexpected answer from handle")),
+        };
+        if let Err(failure) = &outcome {
+            self.stats.errors_by_code.record(&failure.code);
         }
+        outcome
+    }
+
+    /// Run the `migrate` export (0.3), if the plugin has it, with the
+    /// version string of the version it replaces. `Ok(false)`: no export.
+    pub async fn migrate(&self, from_version: &str) -> Result<bool, Failure> {
+        if !self.has_migration() {
+            return Ok(false);
+        }
+        match self.run(Call::Migrate(from_version), None).await? {
+            Answer::Migrated(Err((code, message))) => Err(Failure::from_plugin(code, message)),
+            _ => Ok(true),
+        }
+    }
+
+    /// Drop the warm instances (a retained version keeps only its compiled
+    /// code; a call instantiates again).
+    pub fn release_instances(&self) {
+        while self.idle.pop().is_some() {}
     }
 
     /// Answer one frame of an `opaque` endpoint through the plugin's
@@ -351,7 +354,12 @@ impl PluginVersion {
     async fn run(&self, call: Call<'_>, message_id: Option<&str>) -> Result<Answer, Failure> {
         let limits = &self.runtime.limits;
         let deadline = Instant::now() + self.runtime.deadline();
-        let _permit = match tokio::time::timeout_at(deadline.into(), self.permits.acquire()).await {
+        // A free instance slot is taken without arming a timer.
+        let waited = match self.permits.try_acquire() {
+            Ok(permit) => Ok(Ok(permit)),
+            Err(_) => tokio::time::timeout_at(deadline.into(), self.permits.acquire()).await,
+        };
+        let _permit = match waited {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(Failure::new(ErrorCode::Internal, "plugin instance pool closed")),
             Err(_) => {
@@ -373,7 +381,7 @@ impl PluginVersion {
             Some(instance) => instance,
             None => {
                 self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
-                instantiate(&self.runtime, &self.pre, &self.exports, Arc::clone(&self.identity), deadline)
+                instantiate(&self.runtime, &self.sandbox, &self.pre, &self.exports, Arc::clone(&self.identity), deadline)
                     .await
                     .map_err(|e| self.fault(e, message_id))?
             }
@@ -393,12 +401,30 @@ impl PluginVersion {
         }
     }
 
+    /// Fill the idle pool up to `count` warm instances (at most the pool's
+    /// size), so the first calls routed here do not pay for instantiation:
+    /// a canary's candidate starts as warm as the version it is judged
+    /// against. Stops at the first instance that cannot be made.
+    pub async fn warm(&self, count: usize) -> Result<(), Failure> {
+        let deadline = Instant::now() + self.runtime.deadline();
+        while self.idle.len() < count.min(self.idle.capacity()) {
+            self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
+            let instance = instantiate(&self.runtime, &self.sandbox, &self.pre, &self.exports, Arc::clone(&self.identity), deadline)
+                .await
+                .map_err(|e| self.fault(e, None))?;
+            if self.idle.push(instance).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// A warm instance outside the pool, to measure the bare typed call
     /// beside the whole dispatch path. Not for serving.
     #[doc(hidden)]
     pub async fn bare_instance(&self) -> Result<BareInstance, Failure> {
         let deadline = Instant::now() + Duration::from_secs(3600);
-        let instance = instantiate(&self.runtime, &self.pre, &self.exports, Arc::clone(&self.identity), deadline)
+        let instance = instantiate(&self.runtime, &self.sandbox, &self.pre, &self.exports, Arc::clone(&self.identity), deadline)
             .await
             .map_err(|e| self.fault(e, None))?;
         Ok(BareInstance { instance })
@@ -465,12 +491,13 @@ macro_rules! lifecycle_call {
 
 async fn instantiate(
     runtime: &Runtime,
+    sandbox: &Sandbox,
     pre: &InstancePre<PluginState>,
     contract: &Contract,
     identity: Arc<PluginIdentity>,
     deadline: Instant,
 ) -> wasmtime::Result<Instance> {
-    let mut store = runtime.new_store(identity).map_err(|e| wasmtime::format_err!("cannot set up an instance: {e:#}"))?;
+    let mut store = runtime.new_store(identity, sandbox).map_err(|e| wasmtime::format_err!("cannot set up an instance: {e:#}"))?;
     store.data_mut().deadline = deadline;
     let component: Component = pre.instantiate_async(&mut store).await?;
     let exports = match contract {
@@ -552,6 +579,10 @@ impl Instance {
                     v0_3::types::Payload::Binary(bytes) => Payload::Binary(bytes),
                 })).map_err(|f| (f.code, f.message)))
             }
+            (Exports::V0_3 { migration: Some(migration), .. }, Call::Migrate(from)) => {
+                Answer::Migrated(migration.call_migrate(store, from).await?.map_err(|f| (f.code, f.message)))
+            }
+            (_, Call::Migrate(_)) => Answer::Done,
             (_, Call::Frame(..)) => Answer::Framed(Err(("UNSUPPORTED_FRAME".into(), "the plugin does not export frames".into()))),
             (_, Call::Tick | Call::ConnectionOpened(_) | Call::ConnectionClosed(_)) => Answer::Done,
         })

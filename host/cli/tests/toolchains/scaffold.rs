@@ -1,6 +1,4 @@
-//! `switchyard plugin new` and `plugin build`, in their own test binary:
-//! they run the language toolchains, which would starve the timing of the
-//! other CLI tests if they ran beside them.
+//! `switchyard plugin new` and `plugin build` for each language.
 
 use serde_json::{json, Value};
 use std::process::Command;

@@ -1,11 +1,9 @@
 //! Losing the connection: reconnecting, restoring subscriptions and
 //! remembered requests, the offline queue, and the receive timeout.
 
-mod support;
-
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{bounded, connect, eventually, fast_config, until_reconnecting, TestServer};
+use crate::support::{bounded, connect, eventually, fast_config, until_reconnecting, TestServer};
 use switchyard_client::{Client, ClientConfig, ClientError, ConnectionState};
 
 #[tokio::test]

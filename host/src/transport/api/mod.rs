@@ -14,16 +14,23 @@
 //! - `POST /api/connections/{id}/call`: a request to one client, answered
 //!   with the client's answer (see [`crate::wire::calls`]).
 //! - `DELETE /api/keys/{name}`: revoke a key and close its connections.
+//! - `/api/history/...`: what history recorded ([`history`]).
+//! - `/dashboard` and `GET /api/dashboard`: the operator console and its
+//!   admin feed ([`dashboard`]).
 //!
 //! Errors are the WebSocket protocol's error body with an HTTP status (see
 //! [`super::status_of`]). Plugin, config, key and send routes need an
 //! `admin` key; the others follow `auth.require_key_for_api`.
+
+mod history;
+pub(crate) mod dashboard;
 
 use super::{ApiError, Gateway};
 use crate::wire::dialect::{self, Profile, ReplyTo};
 use crate::routing::dispatch::Caller;
 use crate::wire::{control, ErrorCode, Failure, Origin, Outcome, Transport};
 use crate::wire::close;
+use crate::plugins::deploys::ChangedBy;
 use crate::plugins::registry::{Loaded, RegistryError, STATUS_TOPIC};
 use crate::plugins::runtime::PluginVersion;
 use crate::admission::security::{self, Principal};
@@ -39,6 +46,8 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+mod deploys;
 
 /// The topic of config changes.
 pub const CONFIG_TOPIC: &str = "config";
@@ -62,6 +71,9 @@ pub fn routes() -> Router<Arc<Gateway>> {
         .route("/api/connections/{id}/call", post(call_connection))
         .route("/api/rooms/{room}/send", post(send_to_room))
         .route("/api/keys/{name}", delete(revoke))
+        .merge(history::routes())
+        .merge(dashboard::routes())
+        .merge(deploys::routes())
 }
 
 /// Which callers a route lets in.
@@ -116,13 +128,14 @@ fn json_body(bytes: &[u8]) -> Result<Box<RawValue>, ApiError> {
 async fn route(gateway: &Gateway, remote: SocketAddr, headers: &HeaderMap, text: &str, endpoint: &str) -> Result<(ReplyTo, Outcome), ApiError> {
     let principal = authenticate(gateway, headers, Access::Api)?;
     let who = principal.key.clone().unwrap_or_else(|| remote.ip().to_string());
+    let origin = Origin {
+        connection_id: format!("http-{}", uuid::Uuid::new_v4().simple()),
+        client_id: client_id(headers),
+        transport: Transport::Http,
+        endpoint: endpoint.to_owned(),
+    };
     let caller = Caller {
-        origin: Origin {
-            connection_id: format!("http-{}", uuid::Uuid::new_v4().simple()),
-            client_id: client_id(headers),
-            transport: Transport::Http,
-            endpoint: endpoint.to_owned(),
-        },
+        origin: &origin,
         connection: None,
         principal: &principal,
     };
@@ -195,6 +208,8 @@ fn plugin_info(gateway: &Gateway, plugin: &PluginVersion) -> Value {
             "retry_after": plugin.breaker.retry_after_ms(),
         },
         "cpu": { "slots": plugin.cpu.size(), "executing": plugin.cpu.executing() },
+        "canary": gateway.registry.canary(plugin.name()).filter(|c| c.state() == crate::plugins::rollout::CanaryState::Running).map(|c| c.status()),
+        "shadow": gateway.registry.shadow(plugin.name()).map(|s| s.status()),
     })
 }
 
@@ -217,6 +232,7 @@ async fn status(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": gateway.started.elapsed().as_secs(),
         "connections": connections.len(),
+        "cluster": gateway.hub.cluster_status(),
         "endpoints": endpoints,
         "rooms": rooms.into_iter().map(|(name, members)| json!({ "name": name, "members": members })).collect::<Vec<_>>(),
         "topics": gateway.hub.topics().into_iter().map(|(pattern, n)| json!({ "pattern": pattern, "subscribers": n })).collect::<Vec<_>>(),
@@ -225,6 +241,7 @@ async fn status(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
         "proxy": gateway.proxy.as_ref().map(|p| p.status()),
         "swaps": gateway.registry.swap_count(),
         "load_failures": gateway.registry.load_failure_count(),
+        "compiles": gateway.registry.compile_count(),
         "messages": messages,
         "errors": errors,
         // Key names and revocations, for administrators only.
@@ -235,7 +252,7 @@ async fn status(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
 
 async fn connections(State(gateway): Shared, headers: HeaderMap) -> ApiResult {
     authenticate(&gateway, &headers, Access::Admin)?;
-    let list: Vec<_> = gateway.hub.connections().iter().map(|c| c.info()).collect();
+    let list = gateway.hub.connection_infos();
     Ok(Json(json!({ "connections": list })).into_response())
 }
 
@@ -265,6 +282,9 @@ async fn upload(State(gateway): Shared, headers: HeaderMap, request: Request) ->
     authenticate(&gateway, &headers, Access::Admin)?;
     let bytes = body(&gateway, request, gateway.max_upload_bytes).await?;
     let (path, outcome) = gateway.registry.install(&gateway.plugin_dir, bytes.to_vec()).await.map_err(registry_error)?;
+    if let (Loaded::New(new) | Loaded::Swapped { new, .. }, Some(hook)) = (&outcome, gateway.registry.deploy_hook()) {
+        hook.installed(new, &path, ChangedBy::Api);
+    }
     let status = if matches!(outcome, Loaded::Unchanged) { StatusCode::OK } else { StatusCode::CREATED };
     Ok(loaded(&gateway, status, &path, &outcome))
 }
@@ -283,6 +303,9 @@ async fn reload(State(gateway): Shared, Path(name): Path<String>, headers: Heade
 async fn remove(State(gateway): Shared, Path(name): Path<String>, headers: HeaderMap) -> ApiResult {
     authenticate(&gateway, &headers, Access::Admin)?;
     let old = gateway.registry.remove(&name).ok_or_else(|| no_plugin(&name))?;
+    if let Some(hook) = gateway.registry.deploy_hook() {
+        hook.removed(old.name(), ChangedBy::Api);
+    }
     Ok(Json(json!({ "event": "plugin_unloaded", "plugin": old.name(), "version": old.version() })).into_response())
 }
 
@@ -304,6 +327,7 @@ async fn update_config(State(gateway): Shared, headers: HeaderMap, request: Requ
     tracing::info!(key = ?principal.key, old = ?*old, new = ?*new, "limits changed");
     let event = json!({ "old": *old, "new": *new, "by": principal.key });
     if let Ok(raw) = to_raw_value(&event) {
+        gateway.metrics.feed.timeline().record(CONFIG_TOPIC, "api", &raw);
         let _ = gateway.hub.publish(CONFIG_TOPIC, &raw, "api");
     }
     Ok(Json(json!({ "old": *old, "new": *new })).into_response())

@@ -1,10 +1,8 @@
 //! Requests, replies, events and closing, against a real WebSocket server.
 
-mod support;
-
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{bounded, connect, fast_config, TestServer};
+use crate::support::{bounded, connect, fast_config, TestServer};
 use switchyard_client::{Client, ClientConfig, ClientError, ConnectionState, ReconnectPolicy};
 use tokio::sync::mpsc;
 

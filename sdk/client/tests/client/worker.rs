@@ -1,13 +1,11 @@
 //! Worker mode against a real WebSocket server playing the host.
 
-mod support;
-
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{bounded, Peer, TestServer};
+use crate::support::{bounded, Peer, TestServer};
 use switchyard_client::{Failure, ReconnectPolicy, Worker, WorkerConfig};
 use tokio::sync::Semaphore;
 
