@@ -18,11 +18,11 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use switchyard_tests::pipeline::echo_load;
 use tokio_tungstenite::tungstenite::Message;
 
 const ADMIN: &str = "bench-admin-key-0123456789";
@@ -71,7 +71,7 @@ fn main() {
         "pair", "dashboards", "replies/s", "server µs/msg", "frames/s each", "bytes/frame", "tail/frame"
     );
     // Warm the instance pool and the connections' path first.
-    runtime.block_on(load(&host.addr, &settings, 1));
+    runtime.block_on(echo_load(&host.addr, settings.connections, settings.in_flight, 1));
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for pair in 0..settings.rounds {
         let order = if pair % 2 == 0 { [0, settings.watchers] } else { [settings.watchers, 0] };
@@ -88,7 +88,7 @@ fn main() {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 let before: Vec<Seen> = seen.iter().map(|s| s.now()).collect();
-                let (rate, answered) = load(&host.addr, &settings, settings.seconds).await;
+                let (rate, answered) = echo_load(&host.addr, settings.connections, settings.in_flight, settings.seconds).await;
                 let during: Vec<Seen> = seen.iter().zip(&before).map(|(s, b)| s.now().minus(b)).collect();
                 for task in watching {
                     task.abort();
@@ -174,65 +174,4 @@ async fn watch(addr: String, seen: Arc<Seen>) {
             }
         }
     }
-}
-
-/// `connections` × `in_flight` pipelined echoes for `seconds`: replies a
-/// second, and replies.
-async fn load(addr: &str, settings: &Settings, seconds: u64) -> (f64, u64) {
-    let started = Instant::now();
-    let stop_at = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for n in 0..settings.connections {
-        let url = format!("ws://{addr}/ws");
-        let in_flight = settings.in_flight;
-        tasks.push(tokio::spawn(async move { connection(n, &url, in_flight, stop_at).await }));
-    }
-    let mut answered = 0;
-    for task in tasks {
-        answered += task.await.expect("connection task");
-    }
-    let elapsed = started.elapsed().min(Duration::from_secs(seconds)).as_secs_f64();
-    (answered as f64 / elapsed, answered)
-}
-
-async fn connection(n: usize, url: &str, in_flight: usize, stop_at: tokio::time::Instant) -> u64 {
-    let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("connects");
-    let (mut sink, mut stream) = socket.split();
-    let mut pending = VecDeque::new();
-    let mut seq = 0u64;
-    let send = |seq: &mut u64| {
-        *seq += 1;
-        let id = format!("c{n}-{seq}");
-        (Message::text(format!(r#"{{"type":"echo","id":"{id}","data":{{"message":"m"}}}}"#)), id)
-    };
-    for _ in 0..in_flight {
-        let (message, id) = send(&mut seq);
-        sink.send(message).await.expect("send");
-        pending.push_back(id);
-    }
-    let mut answered = 0;
-    let drain_until = stop_at + Duration::from_secs(3);
-    while !pending.is_empty() {
-        let frame = tokio::select! {
-            frame = stream.next() => frame,
-            _ = tokio::time::sleep_until(drain_until) => break,
-        };
-        let Some(Ok(Message::Text(text))) = frame else {
-            if frame.is_none() { break } else { continue }
-        };
-        let Ok(reply) = serde_json::from_str::<Value>(text.as_str()) else { continue };
-        let Some(at) = pending.iter().position(|id| reply["id"] == id.as_str()) else { continue };
-        pending.remove(at);
-        assert_eq!(reply["data"], "Echo: m", "a checked reply: {reply}");
-        if tokio::time::Instant::now() < stop_at {
-            answered += 1;
-            let (message, id) = send(&mut seq);
-            if sink.send(message).await.is_err() {
-                break;
-            }
-            pending.push_back(id);
-        }
-    }
-    let _ = sink.send(Message::Close(None)).await;
-    answered
 }

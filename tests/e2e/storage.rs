@@ -261,12 +261,15 @@ async fn a_postgres_outage_fails_kv_writes_and_counts_history_drops_then_recover
         assert!(started.elapsed() < Duration::from_secs(60), "kv writes never resumed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The writer catches up with what was queued during the outage.
-    while metric(&host, "switchyard_history_written_total").await <= written {
+    // The writer catches up with what was queued during the outage, so the
+    // next record finds room in the queue (4 records here).
+    while metric(&host, "switchyard_history_written_total").await <= written || metric(&host, "switchyard_history_queued").await > 0 {
         assert!(started.elapsed() < Duration::from_secs(60), "history writes never resumed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let dropped = metric(&host, "switchyard_history_dropped_total").await;
     client.call("echo", json!({"message": "after"})).await;
+    assert_eq!(metric(&host, "switchyard_history_dropped_total").await, dropped, "the queue had room");
     client.close().await;
     writer.close().await;
     closed(&host).await;

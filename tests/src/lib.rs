@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod databases;
 pub mod echo;
 pub mod nats;
+pub mod pipeline;
 pub mod raw;
 
 use futures_util::{SinkExt, StreamExt};

@@ -98,6 +98,9 @@ pub struct HistoryMetrics {
     pub dropped: Counter,
     /// Transactions that wrote records (written / batches: the mean batch).
     pub batches: Counter,
+    /// Records waiting in the queue, as of the writer's last look: how far
+    /// behind the database history is.
+    pub queued: Gauge,
 }
 
 /// What a cluster node moves over NATS.
@@ -214,6 +217,7 @@ impl Metrics {
             metrics.history.dropped.clone(),
         );
         registry.register("history_batches", "History transactions committed (one per batch of records)", metrics.history.batches.clone());
+        registry.register("history_queued", "History records waiting to be written, as of the writer's last batch", metrics.history.queued.clone());
         let cluster = &metrics.cluster;
         registry.register("cluster_forwarded", "Messages sent to the other cluster nodes", cluster.forwarded.clone());
         registry.register("cluster_unforwarded", "Messages that could not be sent to the other cluster nodes", cluster.unforwarded.clone());

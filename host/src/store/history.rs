@@ -298,6 +298,7 @@ async fn write_loop(
             }
         };
         if received == 0 {
+            metrics.queued.set(0);
             return;
         }
         if records.len() < batch && !closing && !flush.is_zero() {
@@ -325,6 +326,7 @@ async fn write_loop(
                 Ok(()) => {
                     metrics.written.inc_by(records.len() as u64);
                     metrics.batches.inc();
+                    metrics.queued.set(rx.len() as i64);
                     break;
                 }
                 // The server answered and said no: not an outage, so not
