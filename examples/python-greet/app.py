@@ -17,6 +17,8 @@ GREETINGS = {
     "de": "Hallo, {}!",
     "it": "Ciao, {}!",
 }
+# Made once: `json.dumps` with options builds a new encoder on every call.
+encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class Handler(exports.Handler):
@@ -43,8 +45,8 @@ class Handler(exports.Handler):
             raise Err(Failure("UNKNOWN_LANGUAGE", f"no greeting for {language!r}; known: {sorted(GREETINGS)}"))
 
         key = f"greetings/{name}"
-        count = json.loads(kv.get(key) or "0") + 1
-        kv.set(key, json.dumps(count))  # a quota failure raises Err(Failure) and reaches the client as is
+        count = int(kv.get(key) or "0") + 1
+        kv.set(key, str(count))  # a quota failure raises Err(Failure) and reaches the client as is
         log.log(log.Level.INFO, f"greeted {name} in {language} ({count} times)")
         reply = {"greeting": template.format(name), "count": count}
-        return json.dumps(reply, ensure_ascii=False, separators=(",", ":"))
+        return encode(reply)

@@ -23,7 +23,11 @@
 //! already running, e.g. under `perf`; it must serve `clock` and have its
 //! rate limits off), `--before PATH` (another build of the host, e.g. the
 //! commit before a change, measured in the same run as `before-native`
-//! and `before-wasm`). Traffic goes to loopback only and
+//! and `before-wasm`), `--config TOML` (more host settings, e.g.
+//! `'[plugins.cpu_shares]\nclock = 1.0'` to let `clock` run on every
+//! worker thread, or `'[storage.history]\nenabled = false'`; tables only,
+//! since the test kit writes `[plugins]` itself). Traffic goes to
+//! loopback only and
 //! every run is bounded by `--seconds` plus a 3 s drain.
 
 use futures_util::{SinkExt, StreamExt};
@@ -48,10 +52,12 @@ struct Settings {
     host: Option<String>,
     /// Another build of the host, measured in the same run.
     before: Option<String>,
+    /// More of the spawned hosts' config.
+    config: String,
 }
 
 fn settings() -> Settings {
-    let mut settings = Settings { connections: 100, in_flight: 1, seconds: 5, rate: None, only: Vec::new(), host: None, before: None };
+    let mut settings = Settings { connections: 100, in_flight: 1, seconds: 5, rate: None, only: Vec::new(), host: None, before: None, config: String::new() };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -64,6 +70,7 @@ fn settings() -> Settings {
             "--only" => settings.only = value().split(',').map(str::to_owned).collect(),
             "--host" => settings.host = Some(value()),
             "--before" => settings.before = Some(value()),
+            "--config" => settings.config = value().replace("\\n", "\n"),
             // `cargo bench` passes `--bench`; criterion-style filters are not used.
             _ => {}
         }
@@ -131,8 +138,9 @@ fn main() {
     let wanted = |name: &str| settings.only.is_empty() || settings.only.iter().any(|o| o == name);
     let echo = wanted("echo").then(switchyard_tests::echo::EchoProcess::spawn);
     let limits = format!(
-        "[limits]\nmessages_per_second = 0\nconnections_per_second_per_ip = 0\nmax_connections_per_client = {}\n",
-        settings.connections + 10
+        "[limits]\nmessages_per_second = 0\nconnections_per_second_per_ip = 0\nmax_connections_per_client = {}\n{}\n",
+        settings.connections + 10,
+        settings.config
     );
     let spawned = (settings.host.is_none() && (wanted("native") || wanted("wasm")))
         .then(|| switchyard_tests::HostProcess::spawn(&["clock"], &limits));
