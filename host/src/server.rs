@@ -139,7 +139,7 @@ impl Server {
         let settings = p.settings_text().into_iter().map(|(name, values)| (name, Arc::new(values))).collect();
         let runtime = Runtime::new(plugin_limits, p.cache_dir.clone(), p.grants.clone(), settings, services)?;
         let worker_rules = Arc::new(WorkerRules::from_config(&config.workers).context("workers.types")?);
-        let registry = Arc::new(Registry::new(runtime, events, metrics.plugins.clone(), worker_rules, tasks.clone()).with_history(config.plugins.history).with_rollout(config.plugins.rollout.clone()));
+        let registry = Arc::new(Registry::new(runtime, events, metrics.plugins.clone(), worker_rules, tasks.clone()).with_history(config.plugins.history).with_rollout(config.plugins.rollout.clone()).with_shadow_budget(config.plugins.shadow_cpu_budget));
 
         std::fs::create_dir_all(&p.dir).with_context(|| format!("cannot create plugin folder {}", p.dir.display()))?;
         let loaded = registry.load_dir(&p.dir).await.with_context(|| format!("cannot read plugin folder {}", p.dir.display()))?;

@@ -7,11 +7,14 @@
 //! alternates per round) and their medians:
 //! - a 5% canary (`echo` 2.0.0 beside 0.1.0, thresholds set so it never
 //!   ends). Target (issue 18): ≤ 2% of throughput;
-//! - a shadow of 100% of `echo` by 2.0.0 (every message copied, compared
-//!   on the same runtime's workers). Target: ≤ 10% of the live path's
+//! - a shadow of 100% of `echo` by 2.0.0 (every message offered; the
+//!   candidate, on its own thread, compares what its CPU budget lets it and
+//!   the rest is dropped and counted), at the default budget (a quarter of
+//!   a core) and at a whole core. Target: ≤ 10% of the live path's
 //!   throughput.
 //!
-//! `ROUNDS` and `MESSAGES` (per task per side) override the defaults.
+//! `ROUNDS`, `MESSAGES` (per task per side) and `SHADOW_BUDGETS` override
+//! the defaults.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +22,10 @@ use switchyard::config::rollout::RolloutConfig;
 use switchyard::plugins::registry::Candidate;
 use switchyard::plugins::rollout::CanaryState;
 use switchyard_tests::rig::Rig;
+
+/// The host binary's allocator, so the in-process path allocates as the host does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const FRAME: &str = r#"{"type":"echo","id":"b1","data":{"message":"hello"}}"#;
 const TASKS: u64 = 2;
@@ -120,21 +127,27 @@ fn main() {
             },
         )
         .await;
-        paired(
-            &rig,
-            "shadow 100%",
-            rounds,
-            messages,
-            async |rig| {
-                rig.registry.start_shadow("echo", Candidate::Bytes(v2.clone()), Vec::new()).await.expect("shadow starts");
-            },
-            async |rig| {
-                let shadow = rig.registry.stop_shadow("echo", "bench round over".into()).expect("shadow stops");
-                let status = shadow.status();
-                println!("  shadow compared {} dropped {} matched {}", status["compared"], status["dropped"], status["matched"]);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            },
-        )
-        .await;
+        // The default CPU budget, then a whole core (`SHADOW_BUDGETS` overrides: shares of one core).
+        let budgets = std::env::var("SHADOW_BUDGETS").unwrap_or_else(|_| "0.25,1".into());
+        for budget in budgets.split(',').map(|b| b.trim().parse::<f64>().expect("a share of one core")) {
+            let v2 = v2.clone();
+            paired(
+                &rig,
+                &format!("shadow 100%, budget {budget}"),
+                rounds,
+                messages,
+                async |rig| {
+                    let candidate = Candidate::Bytes(v2.clone());
+                    rig.registry.start_shadow("echo", candidate, Vec::new(), Some(budget)).await.expect("shadow starts");
+                },
+                async |rig| {
+                    let shadow = rig.registry.stop_shadow("echo", "bench round over".into()).expect("shadow stops");
+                    let status = shadow.status();
+                    println!("  shadow compared {} dropped {} matched {}", status["compared"], status["dropped"], status["matched"]);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                },
+            )
+            .await;
+        }
     });
 }

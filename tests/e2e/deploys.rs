@@ -424,8 +424,15 @@ async fn a_divergent_shadow_is_compared_and_leaves_no_trace() {
 
     let (status, refused) = upload_shadow(&host, "mirror", "mirror_v2", "?ignore=data.served").await;
     assert_eq!((status, refused["data"]["code"].as_str()), (StatusCode::CONFLICT, Some("SHADOW_REFUSED")), "{refused}");
+    // A CPU budget is a share of one core.
+    let (status, refused) = upload_shadow(&host, "mirror", "mirror_v2", "?cpu_budget=1.5").await;
+    assert_eq!((status, refused["data"]["code"].as_str()), (StatusCode::CONFLICT, Some("SHADOW_REFUSED")), "{refused}");
+    assert!(refused["data"]["message"].as_str().unwrap().contains("(0, 1]"), "{refused}");
+    let (status, refused) = upload_shadow(&host, "mirror", "mirror_v2", "?cpu_budget=half").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     let (status, started) = upload_shadow(&host, "mirror", "mirror_v2", "?ignore=/data/served").await;
     assert_eq!(status, StatusCode::CREATED, "{started}");
+    assert_eq!(started["cpu_budget"], 0.1, "the default budget: {started}");
     assert_eq!((started["event"].as_str(), started["candidate"]["version"].as_str()), (Some("shadow_started"), Some("2.0.0")));
     assert_eq!(status_event(&mut watcher, "shadow_started").await["candidate"]["version"], "2.0.0");
     let (_, versions) = admin_get(&host, "/api/plugins/mirror/versions").await;
@@ -516,16 +523,23 @@ async fn a_divergent_shadow_is_compared_and_leaves_no_trace() {
     host.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_canary_whose_p99_is_far_above_the_stables_is_rolled_back_on_latency() {
-    const CLIENTS: usize = 2;
-    let host = Host::start_with(&["mirror"], |config| {
+/// A host serving `mirror` whose canaries (`[plugins.rollout.mirror]`)
+/// take half the traffic, are judged from their 20th call and are never
+/// promoted.
+async fn mirror_with_canaries() -> Host {
+    Host::start_with(&["mirror"], |config| {
         with_admin(config);
-        // The latency is judged on every 32nd candidate call past the window.
         let rollout = switchyard::config::rollout::RolloutConfig { weight: 50, window: 20, promote_after: 1_000_000, ..Default::default() };
         config.plugins.rollout.insert("mirror".into(), rollout);
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_canary_whose_p99_is_far_above_the_stables_is_rolled_back_on_latency() {
+    const CLIENTS: usize = 2;
+    // The latency is judged on every 32nd candidate call past the window.
+    let host = mirror_with_canaries().await;
     let mut watcher = host.connect().await;
     watch_status(&mut watcher).await;
     // mirror-slow answers like 1.0.0, after 20 ms of busy work.
@@ -550,12 +564,7 @@ async fn a_canary_whose_p99_is_far_above_the_stables_is_rolled_back_on_latency()
 
 #[tokio::test]
 async fn a_component_dropped_in_the_folder_starts_the_configured_canary_and_a_rollback_puts_the_file_back() {
-    let host = Host::start_with(&["mirror"], |config| {
-        with_admin(config);
-        let rollout = switchyard::config::rollout::RolloutConfig { weight: 50, window: 20, promote_after: 1_000_000, ..Default::default() };
-        config.plugins.rollout.insert("mirror".into(), rollout);
-    })
-    .await;
+    let host = mirror_with_canaries().await;
     let mut watcher = host.connect().await;
     watch_status(&mut watcher).await;
     // A new build copied over the serving one: a canary, not a swap.
@@ -581,5 +590,60 @@ async fn a_component_dropped_in_the_folder_starts_the_configured_canary_and_a_ro
     assert_eq!(client.call("mirror.echo", json!({ "text": "t" })).await["meta"]["plugin_version"], "1.0.0");
     let (_, status) = admin_get(&host, "/api/status").await;
     assert_eq!(status["swaps"], 0, "no swap happened: {status}");
+    host.shutdown().await;
+}
+
+/// `name`'s component with a custom section appended: the same plugin in
+/// bytes no cache has seen, so loading it compiles afresh.
+fn fresh_bytes(name: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(guest(name)).unwrap();
+    let label = b"switchyard-test";
+    let stamp = format!("{:?}", std::time::SystemTime::now());
+    let mut content = vec![label.len() as u8];
+    content.extend_from_slice(label);
+    content.extend_from_slice(stamp.as_bytes());
+    assert!(content.len() < 128, "one LEB128 byte of size");
+    bytes.push(0);
+    bytes.push(content.len() as u8);
+    bytes.extend_from_slice(&content);
+    bytes
+}
+
+#[tokio::test]
+async fn a_file_still_compiling_when_a_rollback_commits_does_not_undo_the_rollback() {
+    let host = Host::start_with(&["mirror"], with_admin).await;
+    let mut watcher = host.connect().await;
+    watch_status(&mut watcher).await;
+    host.install("mirror_v2", "mirror.wasm");
+    assert_eq!(status_for(&mut watcher, "mirror.wasm").await["event"], "plugin_swapped");
+
+    // 3.0.0 lands in the folder; the host reads it and starts compiling.
+    let registry = host.server().registry();
+    let compiled = registry.compile_count();
+    host.install_bytes(&fresh_bytes("mirror_slow"), "mirror.wasm");
+    let started = Instant::now();
+    while registry.compile_count() == compiled {
+        assert!(started.elapsed() < Duration::from_secs(5), "the new file was not picked up");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Meanwhile the operator rolls back to 1.0.0.
+    let (status, done) = admin_post(&host, "/api/plugins/mirror/rollback", Some(json!({ "to": "1.0.0" }))).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["from"]["version"], "2.0.0", "the rollback came while 3.0.0 compiled: {done}");
+
+    // The load that read 3.0.0 before the rollback finishes and stands down.
+    let late = tokio::time::timeout(Duration::from_secs(3), status_for(&mut watcher, "mirror.wasm")).await;
+    assert!(late.is_err(), "the overtaken load was served: {late:?}");
+    let mut client = host.connect().await;
+    let reply = client.call("mirror.echo", json!({ "text": "t" })).await;
+    assert_eq!(reply["meta"]["plugin_version"], "1.0.0", "{reply}");
+    let on_disk = std::fs::read(host.plugin_dir().join("mirror.wasm")).unwrap();
+    assert!(on_disk == std::fs::read(guest("mirror")).unwrap(), "the folder holds what serves");
+    let (_, versions) = admin_get(&host, "/api/plugins/mirror/versions").await;
+    assert_eq!(versions["versions"][0]["version"], "1.0.0", "{versions}");
+    // A later change of the file is served as usual.
+    host.install("mirror_slow", "mirror.wasm");
+    assert_eq!(status_for(&mut watcher, "mirror.wasm").await["event"], "plugin_swapped");
+    assert_eq!(client.call("mirror.echo", json!({ "text": "t" })).await["meta"]["plugin_version"], "3.0.0");
     host.shutdown().await;
 }

@@ -15,6 +15,15 @@ use switchyard::{Config, Server};
 
 mod plugin;
 
+/// mimalloc, not the system allocator: a message's path makes a score of
+/// small allocations on one thread that another thread may free (a copy
+/// for a shadow, a frame for a subscriber's writer). glibc's malloc frees
+/// those under the owning arena's lock, and a low-priority thread
+/// preempted while holding it stalls the live path; mimalloc frees them
+/// without a lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "WebAssembly-pluggable message-routing engine")]
 struct Cli {

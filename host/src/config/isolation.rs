@@ -158,6 +158,8 @@ mod tests {
             "[plugins.breaker.echo]\ncooldown_ms = 0",
             "[plugins]\ncpu_share = 0",
             "[plugins.cpu_shares]\necho = 1.5",
+            "[plugins]\nshadow_cpu_budget = 0",
+            "[plugins]\nshadow_cpu_budget = 1.01",
         ] {
             let config = Config::from_toml(toml).unwrap();
             assert!(config.validate().is_err(), "{toml}");

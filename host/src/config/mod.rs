@@ -316,6 +316,10 @@ pub struct PluginsConfig {
     pub history: usize,
     /// How a canary of each plugin (by manifest name) runs.
     pub rollout: HashMap<String, rollout::RolloutConfig>,
+    /// The share of one core a shadow's candidate may use, in (0, 1]
+    /// (`POST /api/plugins/{name}/shadow?cpu_budget=` overrides it per
+    /// shadow); copies it has no time for are dropped and counted.
+    pub shadow_cpu_budget: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -412,6 +416,7 @@ impl Default for PluginsConfig {
             cpu_shares: HashMap::new(),
             history: 5,
             rollout: HashMap::new(),
+            shadow_cpu_budget: rollout::DEFAULT_SHADOW_CPU_BUDGET,
         }
     }
 }
@@ -465,6 +470,7 @@ impl Config {
         anyhow::ensure!(p.max_instances > 0, "plugins.max_instances must be positive");
         p.breaker.validate()?;
         p.cpu().validate()?;
+        rollout::check_shadow_budget(p.shadow_cpu_budget).map_err(|e| anyhow::anyhow!("plugins.shadow_cpu_budget: {e}"))?;
         self.cluster.validate()?;
         let l = &self.limits;
         anyhow::ensure!(l.max_message_bytes > 0, "limits.max_message_bytes must be positive");

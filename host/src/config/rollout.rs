@@ -1,5 +1,7 @@
 //! `[plugins.rollout.NAME]`: how a canary of plugin NAME runs, and the
-//! defaults of one started through the API (`plugins/rollout.rs` runs it).
+//! defaults of one started through the API (`plugins/rollout.rs` runs it);
+//! `plugins.shadow_cpu_budget`, what a shadow's candidate may use
+//! (`plugins/shadow.rs`).
 
 use serde::Deserialize;
 
@@ -99,5 +101,18 @@ mod tests {
         assert!(RolloutConfig { weight: 101, ..Default::default() }.check().is_err());
         assert!(RolloutConfig { window: 10, promote_after: 5, ..Default::default() }.check().is_err());
         assert!(RolloutConfig { max_p99_ratio: 0.5, ..Default::default() }.check().is_err());
+    }
+}
+
+/// The share of one core a shadow's candidate may use unless told
+/// otherwise (`plugins.shadow_cpu_budget`).
+pub const DEFAULT_SHADOW_CPU_BUDGET: f64 = 0.1;
+
+/// A shadow's CPU budget must be a share of one core, in (0, 1].
+pub fn check_shadow_budget(budget: f64) -> Result<(), String> {
+    if budget > 0.0 && budget <= 1.0 {
+        Ok(())
+    } else {
+        Err(format!("the CPU budget {budget} is not a share of one core in (0, 1]"))
     }
 }

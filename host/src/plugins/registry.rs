@@ -86,7 +86,9 @@ pub enum Loaded {
     New(Arc<PluginVersion>),
     Swapped { old: Arc<PluginVersion>, new: Arc<PluginVersion> },
     /// The file's content is what is already serving, or what already
-    /// failed to load: nothing to do, nothing to report.
+    /// failed to load, or the load was overtaken (the plugin's slot changed
+    /// after the file was read: a rollback, an upload, a promotion or
+    /// another load): nothing to do, nothing to report.
     Unchanged,
 }
 
@@ -98,6 +100,11 @@ pub struct Registry {
     /// Content hash of the last failed load per file, so the same bytes
     /// (a repeated file event) are not retried and reported again.
     failed: Mutex<HashMap<PathBuf, String>>,
+    /// Changes of each file's slot so far (commits and unloads). A load
+    /// from the folder notes this before it reads the file and commits
+    /// only if nothing changed the slot meanwhile, so a file event that
+    /// was compiling while a rollback committed cannot undo the rollback.
+    changes: Mutex<HashMap<PathBuf, u64>>,
     events: Arc<dyn EventSink>,
     /// Stops the tick task of each file's serving version.
     tickers: Mutex<HashMap<PathBuf, CancellationToken>>,
@@ -118,6 +125,9 @@ pub struct Registry {
     last_canary: Mutex<HashMap<String, Arc<Canary>>>,
     /// `[plugins.rollout.NAME]`.
     rollout: HashMap<String, RolloutConfig>,
+    /// `plugins.shadow_cpu_budget`: a shadow's share of one core, unless
+    /// its start names one.
+    shadow_budget: f64,
     /// Told of plugins changed by hand (a cluster's deploys); see [`DeployHook`].
     deploy_hook: std::sync::OnceLock<Arc<dyn DeployHook>>,
     /// Running shadows by plugin name, and what stops each one's task; the
@@ -153,6 +163,7 @@ impl Registry {
             routes: Arc::new(ArcSwap::from_pointee(routes)),
             slots: Mutex::default(),
             failed: Mutex::default(),
+            changes: Mutex::default(),
             events,
             tickers: Mutex::default(),
             tasks,
@@ -164,6 +175,7 @@ impl Registry {
             canaries: Mutex::default(),
             last_canary: Mutex::default(),
             rollout: HashMap::new(),
+            shadow_budget: crate::config::rollout::DEFAULT_SHADOW_CPU_BUDGET,
             deploy_hook: std::sync::OnceLock::new(),
             shadows: Mutex::default(),
         }
@@ -182,6 +194,12 @@ impl Registry {
     /// `[plugins.rollout.NAME]`: canary settings per plugin.
     pub fn with_rollout(mut self, rollout: HashMap<String, RolloutConfig>) -> Self {
         self.rollout = rollout;
+        self
+    }
+
+    /// `plugins.shadow_cpu_budget`: a shadow's share of one core.
+    pub fn with_shadow_budget(mut self, budget: f64) -> Self {
+        self.shadow_budget = budget;
         self
     }
 
@@ -278,11 +296,20 @@ impl Registry {
     /// Start shadowing plugin `name`: `candidate`, contained (see
     /// [`shadow`]), gets a copy of each of its live messages and its
     /// replies are compared with the serving version's, leaving out the
-    /// `ignore`d JSON pointers. One candidate at a time: refused while a
-    /// canary or another shadow runs.
-    pub async fn start_shadow(self: &Arc<Self>, name: &str, candidate: Candidate<'_>, ignore: Vec<String>) -> Result<Arc<Shadow>, RegistryError> {
+    /// `ignore`d JSON pointers. Its thread uses at most `cpu_budget` of one
+    /// core (`plugins.shadow_cpu_budget` when `None`). One candidate at a
+    /// time: refused while a canary or another shadow runs.
+    pub async fn start_shadow(
+        self: &Arc<Self>,
+        name: &str,
+        candidate: Candidate<'_>,
+        ignore: Vec<String>,
+        cpu_budget: Option<f64>,
+    ) -> Result<Arc<Shadow>, RegistryError> {
         let refuse = |reason: String| RegistryError::ShadowRefused { name: name.to_owned(), reason };
         shadow::check_ignore(&ignore).map_err(refuse)?;
+        let cpu_budget = cpu_budget.unwrap_or(self.shadow_budget);
+        crate::config::rollout::check_shadow_budget(cpu_budget).map_err(refuse)?;
         let path = self.path_of(name).ok_or_else(|| RegistryError::NoPlugin(name.to_owned()))?;
         let serving = self.serving(&path).ok_or_else(|| RegistryError::NoPlugin(name.to_owned()))?;
         let busy = || {
@@ -321,7 +348,7 @@ impl Registry {
         if let Err(failure) = candidate.warm(candidate.cpu.size()).await {
             return Err(refuse(format!("the candidate cannot be instantiated: {failure}")));
         }
-        let (shadow, copies) = Shadow::new(Arc::clone(&serving), Arc::clone(&candidate), ignore, effects);
+        let (shadow, copies) = Shadow::new(Arc::clone(&serving), Arc::clone(&candidate), ignore, cpu_budget, effects);
         {
             let slots = self.lock();
             if !slots.values().any(|v| Arc::ptr_eq(v, &serving)) {
@@ -348,6 +375,7 @@ impl Registry {
             "serving": { "version": serving.version(), "hash": serving.hash },
             "candidate": { "version": candidate.version(), "hash": candidate.hash },
             "ignore": shadow.ignore,
+            "cpu_budget": shadow.cpu_budget,
         }));
         Ok(shadow)
     }
@@ -651,6 +679,9 @@ impl Registry {
     /// gets the plain load's behaviour). The file then holds the candidate;
     /// a rollback writes the serving version's bytes back.
     pub async fn arrived(self: &Arc<Self>, path: &Path) -> Result<Loaded, RegistryError> {
+        // Noted first: an upload renames its file into place before it
+        // commits, so this event may be reading the bytes that commit serves.
+        let seen = self.change_of(path);
         let Some(serving) = self.serving(path).filter(|v| self.rollout.contains_key(v.name())) else {
             return self.load(path).await;
         };
@@ -674,6 +705,9 @@ impl Registry {
                 self.failed().remove(path);
                 Ok(Loaded::Unchanged)
             }
+            // The plugin changed while this event read its file (an upload
+            // committed those very bytes, or a rollback ran): not a failure.
+            Err(_) if self.overtaken(path, seen, &name) => Ok(Loaded::Unchanged),
             Err(error) => {
                 if matches!(error, RegistryError::Load { .. }) {
                     self.failed().insert(path.to_path_buf(), hash);
@@ -772,13 +806,14 @@ impl Registry {
     }
 
     async fn try_load(&self, path: &Path, force: bool) -> Result<Loaded, RegistryError> {
+        let seen = self.change_of(path);
         let bytes = tokio::fs::read(path).await.map_err(|source| RegistryError::Read { path: path.into(), source })?;
         let hash = crate::plugins::runtime::cache::content_hash(&bytes);
         let serving = self.lock().get(path).is_some_and(|v| v.hash == hash);
         if !force && (serving || self.failed().get(path) == Some(&hash)) {
             return Ok(Loaded::Unchanged);
         }
-        let result = self.load_new(path, bytes, &hash).await;
+        let result = self.load_new(path, bytes, &hash, seen).await;
         let mut failed = self.failed();
         match &result {
             Err(RegistryError::Load { .. } | RegistryError::DuplicateName { .. }) => failed.insert(path.to_path_buf(), hash),
@@ -787,12 +822,32 @@ impl Registry {
         result
     }
 
-    async fn load_new(&self, path: &Path, bytes: Vec<u8>, hash: &str) -> Result<Loaded, RegistryError> {
+    /// Serve `bytes`, read from `path` when its slot had seen `seen`
+    /// changes, unless the slot changed since.
+    async fn load_new(&self, path: &Path, bytes: Vec<u8>, hash: &str, seen: u64) -> Result<Loaded, RegistryError> {
         let version = self.validate(path, bytes, hash).await?;
+        if self.overtaken(path, seen, version.name()) {
+            return Ok(Loaded::Unchanged);
+        }
         if let Some(outgoing) = self.serving(path) {
             self.migrate(path, &outgoing, &version).await?;
         }
-        self.commit(path, version)
+        self.commit_unless_changed(path, version, Some(seen))
+    }
+
+    /// How many times `path`'s slot has changed.
+    fn change_of(&self, path: &Path) -> u64 {
+        lock(&self.changes).get(path).copied().unwrap_or(0)
+    }
+
+    /// Whether `path`'s slot changed since it had seen `seen` changes: then
+    /// what was read from the file before must not be served.
+    fn overtaken(&self, path: &Path, seen: u64, plugin: &str) -> bool {
+        let overtaken = self.change_of(path) != seen;
+        if overtaken {
+            tracing::info!(plugin, file = %path.display(), "file event overtaken: the plugin changed while its file was read and compiled; what serves now stays");
+        }
+        overtaken
     }
 
     /// Compile (off-thread, through the cache), instantiate once and read the
@@ -824,11 +879,21 @@ impl Registry {
 
     /// Serve a validated version from `path`: swap the route table.
     fn commit(&self, path: &Path, version: Arc<PluginVersion>) -> Result<Loaded, RegistryError> {
+        self.commit_unless_changed(path, version, None)
+    }
+
+    /// [`commit`](Self::commit), unless `path`'s slot has changed since it
+    /// had seen `seen` changes (then `Unchanged`).
+    fn commit_unless_changed(&self, path: &Path, version: Arc<PluginVersion>, seen: Option<u64>) -> Result<Loaded, RegistryError> {
         let mut slots = self.lock();
+        if seen.is_some_and(|seen| self.overtaken(path, seen, version.name())) {
+            return Ok(Loaded::Unchanged);
+        }
         let (next, table) = self.next_slots(&slots, path, &version)?;
         let old = slots.get(path).cloned();
         self.routes.store(Arc::new(table));
         *slots = next;
+        *lock(&self.changes).entry(path.to_path_buf()).or_default() += 1;
         drop(slots);
         tracing::info!(plugin = version.name(), version = version.version(), file = %path.display(), claims = ?version.claims.iter().map(ToString::to_string).collect::<Vec<_>>(), "plugin serving");
         self.start_ticks(path, &version);
@@ -872,6 +937,7 @@ impl Registry {
             }
         }
         *slots = next;
+        *lock(&self.changes).entry(path.to_path_buf()).or_default() += 1;
         drop(slots);
         self.stop_ticks(path);
         let _ = self.stop_shadow(old.name(), "the plugin was unloaded".into());

@@ -7,8 +7,11 @@
 //! message and the serving reply) on a bounded queue without waiting or
 //! waking anyone: when the queue is full the copy is dropped and counted,
 //! so a slow candidate never delays a live reply. One thread per shadow
-//! ([`Shadow::run`]), at the lowest scheduling priority so it takes only
-//! CPU the live path leaves idle, collects the copies every millisecond,
+//! ([`Shadow::run`]), at the lowest scheduling priority so it yields to
+//! the live path, and within a CPU budget (a share of one
+//! core, [`Pacer`]) so that even idle cores it takes do not slow the live
+//! path through the caches and cores they share, collects the copies every
+//! millisecond,
 //! calls the candidate with up to its CPU share of copies at once and
 //! compares the two answers as JSON (`{"data": …}` or `{"error": {code,
 //! message}}`), ignoring the configured JSON pointers and whatever lies
@@ -20,7 +23,8 @@
 //! publishes, sends, room joins, leaves and broadcasts, identity changes,
 //! device sends and client calls (counted, the first few kept) and
 //! delivers none of them. It has no network and no writable directory.
-//! Nothing here takes a lock on the live path: the offer is one push on
+//! Nothing here takes a lock on the live path: the offer is one count on
+//! a line of its thread's own and, when the queue has room, one push on
 //! a lock-free queue; the samples' and scratch kv's locks are
 //! taken by the shadow's own task and the status reader.
 
@@ -44,6 +48,8 @@ pub const QUEUE: usize = 256;
 /// How often the shadow's thread looks for copies when it has room for
 /// more: the live path queues them without waking it.
 const POLL: Duration = Duration::from_millis(1);
+/// The span over which the shadow's thread keeps to its CPU budget.
+const BUDGET_WINDOW: Duration = Duration::from_millis(20);
 /// Differing samples kept (the first ones).
 pub const MAX_SAMPLES: usize = 20;
 /// Differing paths reported per sample.
@@ -78,10 +84,15 @@ pub struct Shadow {
     pub candidate: Arc<PluginVersion>,
     /// JSON pointers left out of the comparison.
     pub ignore: Vec<String>,
+    /// The share of one core the shadow's thread may use.
+    pub cpu_budget: f64,
     copies: Arc<ArrayQueue<Copy>>,
     compared: AtomicU64,
     matched: AtomicU64,
-    dropped: AtomicU64,
+    /// Messages offered, and copies the shadow's thread took: what was
+    /// offered and is neither taken nor queued was dropped.
+    offered: Offered,
+    taken: AtomicU64,
     /// Copies whose candidate call ended in an error.
     candidate_errors: AtomicU64,
     serving_latency: Histogram,
@@ -104,18 +115,27 @@ pub struct Copies(Arc<ArrayQueue<Copy>>);
 
 impl Shadow {
     /// A shadow of `serving` by `candidate` (prepared with `effects`'
-    /// services), and the queue its task reads.
-    pub fn new(serving: Arc<PluginVersion>, candidate: Arc<PluginVersion>, ignore: Vec<String>, effects: Arc<Effects>) -> (Arc<Shadow>, Copies) {
+    /// services) using at most `cpu_budget` of one core, and the queue its
+    /// task reads.
+    pub fn new(
+        serving: Arc<PluginVersion>,
+        candidate: Arc<PluginVersion>,
+        ignore: Vec<String>,
+        cpu_budget: f64,
+        effects: Arc<Effects>,
+    ) -> (Arc<Shadow>, Copies) {
         let copies = Arc::new(ArrayQueue::new(QUEUE));
         let queue = Arc::clone(&copies);
         let shadow = Shadow {
             serving,
             candidate,
             ignore,
+            cpu_budget,
             copies,
             compared: AtomicU64::new(0),
             matched: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            offered: Offered::default(),
+            taken: AtomicU64::new(0),
             candidate_errors: AtomicU64::new(0),
             serving_latency: Histogram::default(),
             candidate_latency: Histogram::default(),
@@ -129,11 +149,12 @@ impl Shadow {
     /// Queue a copy of a message the serving version answered, without
     /// waiting: dropped and counted when the candidate is behind.
     pub fn offer(&self, envelope: &Envelope, origin: &Origin, serving: Result<&RawValue, &Failure>, serving_latency: Duration) {
-        // A full queue costs no copy. Pushing wakes no one: the shadow's
-        // thread looks for copies every `POLL`, so the live path makes no
-        // system call for it.
+        // Counted on this thread's own line. A full queue costs no copy,
+        // and no write to a line another thread reads. Pushing wakes no
+        // one: the shadow's thread looks for copies every `POLL`, so the
+        // live path makes no system call for it.
+        self.offered.add();
         if self.copies.is_full() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let copy = Copy {
@@ -142,9 +163,15 @@ impl Shadow {
             serving: serving.map(ToOwned::to_owned).map_err(Clone::clone),
             serving_latency,
         };
-        if self.copies.push(copy).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        // A push that lost the race for the last place is a drop too.
+        let _ = self.copies.push(copy);
+    }
+
+    /// Copies dropped so far: offered, but neither taken by the shadow's
+    /// thread nor waiting in its queue.
+    pub fn dropped(&self) -> u64 {
+        let kept = self.taken.load(Ordering::Relaxed) + self.copies.len() as u64;
+        self.offered.total().saturating_sub(kept)
     }
 
     /// Why the shadow stopped, once it has.
@@ -158,8 +185,8 @@ impl Shadow {
 
     /// Call the candidate with each copy and compare, up to its CPU share
     /// of copies at once, until `stop`: on a thread of its own at the
-    /// lowest scheduling priority, so the candidate takes only CPU the live
-    /// path leaves idle; when it falls behind, the queue fills and copies
+    /// lowest scheduling priority and within its CPU budget, so the
+    /// candidate yields to the live path; when it falls behind, the queue fills and copies
     /// are dropped and counted. Returns when that thread has ended.
     pub async fn run(self: Arc<Self>, copies: Copies, stop: CancellationToken) {
         let (ended, done) = tokio::sync::oneshot::channel::<()>();
@@ -183,17 +210,25 @@ impl Shadow {
         let Copies(queue) = copies;
         let at_once = self.candidate.cpu.size().max(1);
         let mut running = FuturesUnordered::new();
+        let mut pacer = Pacer::new(self.cpu_budget);
         loop {
-            while running.len() < at_once {
-                match queue.pop() {
-                    Some(copy) => running.push(self.compare(copy)),
-                    None => break,
+            // Over budget: no new copy until the window's rest is over.
+            let rest = pacer.rest();
+            if rest.is_none() {
+                while running.len() < at_once {
+                    match queue.pop() {
+                        Some(copy) => {
+                            self.taken.fetch_add(1, Ordering::Relaxed);
+                            running.push(self.compare(copy));
+                        }
+                        None => break,
+                    }
                 }
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 Some(()) = running.next(), if !running.is_empty() => {}
-                _ = tokio::time::sleep(POLL), if running.len() < at_once => {}
+                _ = tokio::time::sleep(rest.unwrap_or(POLL)), if rest.is_some() || running.len() < at_once => {}
             }
         }
     }
@@ -242,12 +277,13 @@ impl Shadow {
             "serving": { "version": self.serving.version(), "hash": self.serving.hash },
             "candidate": { "version": self.candidate.version(), "hash": self.candidate.hash },
             "ignore": self.ignore,
+            "cpu_budget": self.cpu_budget,
             "state": if self.stopped().is_some() { "stopped" } else { "running" },
             "reason": self.stopped(),
             "compared": compared,
             "matched": matched,
             "match_rate": if compared == 0 { Value::Null } else { json!(matched as f64 / compared as f64) },
-            "dropped": self.dropped.load(Ordering::Relaxed),
+            "dropped": self.dropped(),
             "candidate_errors": self.candidate_errors.load(Ordering::Relaxed),
             "samples": samples,
             "latency": { "serving": latency(&self.serving_latency), "candidate": latency(&self.candidate_latency) },
@@ -258,8 +294,12 @@ impl Shadow {
 
 /// Lower the calling thread's scheduling priority to the lowest (nice
 /// 19): on Linux the nice value is per thread, so only the shadow's thread
-/// yields to the rest of the host. Elsewhere, or if refused, it keeps its
-/// priority (the bounded queue still drops what it cannot take).
+/// yields to the rest of the host. Not the idle class (`SCHED_IDLE`): a
+/// thread there that is preempted while it holds a lock the live path
+/// needs (the allocator's, a store's) runs again only when a core is idle,
+/// and measured, it slowed the live path more than nice 19 did. Elsewhere,
+/// or if refused, it keeps its priority (the budget and the bounded queue
+/// still hold it back).
 fn lowest_priority() {
     #[cfg(target_os = "linux")]
     {
@@ -268,6 +308,81 @@ fn lowest_priority() {
         if refused {
             tracing::debug!("the shadow thread keeps its priority: {}", std::io::Error::last_os_error());
         }
+    }
+}
+
+/// A count of offered messages that the live path's threads add to
+/// without sharing a cache line: one counter per slot, each on a line of
+/// its own, a thread's slot picked once; read by summing.
+#[derive(Default)]
+struct Offered {
+    slots: [Padded; OFFERED_SLOTS],
+}
+
+const OFFERED_SLOTS: usize = 16;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
+impl Offered {
+    fn add(&self) {
+        thread_local! {
+            static SLOT: usize = {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed) as usize % OFFERED_SLOTS
+            };
+        }
+        let slot = SLOT.with(|slot| *slot);
+        self.slots[slot].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn total(&self) -> u64 {
+        self.slots.iter().map(|slot| slot.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Keeps a thread to a share of one core: over each [`BUDGET_WINDOW`], once
+/// the thread has used `budget` of it in CPU time, it rests for the rest of
+/// the window. Counts the thread's own CPU time where the platform gives it
+/// (`CLOCK_THREAD_CPUTIME_ID`); elsewhere it does not hold the thread back.
+struct Pacer {
+    budget: f64,
+    window_start: Instant,
+    cpu_at_start: Option<Duration>,
+}
+
+impl Pacer {
+    fn new(budget: f64) -> Pacer {
+        Pacer { budget, window_start: Instant::now(), cpu_at_start: thread_cpu_time() }
+    }
+
+    /// How long to rest before taking more work, if the window's budget
+    /// is spent; a window that has passed starts a new one.
+    fn rest(&mut self) -> Option<Duration> {
+        let elapsed = self.window_start.elapsed();
+        let (Some(start), Some(now)) = (self.cpu_at_start, thread_cpu_time()) else { return None };
+        if elapsed >= BUDGET_WINDOW {
+            self.window_start = Instant::now();
+            self.cpu_at_start = Some(now);
+            return None;
+        }
+        (now.saturating_sub(start) >= BUDGET_WINDOW.mul_f64(self.budget)).then(|| BUDGET_WINDOW - elapsed)
+    }
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+    {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `now` is a valid timespec for the call to fill.
+        let read = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } == 0;
+        read.then(|| Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "freebsd")))]
+    {
+        None
     }
 }
 

@@ -11,9 +11,10 @@
 //!   a retained one); `GET` its figures and state; `POST .../promote` and
 //!   `.../rollback` end it by hand. Thresholds come from
 //!   `[plugins.rollout.NAME]`.
-//! - `POST /api/plugins/{name}/shadow?ignore=/data/time,/timestamp`, body
-//!   the candidate `.wasm` (or JSON `{"version": REF, "ignore": [...]}`):
-//!   the candidate, contained, gets a copy of every live message; `GET`
+//! - `POST /api/plugins/{name}/shadow?ignore=/data/time,/timestamp&cpu_budget=0.5`,
+//!   body the candidate `.wasm` (or JSON `{"version": REF, "ignore": [...],
+//!   "cpu_budget": SHARE}`): the candidate, contained, gets a copy of every
+//!   live message and compares what its share of one core allows; `GET`
 //!   the comparison (match rate, differing samples, latency side by side,
 //!   recorded effects); `DELETE` stops it.
 
@@ -181,18 +182,25 @@ struct ShadowRequest {
     version: String,
     #[serde(default)]
     ignore: Vec<String>,
+    cpu_budget: Option<f64>,
 }
 
-/// `?ignore=` values: repeated, or comma-separated in one.
-fn ignored_paths(query: &[(String, String)]) -> Result<Vec<String>, ApiError> {
+/// `?ignore=` values (repeated, or comma-separated in one) and
+/// `?cpu_budget=`.
+fn shadow_query(query: &[(String, String)]) -> Result<(Vec<String>, Option<f64>), ApiError> {
     let mut paths = Vec::new();
+    let mut budget = None;
     for (key, value) in query {
-        if key != "ignore" {
-            return Err(bad_request(format!("unknown query parameter {key:?}; a shadow takes ignore=JSON_POINTER[,...]")));
+        match key.as_str() {
+            "ignore" => paths.extend(value.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned)),
+            "cpu_budget" => {
+                let share = value.parse().map_err(|_| bad_request(format!("cpu_budget {value:?} is not a number (a share of one core)")))?;
+                budget = Some(share);
+            }
+            _ => return Err(bad_request(format!("unknown query parameter {key:?}; a shadow takes ignore=JSON_POINTER[,...] and cpu_budget=SHARE"))),
         }
-        paths.extend(value.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned));
     }
-    Ok(paths)
+    Ok((paths, budget))
 }
 
 async fn start_shadow(
@@ -204,12 +212,13 @@ async fn start_shadow(
 ) -> ApiResult {
     authenticate(&gateway, &headers, Access::Admin)?;
     let is_json = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("application/json"));
-    let mut ignore = ignored_paths(&query)?;
+    let (mut ignore, mut cpu_budget) = shadow_query(&query)?;
     let bytes = body(&gateway, request, gateway.max_upload_bytes).await?;
     let reference = if is_json {
         let wanted: ShadowRequest = serde_json::from_slice(&bytes)
-            .map_err(|e| bad_request(format!("expected {{\"version\": REF, \"ignore\": [JSON_POINTER, ...]}}: {e}")))?;
+            .map_err(|e| bad_request(format!("expected {{\"version\": REF, \"ignore\": [JSON_POINTER, ...], \"cpu_budget\": SHARE}}: {e}")))?;
         ignore.extend(wanted.ignore);
+        cpu_budget = wanted.cpu_budget.or(cpu_budget);
         Some(wanted.version)
     } else {
         None
@@ -218,7 +227,7 @@ async fn start_shadow(
         Some(reference) => Candidate::Retained(reference),
         None => Candidate::Bytes(bytes.to_vec()),
     };
-    let shadow = gateway.registry.start_shadow(&name, candidate, ignore).await.map_err(registry_error)?;
+    let shadow = gateway.registry.start_shadow(&name, candidate, ignore, cpu_budget).await.map_err(registry_error)?;
     let mut answer = shadow.status();
     answer["event"] = json!("shadow_started");
     Ok((StatusCode::CREATED, Json(answer)).into_response())
