@@ -91,19 +91,6 @@ impl RolloutConfig {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rollout_config_is_checked() {
-        assert!(RolloutConfig::default().check().is_ok());
-        assert!(RolloutConfig { weight: 101, ..Default::default() }.check().is_err());
-        assert!(RolloutConfig { window: 10, promote_after: 5, ..Default::default() }.check().is_err());
-        assert!(RolloutConfig { max_p99_ratio: 0.5, ..Default::default() }.check().is_err());
-    }
-}
-
 /// The share of one core a shadow's candidate may use unless told
 /// otherwise (`plugins.shadow_cpu_budget`).
 pub const DEFAULT_SHADOW_CPU_BUDGET: f64 = 0.1;
@@ -114,5 +101,18 @@ pub fn check_shadow_budget(budget: f64) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("the CPU budget {budget} is not a share of one core in (0, 1]"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollout_config_is_checked() {
+        assert!(RolloutConfig::default().check().is_ok());
+        assert!(RolloutConfig { weight: 101, ..Default::default() }.check().is_err());
+        assert!(RolloutConfig { window: 10, promote_after: 5, ..Default::default() }.check().is_err());
+        assert!(RolloutConfig { max_p99_ratio: 0.5, ..Default::default() }.check().is_err());
     }
 }

@@ -592,14 +592,13 @@ impl Hub {
 
     /// Record one message the host sent out, to `target`.
     fn delivered(&self, kind: &str, sender: Option<&str>, target: &str, message: &RawValue, presence: Option<Arc<dyn Presence>>) {
-        self.history.message(kind, |payload| MessageRecord {
+        self.history.message(kind, message.get(), || MessageRecord {
             id: String::new(),
             kind: kind.to_owned(),
             sender: sender.map(str::to_owned),
             target: Some(target.to_owned()),
             direction: Some(Direction::Out),
             outcome: "OK".to_owned(),
-            payload: payload.then(|| message.get().to_owned()),
             presence,
             ..MessageRecord::default()
         });

@@ -190,18 +190,17 @@ impl Feed {
     }
 
     /// Count one answered message; `describe` is called only for the
-    /// sampled few, with whether its payload may be kept.
-    pub fn observe(&self, kind: &str, outcome: &str, describe: impl FnOnce(bool) -> TailEntry) {
+    /// sampled few, whose payload is then what history's rule keeps of
+    /// `payload` (a copy of at most [`TAIL_PAYLOAD_BYTES`]).
+    pub fn observe(&self, kind: &str, outcome: &str, payload: &str, describe: impl FnOnce() -> TailEntry) {
         self.counts.count(kind, outcome);
         // Once the interval's tail is full: a load, and no write to the shared line.
         if self.tail_budget.load(Ordering::Relaxed) <= 0 || self.tail_budget.fetch_sub(1, Ordering::Relaxed) <= 0 {
             return;
         }
         let privacy = crate::sync::read(&self.privacy);
-        let mut entry = describe(privacy.keeps(kind));
-        if let Some(payload) = &mut entry.payload {
-            privacy.cut(payload, TAIL_PAYLOAD_BYTES);
-        }
+        let mut entry = describe();
+        entry.payload = privacy.keeps(kind).then(|| privacy.prefix(payload, TAIL_PAYLOAD_BYTES).to_owned());
         drop(privacy);
         if self.tx.try_send(Box::new(entry)).is_err() {
             self.unqueued.fetch_add(1, Ordering::Relaxed);
@@ -369,8 +368,8 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    fn entry(kind: &str, payload: bool) -> TailEntry {
-        TailEntry { r#type: kind.into(), payload: payload.then(|| "x".repeat(100)), ..TailEntry::default() }
+    fn entry(kind: &str) -> TailEntry {
+        TailEntry { r#type: kind.into(), ..TailEntry::default() }
     }
 
     #[test]
@@ -387,9 +386,9 @@ mod tests {
         feed.wake();
         for i in 0..(TAIL_PER_INTERVAL + 20) {
             let kind = if i % 2 == 0 { "echo" } else { "login" };
-            feed.observe(kind, "OK", |keep| entry(kind, keep));
+            feed.observe(kind, "OK", &"x".repeat(100), || entry(kind));
         }
-        feed.observe("echo", "PLUGIN_TIMEOUT", |keep| entry("echo", keep));
+        feed.observe("echo", "PLUGIN_TIMEOUT", &"x".repeat(100), || entry("echo"));
         let interval = collector.interval(&feed);
         assert_eq!(interval.observed, TAIL_PER_INTERVAL as u64 + 21);
         assert_eq!(interval.tail.len(), TAIL_PER_INTERVAL as usize);
@@ -401,7 +400,7 @@ mod tests {
         assert_eq!(counts, [("echo", "OK", 35), ("echo", "PLUGIN_TIMEOUT", 1), ("login", "OK", 35)]);
 
         // The next interval starts from zero, with a fresh budget; totals go on.
-        feed.observe("echo", "OK", |keep| entry("echo", keep));
+        feed.observe("echo", "OK", &"x".repeat(100), || entry("echo"));
         let next = collector.interval(&feed);
         assert_eq!((next.observed, next.tail.len()), (1, 1));
         let echo = next.by_type.iter().find(|c| c.r#type == "echo" && c.outcome == "OK").unwrap();
@@ -450,7 +449,7 @@ mod tests {
                     for i in 0..10_000 {
                         let kind = ["echo", "time", "room.join"][i % 3];
                         let outcome = if (i + t) % 7 == 0 { "PLUGIN_FAILED" } else { "OK" };
-                        feed.observe(kind, outcome, |_| TailEntry::default());
+                        feed.observe(kind, outcome, "", TailEntry::default);
                     }
                 })
             })
@@ -470,7 +469,7 @@ mod tests {
         let feed = Feed::default();
         let mut collector = feed.collector().unwrap();
         for i in 0..MAX_ROWS + 10 {
-            feed.observe(&format!("t{i}"), "OK", |_| TailEntry::default());
+            feed.observe(&format!("t{i}"), "OK", "", TailEntry::default);
             collector.interval(&feed);
         }
         let last = collector.interval(&feed);

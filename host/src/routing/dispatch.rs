@@ -104,7 +104,7 @@ impl Dispatcher {
             span.record("plugin", reply.served_by.name.as_str());
         }
         span.in_scope(|| tracing::debug!("answered"));
-        self.hub.history().message(&envelope.kind, |payload| history::MessageRecord {
+        self.hub.history().message(&envelope.kind, envelope.data.get(), || history::MessageRecord {
             id: envelope.id.clone(),
             kind: envelope.kind.clone(),
             sender: Some(caller.origin.connection_id.clone()),
@@ -113,13 +113,13 @@ impl Dispatcher {
             plugin: outcome.as_ref().ok().map(|r| r.served_by.name.clone()),
             plugin_version: outcome.as_ref().ok().map(|r| r.served_by.version.clone()),
             latency_us: latency.as_micros() as i64,
-            payload: payload.then(|| envelope.data.get().to_owned()),
+            payload: None,
             target: None,
             presence: caller.connection.map(|c| Arc::clone(c) as Arc<dyn history::Presence>),
         });
         let feed = &self.metrics.feed;
         if feed.watched() {
-            feed.observe(&envelope.kind, code, |keep_payload| {
+            feed.observe(&envelope.kind, code, envelope.data.get(), || {
                 let (device_id, room) = caller.connection.map(|c| history::Presence::device_and_room(&**c)).unwrap_or_default();
                 let served_by = outcome.as_ref().ok().map(|r| &r.served_by);
                 TailEntry {
@@ -135,7 +135,7 @@ impl Dispatcher {
                     plugin: served_by.map(|s| s.name.clone()),
                     version: served_by.map(|s| s.version.clone()),
                     latency_us: latency.as_micros() as u64,
-                    payload: keep_payload.then(|| envelope.data.get().to_owned()),
+                    payload: None,
                 }
             });
         }

@@ -18,7 +18,7 @@ use sqlx::AnyPool;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::Executor;
 use std::borrow::Cow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::config::storage::{redact, Backend};
@@ -56,6 +56,8 @@ pub fn default_url(data_dir: &Path) -> String {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// A SQLite database's file (none for PostgreSQL, MySQL, or SQLite in memory).
+    file: Option<PathBuf>,
 }
 
 /// The embedded migrations of one backend, as sqlx's migrator reads them.
@@ -83,9 +85,12 @@ impl Database {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url)?;
         let mut connect_url = url.to_owned();
+        let mut file = None;
         if backend == Backend::Sqlite {
             let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
-            let path = path.split('?').next().unwrap_or_default();
+            let (path, options) = path.split_once('?').unwrap_or((path, ""));
+            let in_memory = path.is_empty() || path == ":memory:" || options.split('&').any(|o| o == "mode=memory");
+            file = (!in_memory).then(|| PathBuf::from(path));
             if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create database folder {}", dir.display()))?;
             }
@@ -110,7 +115,7 @@ impl Database {
             .with_context(|| format!("cannot open database {}", redact(url)))?;
         let migrator = Migrator::new(Embedded(backend)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         migrator.run(&pool).await.with_context(|| format!("cannot migrate database {}", redact(url)))?;
-        let database = Database { pool, backend };
+        let database = Database { pool, backend, file };
         tracing::info!(database = %redact(url), backend = backend.name(), version = database.version().await?, "database ready");
         Ok(database)
     }
@@ -121,6 +126,11 @@ impl Database {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The file of a SQLite database kept in one.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// The schema version: the newest migration applied.

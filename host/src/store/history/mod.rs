@@ -4,17 +4,25 @@
 //! [`History::message`]) only puts a record in a bounded queue with
 //! `try_send`: it never waits and never touches the database. One writer
 //! task takes up to `batch` records at a time and writes them in one
-//! transaction. If the database is slow or down, the writer retries the
-//! batch (reconnecting through the pool) while the queue fills; a record
+//! transaction: [`batch`] says what rows a batch makes, and a writer runs
+//! them, [`sqlite_writer`] for a SQLite file (its own connection, on a
+//! blocking thread) and [`server_writer`] for the rest (through sqlx). If
+//! the database is slow or down, the writer retries the batch
+//! (reconnecting) while the queue fills; a record
 //! that finds the queue full is counted in
 //! `switchyard_history_dropped_total` and logged (at most once a second),
 //! never dropped silently. The guarantee: **a message whose reply was sent
 //! is in history unless `switchyard_history_dropped_total` rose.**
 
-use super::db::{now_ms, utc_text, Backend, Database};
+mod batch;
+mod server_writer;
+mod sqlite_writer;
+
+use super::db::{now_ms, Database};
 use crate::config::storage::HistoryConfig;
 use crate::observability::metrics::HistoryMetrics;
-use sqlx::{Connection, Executor};
+use server_writer::ServerWriter;
+use sqlite_writer::SqliteWriter;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,8 +32,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest text kept in an indexed column; longer values are cut.
 const MAX_FIELD_CHARS: usize = 255;
-/// Message rows per `INSERT` statement (13 parameters each).
-const MESSAGES_PER_INSERT: usize = 64;
 /// A batch the database refuses (not an outage) is tried this many times.
 const REFUSED_ATTEMPTS: u32 = 3;
 
@@ -48,10 +54,10 @@ impl PayloadPolicy {
         self.max_bytes > 0 && !self.skipped_types.contains(kind)
     }
 
-    /// Cut a kept payload to the configured size, and to at most `cap`
-    /// bytes, on a character boundary.
-    pub fn cut(&self, payload: &mut String, cap: usize) {
-        payload.truncate(payload.floor_char_boundary(self.max_bytes.min(cap)));
+    /// What is kept of a payload: its first bytes up to the configured
+    /// size, and at most `cap`, ending on a character boundary.
+    pub fn prefix<'a>(&self, payload: &'a str, cap: usize) -> &'a str {
+        &payload[..payload.floor_char_boundary(self.max_bytes.min(cap))]
     }
 }
 
@@ -192,14 +198,13 @@ impl History {
     }
 
     /// Record one message of type `kind`, built by `record` only when
-    /// history is on; it is told whether to include the payload, which is
-    /// then cut to the configured size.
-    pub fn message(&self, kind: &str, record: impl FnOnce(bool) -> MessageRecord) {
+    /// history is on; its payload is the configured prefix of `payload`
+    /// (copied, so a large message is not held in the queue whole), or
+    /// none if `kind`'s payloads are not kept.
+    pub fn message(&self, kind: &str, payload: &str, record: impl FnOnce() -> MessageRecord) {
         let Some(shared) = &self.shared else { return };
-        let mut record = record(self.keeps_payload(kind));
-        if let Some(payload) = &mut record.payload {
-            shared.payloads.cut(payload, usize::MAX);
-        }
+        let mut record = record();
+        record.payload = shared.payloads.keeps(kind).then(|| shared.payloads.prefix(payload, usize::MAX).to_owned());
         let fields = [&mut record.sender, &mut record.target, &mut record.plugin, &mut record.plugin_version].into_iter().flatten();
         for field in fields.chain([&mut record.id, &mut record.kind, &mut record.outcome]) {
             shorten(field);
@@ -246,7 +251,9 @@ fn shorten(field: &mut String) {
     // Fewer bytes than the limit is fewer characters too.
     if field.len() > MAX_FIELD_CHARS {
         if let Some((end, _)) = field.char_indices().nth(MAX_FIELD_CHARS) {
-            field.truncate(end);
+            // A copy, not a truncation, so a long id does not keep its
+            // whole allocation while it waits in the queue.
+            *field = field[..end].to_owned();
         }
     }
 }
@@ -283,8 +290,7 @@ async fn write_loop(
     stop: CancellationToken,
 ) {
     let mut records = Vec::with_capacity(batch);
-    let backend = db.backend();
-    let mut writer = WriterConnection { db, connection: None };
+    let mut writer = Writer::for_database(db);
     let mut closing = false;
     loop {
         let received = tokio::select! {
@@ -318,10 +324,8 @@ async fn write_loop(
         let mut refused = 0;
         let mut backoff = Duration::from_millis(50);
         loop {
-            let written = match writer.connection().await {
-                Ok(connection) => write_batch(connection, backend, &records).await,
-                Err(error) => Err(error),
-            };
+            let written;
+            (records, written) = writer.write(records).await;
             let why = match written {
                 Ok(()) => {
                     metrics.written.inc_by(records.len() as u64);
@@ -329,21 +333,22 @@ async fn write_loop(
                     metrics.queued.set(rx.len() as i64);
                     break;
                 }
-                // The server answered and said no: not an outage, so not
-                // retried for ever.
-                Err(sqlx::Error::Database(error)) if !is_connection_error(&*error) => {
-                    writer.connection = None;
+                // The database answered and said no: not an outage, so
+                // not retried for ever.
+                Err(WriteError::Refused(error)) => {
                     refused += 1;
                     if refused >= REFUSED_ATTEMPTS {
                         metrics.dropped.inc_by(records.len() as u64);
                         tracing::error!(records = records.len(), "history batch refused by the database, not recorded: {error}");
                         break;
                     }
-                    error.to_string()
+                    error
                 }
-                Err(error) => {
-                    writer.connection = None;
-                    error.to_string()
+                Err(WriteError::Outage(error)) => error,
+                Err(WriteError::Lost(count, error)) => {
+                    metrics.dropped.inc_by(count as u64);
+                    tracing::error!(records = count, "history batch lost: {error}");
+                    break;
                 }
             };
             if stop.is_cancelled() {
@@ -362,206 +367,60 @@ async fn write_loop(
     }
 }
 
-/// The writer's own connection, taken out of the pool (which opens a
-/// replacement, so kv writes and history queries keep every pooled one)
-/// and made cheap to commit on: SQLite `synchronous = NORMAL` (in WAL
-/// mode a commit is not synced to disk; an OS crash or power loss can
-/// lose the last batches, never tear the file), PostgreSQL
-/// `synchronous_commit = off` (the server flushes within moments; its
-/// crash can lose the last batches, never tear them). MySQL's equivalent
-/// is server-wide, so it is left alone. kv writes keep their pooled,
-/// fully synced connections. Dropped after any error, and opened again.
-struct WriterConnection {
-    db: Database,
-    connection: Option<sqlx::AnyConnection>,
+/// Why a batch was not written.
+enum WriteError {
+    /// The database cannot be reached (or is busy): retried until it can.
+    Outage(String),
+    /// The database refused the batch: retried a few times, then dropped.
+    Refused(String),
+    /// The batch's records went with a thread that did not come back
+    /// (the runtime shutting down): this many, counted dropped.
+    Lost(usize, String),
 }
 
-impl WriterConnection {
-    async fn connection(&mut self) -> Result<&mut sqlx::AnyConnection, sqlx::Error> {
-        let connection = match self.connection.take() {
-            Some(connection) => connection,
-            None => {
-                let mut connection = self.db.pool().acquire().await?.detach();
-                match self.db.backend() {
-                    Backend::Sqlite => {
-                        connection.execute("PRAGMA synchronous = NORMAL").await?;
-                    }
-                    Backend::Postgres => {
-                        connection.execute("SET synchronous_commit = off").await?;
-                    }
-                    Backend::Mysql => {}
-                }
-                connection
-            }
-        };
-        Ok(self.connection.insert(connection))
-    }
+/// What writes the batches: a SQLite file through its own connection on a
+/// blocking thread, any other database through sqlx.
+enum Writer {
+    /// `None` while a batch is being written; the file's path.
+    Sqlite(Option<SqliteWriter>, std::path::PathBuf),
+    Server(ServerWriter),
 }
 
-/// A server error that means the connection went (PostgreSQL's admin
-/// shutdown, MySQL's server gone): an outage, retried like one.
-fn is_connection_error(error: &dyn sqlx::error::DatabaseError) -> bool {
-    let code = error.code().unwrap_or_default();
-    code.starts_with("57P") || code.starts_with("08") || code == "HY000" && error.message().contains("shutdown")
-}
-
-async fn write_batch(connection: &mut sqlx::AnyConnection, backend: Backend, records: &[Record]) -> Result<(), sqlx::Error> {
-    let open = backend.sql(
-        "INSERT INTO connection_history (id, endpoint, client_id, remote_addr, connected_ms) VALUES (?, ?, ?, ?, ?)",
-    );
-    let close = backend.sql(
-        "UPDATE connection_history SET disconnected_ms = ?, device_id = COALESCE(?, device_id), close_code = ?, close_reason = ? WHERE id = ?",
-    );
-    let identified = backend.sql("UPDATE connection_history SET device_id = ? WHERE id = ?");
-    let rooms = RoomSql::new(backend);
-    let mut tx = connection.begin().await?;
-    for record in records {
-        match record {
-            Record::Joined { room, device_id, client_ip, at } => {
-                let at = utc_text(*at);
-                sqlx::query(&rooms.room).bind(room).bind(&at).execute(&mut *tx).await?;
-                if let Some(device) = device_id {
-                    sqlx::query(&rooms.device).bind(device).bind(&at).bind(room).execute(&mut *tx).await?;
-                }
-                sqlx::query(&rooms.connection).bind(device_id.as_deref()).bind(room).bind(client_ip.as_deref()).bind(&at).execute(&mut *tx).await?;
-            }
-            Record::Opened { id, endpoint, client_id, remote, at } => {
-                sqlx::query(&open).bind(id).bind(endpoint).bind(client_id.as_deref()).bind(remote.as_deref()).bind(*at).execute(&mut *tx).await?;
-            }
-            Record::Identified { id, device_id } => {
-                sqlx::query(&identified).bind(device_id).bind(id).execute(&mut *tx).await?;
-            }
-            Record::Closed { id, device_id, code, reason, at } => {
-                sqlx::query(&close).bind(*at).bind(device_id.as_deref()).bind(i32::from(*code)).bind(reason).bind(id).execute(&mut *tx).await?;
-            }
-            Record::Message(m, at) => rooms.message(m, *at, &mut tx).await?,
-        }
-    }
-    // Messages go in many rows per statement: most of a batch is messages.
-    let messages: Vec<(&MessageRecord, i64)> =
-        records.iter().filter_map(|r| if let Record::Message(m, at) = r { Some((m, *at)) } else { None }).collect();
-    for chunk in messages.chunks(MESSAGES_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO message_history (message_id, msg_type, sender, target, direction, outcome, plugin, plugin_version, latency_us, payload, at_ms, device_id, room_id) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            sql.push_str(if i == 0 { "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" });
-        }
-        let sql = backend.sql(&sql);
-        let mut query = sqlx::query(&sql);
-        for (m, at) in chunk {
-            let (device, room) = placement(m);
-            query = query
-                .bind(&m.id)
-                .bind(&m.kind)
-                .bind(m.sender.as_deref())
-                .bind(m.target.as_deref())
-                .bind(m.direction.unwrap_or(Direction::In).as_str())
-                .bind(&m.outcome)
-                .bind(m.plugin.as_deref())
-                .bind(m.plugin_version.as_deref())
-                .bind(m.latency_us)
-                .bind(m.payload.as_deref())
-                .bind(*at)
-                .bind(device)
-                .bind(room);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    tx.commit().await
-}
-
-/// The device and room a message is filed under (`device_id`, `room_id`):
-/// a message in, its sender's, asked when it is written (so a message
-/// sent in the instant before its connection closed may have neither);
-/// a message out, the device or room it went to.
-fn placement(m: &MessageRecord) -> (Option<String>, Option<String>) {
-    let presence = || m.presence.as_ref().map_or((None, None), |p| p.device_and_room());
-    let target = m.target.as_deref().unwrap_or_default();
-    match m.direction {
-        Some(Direction::Out) => match (target.strip_prefix("device:"), target.strip_prefix("room:")) {
-            (Some(device), _) => (Some(cut(device)), presence().1),
-            (_, Some(room)) => (None, Some(cut(room))),
-            _ => (None, None),
-        },
-        Some(Direction::In) | None => presence(),
-    }
-}
-
-/// The room server's tables' statements, in the backend's dialect.
-struct RoomSql {
-    room: String,
-    device: String,
-    connection: String,
-    message: String,
-    query: String,
-}
-
-impl RoomSql {
-    fn new(backend: Backend) -> RoomSql {
-        let ts = match backend {
-            Backend::Sqlite => "?",
-            Backend::Postgres => "CAST(? AS TIMESTAMP(3))",
-            Backend::Mysql => "CAST(? AS DATETIME(3))",
-        };
-        let (room, device) = match backend {
-            Backend::Mysql => (
-                format!("INSERT IGNORE INTO rooms (room_id, created_at) VALUES (?, {ts})"),
-                format!(
-                    "INSERT INTO devices (device_id, last_connected_at, last_room_id) VALUES (?, {ts}, ?) \
-                     ON DUPLICATE KEY UPDATE last_connected_at = VALUES(last_connected_at), last_room_id = VALUES(last_room_id)"
-                ),
-            ),
-            Backend::Sqlite | Backend::Postgres => (
-                format!("INSERT INTO rooms (room_id, created_at) VALUES (?, {ts}) ON CONFLICT (room_id) DO NOTHING"),
-                format!(
-                    "INSERT INTO devices (device_id, last_connected_at, last_room_id) VALUES (?, {ts}, ?) \
-                     ON CONFLICT (device_id) DO UPDATE SET last_connected_at = excluded.last_connected_at, last_room_id = excluded.last_room_id"
-                ),
-            ),
-        };
-        let sql = |q: String| backend.sql(&q).into_owned();
-        RoomSql {
-            room: sql(room),
-            device: sql(device),
-            connection: sql(format!("INSERT INTO connections (device_id, room_id, client_ip, connected_at) VALUES (?, ?, ?, {ts})")),
-            message: sql(format!(
-                "INSERT INTO messages (room_id, from_device_id, to_device_id, message_type, message_content, sent_at) VALUES (?, ?, ?, ?, ?, {ts})"
-            )),
-            query: sql(format!("INSERT INTO room_queries (device_id, room_id, queried_at) VALUES (?, ?, {ts})")),
+impl Writer {
+    fn for_database(db: Database) -> Writer {
+        match db.sqlite_file() {
+            Some(path) => Writer::Sqlite(Some(SqliteWriter::new(path)), path.to_owned()),
+            None => Writer::Server(ServerWriter::new(db)),
         }
     }
 
-    /// The rows a message makes in the room server's tables: a room
-    /// broadcast or a direct send in `messages`, an answered `query_room`
-    /// in `room_queries`.
-    async fn message(&self, m: &MessageRecord, at: i64, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), sqlx::Error> {
-        let presence = || m.presence.as_ref().map_or((None, None), |p| p.device_and_room());
-        match (m.direction, m.kind.as_str()) {
-            (Some(Direction::In), kind) if kind.rsplit('.').next() == Some("query_room") && m.outcome == "OK" => {
-                let (device, room) = presence();
-                sqlx::query(&self.query).bind(device).bind(room).bind(utc_text(at)).execute(&mut **tx).await?;
+    /// Write `records` in one transaction; hands them back for a retry.
+    async fn write(&mut self, records: Vec<Record>) -> (Vec<Record>, Result<(), WriteError>) {
+        match self {
+            Writer::Server(writer) => {
+                let written = writer.write(&records).await;
+                (records, written)
             }
-            (Some(Direction::Out), kind @ (ROOM_BROADCAST | DEVICE_DIRECT)) => {
-                let sent: Option<serde_json::Value> = m.payload.as_deref().and_then(|p| serde_json::from_str(p).ok());
-                let field = |name: &str| sent.as_ref().and_then(|v| v.get(name)).cloned();
-                let content = field("content").map(|c| match c {
-                    serde_json::Value::String(text) => text,
-                    other => other.to_string(),
+            Writer::Sqlite(slot, path) => {
+                let mut writer = slot.take().unwrap_or_else(|| SqliteWriter::new(path));
+                let count = records.len();
+                let blocking = tokio::task::spawn_blocking(move || {
+                    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.write(&records)));
+                    let written = written.unwrap_or_else(|_| {
+                        writer.reset();
+                        Err(WriteError::Refused("the history writer panicked".to_owned()))
+                    });
+                    (writer, records, written)
                 });
-                let from = field("from_device_id").and_then(|v| v.as_str().map(str::to_owned));
-                let target = m.target.as_deref().unwrap_or_default();
-                let (room, from, to, kind) = if kind == ROOM_BROADCAST {
-                    let from = from.or_else(|| presence().0);
-                    (target.strip_prefix("room:").map(str::to_owned), from, None, "broadcast")
-                } else {
-                    (presence().1, from, target.strip_prefix("device:").map(str::to_owned), "direct")
-                };
-                sqlx::query(&self.message).bind(room).bind(from).bind(to).bind(kind).bind(content).bind(utc_text(at)).execute(&mut **tx).await?;
+                match blocking.await {
+                    Ok((writer, records, written)) => {
+                        *slot = Some(writer);
+                        (records, written)
+                    }
+                    Err(error) => (Vec::new(), Err(WriteError::Lost(count, error.to_string()))),
+                }
             }
-            _ => {}
         }
-        Ok(())
     }
 }
 
@@ -580,15 +439,37 @@ mod tests {
         assert!(policy.keeps("echo"));
         assert!(!policy.keeps("login"));
         // "é" is two bytes: a cut at 5 would split the third one.
-        let mut payload = "ééé".to_owned();
-        policy.cut(&mut payload, usize::MAX);
-        assert_eq!(payload, "éé");
-        let mut short = "abc".to_owned();
-        policy.cut(&mut short, usize::MAX);
-        assert_eq!(short, "abc");
-        let mut capped = "abcdef".to_owned();
-        policy.cut(&mut capped, 2);
-        assert_eq!(capped, "ab");
+        assert_eq!(policy.prefix("ééé", usize::MAX), "éé");
+        assert_eq!(policy.prefix("abc", usize::MAX), "abc");
+        assert_eq!(policy.prefix("abcdef", 2), "ab");
         assert!(!PayloadPolicy::new(&HistoryConfig { max_payload_bytes: 0, ..HistoryConfig::default() }).keeps("echo"));
+    }
+
+    /// A record waits in the queue until its batch is written: it holds
+    /// what history keeps, not the whole message (a slow database with a
+    /// full queue of 4 MiB messages would otherwise pin 65,536 of them).
+    #[tokio::test]
+    async fn a_large_message_is_queued_as_the_part_history_keeps() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let config = HistoryConfig { max_payload_bytes: 16, ..HistoryConfig::default() };
+        let history = History {
+            shared: Some(Arc::new(Shared {
+                tx,
+                metrics: HistoryMetrics::default(),
+                payloads: PayloadPolicy::new(&config),
+                last_drop_log: AtomicI64::new(0),
+                writer: Mutex::new(None),
+                stop: CancellationToken::new(),
+            })),
+        };
+        let message = format!("\"{}\"", "x".repeat(1 << 20));
+        let id = "i".repeat(100_000);
+        history.message("echo", &message, || MessageRecord { id: id.clone(), kind: "echo".into(), outcome: "OK".into(), ..MessageRecord::default() });
+        let Some(Record::Message(record, _)) = rx.recv().await else { panic!("a message record") };
+        let payload = record.payload.expect("echo's payload is kept");
+        assert_eq!(payload, format!("\"{}", "x".repeat(15)));
+        assert!(payload.capacity() < 1_024, "the queued payload holds {} bytes", payload.capacity());
+        assert_eq!(record.id.len(), MAX_FIELD_CHARS);
+        assert!(record.id.capacity() < 1_024, "the queued id holds {} bytes", record.id.capacity());
     }
 }

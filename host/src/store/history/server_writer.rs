@@ -1,0 +1,107 @@
+//! Writes history batches through sqlx: to PostgreSQL, MySQL/MariaDB and
+//! an in-memory SQLite database (which only the pool's connections see).
+//! Messages go in many rows per `INSERT`, the rest one statement per row.
+
+use super::batch::{rows, Row, Sql, Statement, Value, MESSAGE_COLUMNS, MESSAGE_PLACEHOLDERS};
+use super::{Record, WriteError};
+use crate::store::db::{Backend, Database};
+use sqlx::{Connection, Executor};
+
+/// Message rows per `INSERT` statement (13 parameters each).
+const MESSAGES_PER_INSERT: usize = 64;
+
+/// The writer's own connection, taken out of the pool (which opens a
+/// replacement, so kv writes and history queries keep every pooled one)
+/// and made cheap to commit on: PostgreSQL `synchronous_commit = off`
+/// (the server flushes within moments; its crash can lose the last
+/// batches, never tear them), SQLite `synchronous = NORMAL`. MySQL's
+/// equivalent is server-wide, so it is left alone. kv writes keep their
+/// pooled, fully synced connections. Dropped after any error, and opened
+/// again.
+pub(super) struct ServerWriter {
+    db: Database,
+    sql: Sql,
+    connection: Option<sqlx::AnyConnection>,
+}
+
+impl ServerWriter {
+    pub fn new(db: Database) -> ServerWriter {
+        ServerWriter { sql: Sql::new(db.backend()), db, connection: None }
+    }
+
+    /// Write `records` in one transaction.
+    pub async fn write(&mut self, records: &[Record]) -> Result<(), WriteError> {
+        let written = match &mut self.connection {
+            Some(connection) => write_batch(connection, self.db.backend(), &self.sql, records).await,
+            None => match connect(&self.db).await {
+                Ok(connection) => write_batch(self.connection.insert(connection), self.db.backend(), &self.sql, records).await,
+                Err(error) => Err(error),
+            },
+        };
+        written.map_err(|error| {
+            self.connection = None;
+            match error {
+                // The server answered and said no: not an outage.
+                sqlx::Error::Database(error) if !is_connection_error(&*error) => WriteError::Refused(error.to_string()),
+                other => WriteError::Outage(other.to_string()),
+            }
+        })
+    }
+}
+
+async fn connect(db: &Database) -> Result<sqlx::AnyConnection, sqlx::Error> {
+    let mut connection = db.pool().acquire().await?.detach();
+    match db.backend() {
+        Backend::Sqlite => {
+            connection.execute("PRAGMA synchronous = NORMAL").await?;
+        }
+        Backend::Postgres => {
+            connection.execute("SET synchronous_commit = off").await?;
+        }
+        Backend::Mysql => {}
+    }
+    Ok(connection)
+}
+
+/// A server error that means the connection went (PostgreSQL's admin
+/// shutdown, MySQL's server gone): an outage, retried like one.
+fn is_connection_error(error: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = error.code().unwrap_or_default();
+    code.starts_with("57P") || code.starts_with("08") || code == "HY000" && error.message().contains("shutdown")
+}
+
+fn bind<'q>(mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>, values: &'q [Value<'_>]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for value in values {
+        query = match value {
+            Value::Text(text) => query.bind(text.as_deref()),
+            Value::Int(number) => query.bind(*number),
+        };
+    }
+    query
+}
+
+async fn write_batch(connection: &mut sqlx::AnyConnection, backend: Backend, sql: &Sql, records: &[Record]) -> Result<(), sqlx::Error> {
+    let rows = rows(records);
+    let (messages, others): (Vec<&Row<'_>>, Vec<&Row<'_>>) = rows.iter().partition(|row| row.statement == Statement::Message);
+    let mut tx = connection.begin().await?;
+    for row in others {
+        bind(sqlx::query(sql.of(row.statement)), &row.values).execute(&mut *tx).await?;
+    }
+    // Messages go in many rows per statement: most of a batch is messages.
+    for chunk in messages.chunks(MESSAGES_PER_INSERT) {
+        let mut text = format!("INSERT INTO message_history ({MESSAGE_COLUMNS}) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(MESSAGE_PLACEHOLDERS);
+        }
+        let text = backend.sql(&text);
+        let mut query = sqlx::query(&text);
+        for row in chunk {
+            query = bind(query, &row.values);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
