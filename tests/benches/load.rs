@@ -227,10 +227,19 @@ async fn run(scenario: &Scenario, settings: &Settings) -> Measured {
     let started = Instant::now();
     let stop_at = tokio::time::Instant::now() + Duration::from_secs(settings.seconds);
     let mut connections = Vec::with_capacity(settings.connections);
+    // Paced sends start once every connection is open (well within this).
+    let epoch = tokio::time::Instant::now() + Duration::from_millis(200);
     for n in 0..settings.connections {
         let url = scenario.url.clone();
         let (request, check) = (scenario.request, scenario.check);
-        let pace = settings.rate.map(|rate| Duration::from_secs_f64(settings.connections as f64 / rate));
+        // Paced connections tick at evenly spread phases, as independent
+        // clients would: started together, 100 connections would send in
+        // bursts of 100, and the queue each burst makes would be measured
+        // as the server's latency.
+        let pace = settings.rate.map(|rate| {
+            let every = Duration::from_secs_f64(settings.connections as f64 / rate);
+            (every, epoch + every.mul_f64(n as f64 / settings.connections as f64))
+        });
         let in_flight = settings.in_flight;
         connections.push(tokio::spawn(async move { connection(n, &url, request, check, in_flight, pace, stop_at).await }));
     }
@@ -250,15 +259,16 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 
-/// One connection's share: pipelined (`pace` = None) or paced sends until
-/// `stop_at`, then a bounded drain of the replies still in flight.
+/// One connection's share: pipelined (`pace` = None) or paced sends (every
+/// `pace.0`, the first due at `pace.1`) until `stop_at`, then a bounded
+/// drain of the replies still in flight.
 async fn connection(
     n: usize,
     url: &str,
     request: fn(&str) -> String,
     check: fn(&Reply, &str) -> bool,
     in_flight: usize,
-    pace: Option<Duration>,
+    pace: Option<(Duration, tokio::time::Instant)>,
     stop_at: tokio::time::Instant,
 ) -> Measured {
     let mut measured = Measured { answered: 0, errors: 0, missing: 0, elapsed: Duration::ZERO, latency: histogram() };
@@ -282,8 +292,8 @@ async fn connection(
         format!("c{n}-{seq}")
     };
     let pipelined = pace.is_none();
-    let mut ticker = pace.map(|every| {
-        let mut ticker = tokio::time::interval(every);
+    let mut ticker = pace.map(|(every, first)| {
+        let mut ticker = tokio::time::interval_at(first, every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         ticker
     });

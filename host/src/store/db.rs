@@ -6,7 +6,9 @@
 //! type and one query API, so each statement is written once (with `?`
 //! placeholders, numbered for PostgreSQL by [`Database::sql`]) and only the
 //! schema differs per backend. The pool reconnects by itself: a connection
-//! the server dropped is replaced on the next acquire.
+//! the server dropped is replaced on the next acquire. One exception, for
+//! speed: history's batches to a SQLite file go through a rusqlite
+//! connection of their own (see `history/sqlite_writer.rs`).
 //!
 //! The schema is versioned: `migrations/<backend>/NNNN_name.sql`, embedded
 //! in the binary, applied at start-up in order, each version recorded in
