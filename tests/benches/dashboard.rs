@@ -20,7 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use switchyard_tests::pipeline::echo_load;
 use tokio_tungstenite::tungstenite::Message;
