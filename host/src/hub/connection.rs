@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Most subscriptions one connection may hold.
@@ -46,7 +46,7 @@ pub struct Connection {
     /// Plugins this connection has sent messages to, for their
     /// `connection-closed` hook.
     touched: Mutex<Vec<String>>,
-    outbox: mpsc::Sender<Bytes>,
+    outbox: flume::Sender<Bytes>,
     queued: Arc<QueuedBytes>,
     evicted: CancellationToken,
     eviction: OnceLock<(u16, String)>,
@@ -84,7 +84,7 @@ impl Connection {
         endpoint: &str,
         key: Option<String>,
         metrics: &HubMetrics,
-        outbox: mpsc::Sender<Bytes>,
+        outbox: flume::Sender<Bytes>,
         queued: Arc<QueuedBytes>,
     ) -> Connection {
         Connection {
@@ -119,7 +119,7 @@ impl Connection {
                 return self.overflowed();
             }
         }
-        match tokio::time::timeout_at(deadline, self.outbox.send(frame)).await {
+        match tokio::time::timeout_at(deadline, self.outbox.send_async(frame)).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => {
                 self.queued.release(len);
@@ -144,8 +144,8 @@ impl Connection {
         self.outbox.try_send(frame).map(|()| true).or_else(|error| {
             self.queued.release(len);
             match error {
-                mpsc::error::TrySendError::Full(frame) => Err(frame),
-                mpsc::error::TrySendError::Closed(_) => Ok(false),
+                flume::TrySendError::Full(frame) => Err(frame),
+                flume::TrySendError::Disconnected(_) => Ok(false),
             }
         })
     }
@@ -161,8 +161,8 @@ impl Connection {
             Err(error) => {
                 self.queued.release(len);
                 match error {
-                    mpsc::error::TrySendError::Full(_) => self.overflowed(),
-                    mpsc::error::TrySendError::Closed(_) => false,
+                    flume::TrySendError::Full(_) => self.overflowed(),
+                    flume::TrySendError::Disconnected(_) => false,
                 }
             }
         }
@@ -349,24 +349,24 @@ impl QueuedBytes {
 
 /// The outbox's receiving end, held by the connection's writer.
 pub struct Outbox {
-    frames: mpsc::Receiver<Bytes>,
+    frames: flume::Receiver<Bytes>,
     queued: Arc<QueuedBytes>,
 }
 
 impl Outbox {
-    pub(super) fn new(frames: mpsc::Receiver<Bytes>, queued: Arc<QueuedBytes>) -> Outbox {
+    pub(super) fn new(frames: flume::Receiver<Bytes>, queued: Arc<QueuedBytes>) -> Outbox {
         Outbox { frames, queued }
     }
 
     /// The next frame to send; its bytes leave the queue's count.
     pub async fn recv(&mut self) -> Option<Bytes> {
-        let frame = self.frames.recv().await?;
+        let frame = self.frames.recv_async().await.ok()?;
         self.queued.release(frame.len());
         Some(frame)
     }
 
     /// The next frame if one is queued now.
-    pub fn try_recv(&mut self) -> Result<Bytes, mpsc::error::TryRecvError> {
+    pub fn try_recv(&mut self) -> Result<Bytes, flume::TryRecvError> {
         let frame = self.frames.try_recv()?;
         self.queued.release(frame.len());
         Ok(frame)

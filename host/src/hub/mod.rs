@@ -33,7 +33,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use crate::services::CallFuture;
-use tokio::sync::mpsc;
 
 /// Sizes the hub enforces.
 #[derive(Debug, Clone, Copy)]
@@ -198,7 +197,7 @@ impl Hub {
         endpoint: &str,
         key: Option<String>,
     ) -> (Arc<Connection>, Outbox) {
-        let (tx, rx) = mpsc::channel(self.limits.outbox_frames.max(1));
+        let (tx, rx) = flume::bounded(self.limits.outbox_frames.max(1));
         let queued = QueuedBytes::new(self.limits.outbox_bytes);
         let connection = Arc::new(Connection::new(client_id, remote, endpoint, key, &self.metrics, tx, Arc::clone(&queued)));
         self.write().insert(connection.id.clone(), Arc::clone(&connection));

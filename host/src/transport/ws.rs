@@ -142,7 +142,9 @@ pub async fn upgrade(
     ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
         let tasks = gateway.tasks.clone();
         let peer = Peer { remote, client_id, principal, encoding, _ticket: ticket };
-        tasks.track(serve(gateway, endpoint, socket, peer))
+        // Split here, not in `serve`: an argument stays in its task for the
+        // connection's life, and the whole socket is 368 bytes of it.
+        tasks.track(serve(gateway, endpoint, socket.split(), peer))
     })
 }
 
@@ -179,11 +181,10 @@ fn refuse(gateway: Arc<Gateway>, endpoint: Arc<Endpoint>, ws: WebSocketUpgrade, 
     })
 }
 
-async fn serve(gateway: Arc<Gateway>, endpoint: Arc<Endpoint>, socket: WebSocket, peer: Peer) {
+async fn serve(gateway: Arc<Gateway>, endpoint: Arc<Endpoint>, (sink, mut stream): (SplitSink<WebSocket, Message>, SplitStream<WebSocket>), peer: Peer) {
     let key = peer.principal.key.clone();
     let (connection, outbox) = gateway.hub.connect(peer.client_id.clone(), Some(peer.remote), &endpoint.path, key);
     tracing::debug!(connection = %connection.id, remote = %peer.remote, endpoint = %endpoint.path, key = ?connection.key, "connected");
-    let (sink, mut stream) = socket.split();
     if endpoint.opaque.is_none() {
         let refused = subscribe_to_endpoint(&endpoint, &connection, &peer.principal);
         if !endpoint.subscribe.is_empty() {
