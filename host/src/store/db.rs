@@ -58,7 +58,7 @@ pub fn default_url(data_dir: &Path) -> String {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
-    /// A SQLite database's file (none for PostgreSQL, MySQL, or SQLite in memory).
+    /// A SQLite database's file (none for PostgreSQL and MySQL).
     file: Option<PathBuf>,
 }
 
@@ -92,7 +92,13 @@ impl Database {
             let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
             let (path, options) = path.split_once('?').unwrap_or((path, ""));
             let in_memory = path.is_empty() || path == ":memory:" || options.split('&').any(|o| o == "mode=memory");
-            file = (!in_memory).then(|| PathBuf::from(path));
+            if in_memory {
+                anyhow::bail!(
+                    "storage.url ({}) names an in-memory SQLite database, which is not supported: each pooled connection would open its own, empty one; use a file, sqlite://PATH",
+                    redact(url)
+                );
+            }
+            file = Some(PathBuf::from(path));
             if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create database folder {}", dir.display()))?;
             }
@@ -130,7 +136,7 @@ impl Database {
         &self.pool
     }
 
-    /// The file of a SQLite database kept in one.
+    /// A SQLite database's file.
     pub fn sqlite_file(&self) -> Option<&Path> {
         self.file.as_deref()
     }
@@ -217,6 +223,14 @@ mod tests {
         assert!(!error.contains("secret"), "{error}");
         assert_eq!(redact("postgres://u:pw@h:5/db"), "postgres://u:***@h:5/db");
         assert_eq!(utc_text(1_764_610_580_123), "2025-12-01 17:36:20.123");
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_sqlite_database_is_refused_with_the_reason() {
+        for url in ["sqlite::memory:", "sqlite://:memory:", "sqlite://x.db?mode=memory"] {
+            let error = Database::open(url, 4, Duration::from_secs(5)).await.err().expect(url).to_string();
+            assert!(error.contains("in-memory SQLite database, which is not supported"), "{url}: {error}");
+        }
     }
 
     #[tokio::test]

@@ -1,8 +1,8 @@
 //! What one batch of history records writes: a list of rows, each a
 //! [`Statement`] and its values, in order. Nothing here touches a
-//! database: the writers ([`super::sqlite_writer`] for a SQLite file,
-//! [`super::server_writer`] for PostgreSQL, MySQL/MariaDB and in-memory
-//! SQLite) only bind the values and run the statements, in one
+//! database: the writers ([`super::sqlite_writer`] for SQLite,
+//! [`super::server_writer`] for PostgreSQL and MySQL/MariaDB) only bind
+//! the values and run the statements, in one
 //! transaction per batch.
 
 use super::{cut, Direction, MessageRecord, Record, DEVICE_DIRECT, ROOM_BROADCAST};

@@ -378,8 +378,8 @@ enum WriteError {
     Lost(usize, String),
 }
 
-/// What writes the batches: a SQLite file through its own connection on a
-/// blocking thread, any other database through sqlx.
+/// What writes the batches: SQLite through its own connection on a
+/// blocking thread, PostgreSQL and MySQL through sqlx.
 enum Writer {
     /// `None` while a batch is being written; the file's path.
     Sqlite(Option<SqliteWriter>, std::path::PathBuf),

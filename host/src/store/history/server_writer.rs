@@ -1,5 +1,4 @@
-//! Writes history batches through sqlx: to PostgreSQL, MySQL/MariaDB and
-//! an in-memory SQLite database (which only the pool's connections see).
+//! Writes history batches through sqlx, to PostgreSQL and MySQL/MariaDB.
 //! Messages go in many rows per `INSERT`, the rest one statement per row.
 
 use super::batch::{rows, Row, Sql, Statement, Value, MESSAGE_COLUMNS, MESSAGE_PLACEHOLDERS};
@@ -14,7 +13,7 @@ const MESSAGES_PER_INSERT: usize = 64;
 /// replacement, so kv writes and history queries keep every pooled one)
 /// and made cheap to commit on: PostgreSQL `synchronous_commit = off`
 /// (the server flushes within moments; its crash can lose the last
-/// batches, never tear them), SQLite `synchronous = NORMAL`. MySQL's
+/// batches, never tear them). MySQL's
 /// equivalent is server-wide, so it is left alone. kv writes keep their
 /// pooled, fully synced connections. Dropped after any error, and opened
 /// again.
@@ -51,14 +50,8 @@ impl ServerWriter {
 
 async fn connect(db: &Database) -> Result<sqlx::AnyConnection, sqlx::Error> {
     let mut connection = db.pool().acquire().await?.detach();
-    match db.backend() {
-        Backend::Sqlite => {
-            connection.execute("PRAGMA synchronous = NORMAL").await?;
-        }
-        Backend::Postgres => {
-            connection.execute("SET synchronous_commit = off").await?;
-        }
-        Backend::Mysql => {}
+    if db.backend() == Backend::Postgres {
+        connection.execute("SET synchronous_commit = off").await?;
     }
     Ok(connection)
 }
