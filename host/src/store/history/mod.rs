@@ -100,6 +100,7 @@ pub struct MessageRecord {
     pub plugin: Option<String>,
     pub plugin_version: Option<String>,
     pub latency_us: i64,
+    /// Set by [`History::message`]: what history keeps of the payload.
     pub payload: Option<String>,
     /// For the room server's tables: the sender (a query, a broadcast) or
     /// the target (a direct send) connection.
@@ -159,12 +160,6 @@ impl History {
 
     pub fn enabled(&self) -> bool {
         self.shared.is_some()
-    }
-
-    /// Whether the payload of a `kind` message is kept (so callers skip
-    /// copying it when not).
-    pub fn keeps_payload(&self, kind: &str) -> bool {
-        self.shared.as_ref().is_some_and(|s| s.payloads.keeps(kind))
     }
 
     pub fn opened(&self, id: &str, endpoint: &str, client_id: Option<&str>, remote: Option<String>) {
