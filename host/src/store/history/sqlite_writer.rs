@@ -16,7 +16,7 @@
 use super::batch::{rows, Sql, Statement, Value};
 use super::{Record, WriteError};
 use crate::config::storage::Backend;
-use rusqlite::{ErrorCode, OpenFlags};
+use rusqlite::{ErrorCode, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -70,7 +70,11 @@ fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
 }
 
 fn write_batch(connection: &mut rusqlite::Connection, sql: &Sql, records: &[Record]) -> rusqlite::Result<()> {
-    let tx = connection.transaction()?;
+    // IMMEDIATE: the write lock is taken at the start, waiting out
+    // `busy_timeout` for a kv commit, not at the first insert, where a
+    // commit that slipped in after its read snapshot fails it at once
+    // (SQLITE_BUSY_SNAPSHOT) instead of waiting.
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         // Most rows are messages: their statement is taken out of the cache once.
         let mut message = tx.prepare_cached(sql.of(Statement::Message))?;
