@@ -21,7 +21,7 @@ use switchyard::store::kv::DurableKv;
 use switchyard::store::memory::KvQuota;
 use switchyard_tests::databases::{DbServer, Kind};
 use switchyard_tests::pipeline::echo_load;
-use switchyard_tests::{cpu_time, HostProcess};
+use switchyard_tests::{cpu_time, metric_at, HostProcess};
 
 const CONNECTIONS: usize = 50;
 const IN_FLIGHT: usize = 4;
@@ -149,6 +149,5 @@ async fn round(host: &HostProcess, history: bool, seconds: u64) -> Round {
 
 /// The counter `name` at `metrics`.
 async fn counter(metrics: &str, name: &str) -> u64 {
-    let text = reqwest::get(metrics).await.unwrap().text().await.unwrap();
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0)
+    metric_at(metrics, name).await.0.unwrap_or(0.0) as u64
 }

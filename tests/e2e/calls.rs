@@ -10,7 +10,7 @@ use std::time::Duration;
 use switchyard::config::ApiKeyConfig;
 use switchyard::Config;
 use switchyard_client::{calls, ConnectionState};
-use switchyard_tests::{python_with_websockets, workspace_root, Client, Host};
+use switchyard_tests::{metric_at, python_with_websockets, workspace_root, Client, Host};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const ADMIN: &str = "admin-key-0123456789abcdef";
@@ -47,9 +47,8 @@ async fn rust_client(host: &Host, client_id: &str) -> (switchyard_client::Client
 
 /// The metric line `name` of `/metrics`, as a number.
 async fn metric(host: &Host, name: &str) -> f64 {
-    let text = reqwest::get(host.http("/metrics")).await.unwrap().text().await.unwrap();
-    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("no {name} in\n{text}"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    let (value, page) = metric_at(&host.http("/metrics"), name).await;
+    value.unwrap_or_else(|| panic!("no {name} in\n{page}"))
 }
 
 #[tokio::test]

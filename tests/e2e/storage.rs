@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use switchyard::store::db::text;
 use switchyard_tests::databases::{DbServer, Kind, Store};
 use switchyard_tests::on_every_backend;
-use switchyard_tests::{Client, Host, HostProcess};
+use switchyard_tests::{metric_at, Client, Host, HostProcess};
 
 on_every_backend!(plugin_state_survives_a_restart, history_records_connections_and_messages, the_room_servers_tables_answer_its_queries, retention_deletes_what_it_should_and_nothing_else);
 
@@ -225,8 +225,7 @@ async fn closed(host: &Host) {
 }
 
 async fn metric(host: &Host, name: &str) -> u64 {
-    let text = reqwest::get(host.http("/metrics")).await.unwrap().text().await.unwrap();
-    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0)
+    metric_at(&host.http("/metrics"), name).await.0.unwrap_or(0.0) as u64
 }
 
 #[tokio::test]

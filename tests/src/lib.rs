@@ -242,6 +242,14 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// The value of the unlabelled metric `name` on the Prometheus page at
+/// `url` (a host's `/metrics`), and the page; `None` when it has no such line.
+pub async fn metric_at(url: &str, name: &str) -> (Option<f64>, String) {
+    let page = reqwest::get(url).await.expect("the metrics page").text().await.expect("the metrics page's text");
+    let value = page.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok());
+    (value, page)
+}
+
 impl Drop for HostProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
