@@ -460,8 +460,26 @@ async fn write_loop(
             connection.evict(ABNORMAL, "write failed");
             break;
         }
+        forget_socket_waker(&mut sink);
     }
     (sink, outbox)
+}
+
+/// Leave a no-op waker in the socket's write slot, once a write is done.
+///
+/// tokio-tungstenite wakes the task that last wrote, as well as the one
+/// reading, whenever the socket turns readable. A writer waiting on its
+/// outbox would then be polled for nothing on every incoming frame, and two
+/// tasks woken at once make tokio wake a second worker thread to steal one
+/// (a futex wake and a cross-thread hand-off per message, seen with
+/// `strace -f` at one request in flight). The writer needs the socket's
+/// wake only while a write is pending, and then it polls again with its
+/// own waker.
+fn forget_socket_waker(sink: &mut SplitSink<WebSocket, Message>) {
+    let mut idle = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+    // Nothing is buffered after a completed flush, so this returns at once
+    // (or Pending while the reader holds the socket, which is as good).
+    let _ = sink.poll_flush_unpin(&mut idle);
 }
 
 async fn send(socket: &mut WebSocket, frame: Bytes, encoding: Encoding) -> Result<(), axum::Error> {
