@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard::config::ApiKeyConfig;
 use switchyard::Config;
-use switchyard_tests::{api_client, guest, json_of, status_for, watch_status, Client, Host};
+use switchyard_tests::{api_client, fresh_bytes, guest, json_of, status_for, watch_status, Client, Host};
 
 const ADMIN: &str = "admin-key-0123456789abcdef";
 
@@ -591,22 +591,6 @@ async fn a_component_dropped_in_the_folder_starts_the_configured_canary_and_a_ro
     let (_, status) = admin_get(&host, "/api/status").await;
     assert_eq!(status["swaps"], 0, "no swap happened: {status}");
     host.shutdown().await;
-}
-
-/// `name`'s component with a custom section appended: the same plugin in
-/// bytes no cache has seen, so loading it compiles afresh.
-fn fresh_bytes(name: &str) -> Vec<u8> {
-    let mut bytes = std::fs::read(guest(name)).unwrap();
-    let label = b"switchyard-test";
-    let stamp = format!("{:?}", std::time::SystemTime::now());
-    let mut content = vec![label.len() as u8];
-    content.extend_from_slice(label);
-    content.extend_from_slice(stamp.as_bytes());
-    assert!(content.len() < 128, "one LEB128 byte of size");
-    bytes.push(0);
-    bytes.push(content.len() as u8);
-    bytes.extend_from_slice(&content);
-    bytes
 }
 
 #[tokio::test]

@@ -70,6 +70,24 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// `name`'s component with a custom section appended: the same plugin in
+/// bytes no compile cache has seen, so loading it compiles afresh (a new
+/// build of a plugin, as a deploy brings one).
+pub fn fresh_bytes(name: &str) -> Vec<u8> {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut bytes = std::fs::read(guest(name)).unwrap();
+    let label = b"switchyard-test";
+    let stamp = format!("{:?}{}", std::time::SystemTime::now(), COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let mut content = vec![label.len() as u8];
+    content.extend_from_slice(label);
+    content.extend_from_slice(stamp.as_bytes());
+    assert!(content.len() < 128, "one LEB128 byte of size");
+    bytes.push(0);
+    bytes.push(content.len() as u8);
+    bytes.extend_from_slice(&content);
+    bytes
+}
+
 /// Build `examples/<name>` with its own `build.sh` (which installs its
 /// language's toolchain under `target/toolchains/` on first use), once per
 /// process; the path of the component. Those that run `switchyard plugin

@@ -1,5 +1,5 @@
-//! The `switchyard` binary: `serve` the host, `plugin inspect`, `new` and
-//! `build` plugins, `plugin history`, `rollback`, `canary` and `promote` on
+//! The `switchyard` binary: `serve` the host, `plugin inspect`, `new`,
+//! `build` and `compile` plugins, `plugin history`, `rollback`, `canary` and `promote` on
 //! a running host, `send` one request to a running host, open a `console`
 //! on it, or ask its `history`.
 
@@ -11,6 +11,7 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use switchyard::plugins::runtime::cache::CacheOutcome;
 use switchyard::{Config, Server};
 
 mod plugin;
@@ -117,6 +118,18 @@ enum PluginCommand {
         #[arg(long)]
         offline: bool,
     },
+    /// Compile a component into the host's compile cache ahead of a
+    /// deploy, so the host serves it milliseconds after the rename into
+    /// its plugin folder instead of after compiling it.
+    Compile {
+        file: PathBuf,
+        /// The host's configuration, for its `plugins.cache_dir`.
+        #[arg(long, env = "SWITCHYARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// The compile cache folder (overrides the configuration's).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
     #[command(flatten)]
     Deploy(plugin::Deploy),
 }
@@ -146,6 +159,7 @@ fn main() -> ExitCode {
                 println!("built {}", built.display());
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Plugin { command: PluginCommand::Compile { file, config, cache_dir } } => compile(file, config, cache_dir).await,
             Command::Plugin { command: PluginCommand::Deploy(command) } => plugin::run(command).await,
             Command::Send { url, r#type, data, timeout, key } => send(&with_key(&url, key), &r#type, data.as_deref(), timeout).await,
             Command::Console { url, key } => switchyard_client::cli::console(&with_key(&url, key)).await.map(|()| ExitCode::SUCCESS),
@@ -231,6 +245,36 @@ async fn inspect(file: PathBuf) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             eprintln!("{}: not a valid plugin: [{}] {}", file.display(), e.code, e.message);
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+async fn compile(file: PathBuf, config: Option<PathBuf>, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = match cache_dir {
+        Some(dir) => dir,
+        None => {
+            let config = match config {
+                Some(path) => Config::from_file(&path)?,
+                None => Config::default(),
+            };
+            config.plugins.cache_dir.context("the configuration has no plugins.cache_dir: the host compiles every load, and there is nothing to fill")?
+        }
+    };
+    let bytes = tokio::fs::read(&file).await.with_context(|| format!("cannot read {}", file.display()))?;
+    let compiled = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || switchyard::plugins::runtime::precompile(&bytes, dir)
+    })
+    .await?;
+    match compiled {
+        Ok(outcome) => {
+            let done = if outcome == CacheOutcome::Hit { "already compiled in" } else { "compiled into" };
+            println!("{}: {done} {}", file.display(), dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}: cannot be compiled: {e:#}", file.display());
             Ok(ExitCode::from(2))
         }
     }

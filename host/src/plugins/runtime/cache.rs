@@ -37,7 +37,7 @@ impl CompileCache {
         let Some(dir) = &self.dir else {
             return Ok((Component::new(engine, bytes)?, CacheOutcome::Disabled));
         };
-        let path = dir.join(format!("{hash}-{}.cwasm", self.engine_key));
+        let path = self.entry(dir, hash);
         if path.is_file() {
             // SAFETY: the file is named by the component's content hash and
             // this engine's compatibility hash, and was written by
@@ -53,6 +53,15 @@ impl CompileCache {
             tracing::warn!(path = %path.display(), "could not write compile cache entry: {e}");
         }
         Ok((component, CacheOutcome::Miss))
+    }
+
+    /// Whether the cache holds the component whose content hash is `hash`.
+    pub fn holds(&self, hash: &str) -> bool {
+        self.dir.as_ref().is_some_and(|dir| self.entry(dir, hash).is_file())
+    }
+
+    fn entry(&self, dir: &Path, hash: &str) -> PathBuf {
+        dir.join(format!("{hash}-{}.cwasm", self.engine_key))
     }
 }
 

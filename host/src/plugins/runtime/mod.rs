@@ -189,9 +189,7 @@ impl Runtime {
         settings: Settings,
         services: Services,
     ) -> anyhow::Result<Arc<Runtime>> {
-        let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&engine_config())?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         world::v0_1::Plugin::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |state| state)?;
@@ -307,6 +305,29 @@ impl Runtime {
         store.set_epoch_deadline(1);
         Ok(store)
     }
+}
+
+/// The engine settings every host of this build uses. The compile cache
+/// is keyed by them (their compatibility hash), so [`precompile`] must make
+/// its engine from the same settings as [`Runtime::new`].
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true).epoch_interruption(true);
+    config
+}
+
+/// Compile a component into the compile cache in `dir`, as a host of this
+/// build would when the file lands in its plugin folder: a deploy that
+/// compiles ahead (`switchyard plugin compile`) makes the host's load a
+/// cache hit, served milliseconds after the rename instead of after the
+/// compile. Whether it was already there. Blocking.
+pub fn precompile(bytes: &[u8], dir: PathBuf) -> anyhow::Result<CacheOutcome> {
+    let engine = Engine::new(&engine_config())?;
+    let cache = CompileCache::new(&engine, Some(dir.clone()));
+    let hash = cache::content_hash(bytes);
+    let (_, outcome) = cache.load_or_compile(&engine, bytes, &hash).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    anyhow::ensure!(cache.holds(&hash), "the compiled component could not be written to {}", dir.display());
+    Ok(outcome)
 }
 
 /// Advance the engine's epoch until the engine is dropped.
