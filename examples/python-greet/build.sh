@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Build the Python `greet` plugin into a Switchyard component with componentize-py.
-# Usage: examples/python-greet/build.sh OUT.wasm
+# Usage: examples/python-greet/build.sh OUT.wasm [SOURCE_DIR]
+# SOURCE_DIR holds the app.py to build (default: this folder; the test kit
+# builds its Python fixtures with it).
 # The toolchain (a venv with componentize-py) is cached in target/toolchains/.
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 OUT.wasm" >&2; exit 64; }
+[ $# -eq 1 ] || [ $# -eq 2 ] || { echo "usage: $0 OUT.wasm [SOURCE_DIR]" >&2; exit 64; }
 here=$(cd "$(dirname "$0")" && pwd)
+app_dir=$(cd "${2:-$here}" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=$(realpath -m -- "$1")
 
@@ -13,7 +16,7 @@ venv=$("$root/scripts/pip-toolchain.sh" componentize-py 0.25.1)
 tmp="$out.tmp.$$"
 src=$(mktemp -d)  # build from a copy so no __pycache__ lands in the source tree
 trap 'rm -rf "$tmp" "$src"' EXIT
-cp "$here/app.py" "$src/"
+cp "$app_dir/app.py" "$src/"
 mkdir -p "$(dirname "$out")"
 # Bindings (module `wit_world`, plus `componentize_py_types`) are generated
 # from the WIT on the fly; `app` is the module holding the `Handler` class.

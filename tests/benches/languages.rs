@@ -5,7 +5,8 @@
 //! written in Rust, as the baseline for the Python row): the first load (compile, instantiate, manifest) with an
 //! empty compile cache, the load after a restart (compile cache hit), a
 //! fresh instantiation, and a warm call through the whole dispatch path.
-//! The other languages' examples are built by their `build.sh`.
+//! The other languages' examples are built by their `build.sh`; the
+//! Python no-op fixture (tests/fixtures/python-noop) by the Python one's.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,6 +33,9 @@ fn main() {
         // cost for the same work.
         Subject { language: "Rust (greet, the Python's work)", component: switchyard_tests::guest("greet-rust"), frame: r#"{"type":"greet","data":{"name":"Ada","language":"fr"}}"#, calls: 2000 },
         Subject { language: "Python (greet)", component: switchyard_tests::example("python-greet"), frame: r#"{"type":"greet","data":{"name":"Ada","language":"fr"}}"#, calls: 500 },
+        // A Python handler that only returns "{}": what any call into a
+        // componentize-py component costs before the handler's own work.
+        Subject { language: "Python (noop)", component: switchyard_tests::python_fixture("python-noop"), frame: r#"{"type":"noop","data":{}}"#, calls: 500 },
         Subject { language: "JavaScript (text)", component: switchyard_tests::example("js-text"), frame: r#"{"type":"text.upper","data":{"text":"hello"}}"#, calls: 1000 },
         Subject { language: "Zig (sum)", component: switchyard_tests::example("zig-sum"), frame: r#"{"type":"sum","data":{"numbers":[1,2.5,3]}}"#, calls: 2000 },
         Subject { language: "C (checksum)", component: switchyard_tests::example("c-checksum"), frame: r#"{"type":"checksum","data":{"text":"hello"}}"#, calls: 2000 },

@@ -93,6 +93,18 @@ pub fn fresh_bytes(name: &str) -> Vec<u8> {
 /// process; the path of the component. Those that run `switchyard plugin
 /// build` get this build's binary as `$SWITCHYARD`.
 pub fn example(name: &str) -> PathBuf {
+    built_once(name, &workspace_root().join("examples").join(name).join("build.sh"), None)
+}
+
+/// Build the Python fixture `tests/fixtures/<name>/app.py` with the Python
+/// example's `build.sh`, once per process; the path of the component.
+pub fn python_fixture(name: &str) -> PathBuf {
+    let root = workspace_root();
+    built_once(name, &root.join("examples/python-greet/build.sh"), Some(&root.join("tests/fixtures").join(name)))
+}
+
+/// Run `script OUT [SOURCE]` once per process for `name`; `OUT`.
+fn built_once(name: &str, script: &Path, source: Option<&Path>) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
@@ -101,7 +113,7 @@ pub fn example(name: &str) -> PathBuf {
     let root = workspace_root();
     let out = root.join("target").join("examples").join(format!("{name}.wasm"));
     let mut build = Command::new("bash");
-    build.arg(root.join("examples").join(name).join("build.sh")).arg(&out).current_dir(&root);
+    build.arg(script).arg(&out).args(source).current_dir(&root);
     // `plugin build` from the binary of this build (target/<profile>/, the
     // parent of the test binary's deps/), when there is one.
     let binary = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.join("switchyard")));
@@ -111,7 +123,7 @@ pub fn example(name: &str) -> PathBuf {
     let output = build
         .output()
         .expect("run the example's build.sh");
-    assert!(output.status.success(), "building example {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "building {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));
     built.push((name.to_owned(), out.clone()));
     out
 }
