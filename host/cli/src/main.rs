@@ -1,7 +1,7 @@
 //! The `switchyard` binary: `serve` the host, `plugin inspect`, `new`,
-//! `build` and `compile` plugins, `plugin history`, `rollback`, `canary` and `promote` on
-//! a running host, `send` one request to a running host, open a `console`
-//! on it, or ask its `history`.
+//! `build` and `compile` plugins, `plugin history`, `rollback`, `canary`
+//! and `promote` on a running host, `send` one request to a running host,
+//! open a `console` on it, or ask its `history`.
 
 mod history;
 

@@ -320,7 +320,9 @@ fn engine_config() -> Config {
 /// build would when the file lands in its plugin folder: a deploy that
 /// compiles ahead (`switchyard plugin compile`) makes the host's load a
 /// cache hit, served milliseconds after the rename instead of after the
-/// compile. Whether it was already there. Blocking.
+/// compile. `Hit` if the cache held it already, `Miss` if it was compiled
+/// now; an error if it is not a component or its entry was not written.
+/// Blocking.
 pub fn precompile(bytes: &[u8], dir: PathBuf) -> anyhow::Result<CacheOutcome> {
     let engine = Engine::new(&engine_config())?;
     let cache = CompileCache::new(&engine, Some(dir.clone()));
