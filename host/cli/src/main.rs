@@ -122,6 +122,7 @@ enum PluginCommand {
     /// deploy, so the host serves it milliseconds after the rename into
     /// its plugin folder instead of after compiling it.
     Compile {
+        /// The component, as it will land in the plugin folder.
         file: PathBuf,
         /// The host's configuration, for its `plugins.cache_dir`.
         #[arg(long, env = "SWITCHYARD_CONFIG")]
