@@ -4,7 +4,10 @@
 //! `echo` plugin → reply JSON out), beside the bare cost of one typed
 //! wasmtime call to the same plugin's `handle`, in the same run; and
 //! before timing, the heap allocations each makes per message (counted by
-//! this bench's global allocator on the bench's one thread).
+//! this bench's global allocator on the bench's one thread). Then the load
+//! bench's two requests through the same path: the built-in `ping` and
+//! `get_time` through `clock`, so what the sandbox adds in process can be
+//! set beside what it adds in the server.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
@@ -23,19 +26,22 @@ fn allocations() -> u64 {
 }
 
 const FRAME: &str = r#"{"type":"echo","id":"b1","data":{"message":"hello"}}"#;
+const PING: &str = r#"{"type":"ping","id":"b1","data":{}}"#;
+const GET_TIME: &str = r#"{"type":"get_time","id":"b1","data":{}}"#;
 
 fn dispatch(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let rig = Rig::new(Some(switchyard_tests::shared_cache()));
     let echo = switchyard_tests::guest("echo");
     rt.block_on(rig.registry.load(&echo)).expect("echo loads");
+    rt.block_on(rig.registry.load(&switchyard_tests::guest("clock"))).expect("clock loads");
     // The whole path, rate-limit bucket and scope check included; the rate
     // is high enough never to refuse.
     let mut bucket = rig.bucket();
     let reply = rt.block_on(rig.answer(FRAME, &mut bucket));
     assert!(reply[0].contains("Echo: hello"), "{reply:?}");
 
-    let plugin = rig.registry.plugins().pop().unwrap();
+    let plugin = rig.registry.plugins().into_iter().find(|p| p.name() == "echo").unwrap();
     let mut bare = rt.block_on(plugin.bare_instance()).unwrap();
     let message = types::Message {
         id: "b1".into(),
@@ -79,6 +85,14 @@ fn dispatch(c: &mut Criterion) {
     group.bench_function("dispatch: frame in, reply out", |b| {
         b.iter_custom(|iters| rt.block_on(rig.time_answers(FRAME, &mut bucket, iters)))
     });
+    group.finish();
+    // The load bench's two server paths, in process: the built-in `ping`
+    // (no plugin) and `get_time` through `clock`.
+    let mut group = c.benchmark_group("load bench requests");
+    for (name, frame) in [("ping (built-in)", PING), ("get_time (clock)", GET_TIME)] {
+        assert!(rt.block_on(rig.answer(frame, &mut bucket))[0].contains("\"b1\""));
+        group.bench_function(name, |b| b.iter_custom(|iters| rt.block_on(rig.time_answers(frame, &mut bucket, iters))));
+    }
     group.finish();
 }
 
