@@ -26,8 +26,12 @@
 //! and `before-wasm`), `--config TOML` (more host settings, e.g.
 //! `'[plugins.cpu_shares]\nclock = 1.0'` to let `clock` run on every
 //! worker thread, or `'[storage.history]\nenabled = false'`; tables only,
-//! since the test kit writes `[plugins]` itself). Traffic goes to
-//! loopback only and
+//! since the test kit writes `[plugins]` itself), `--kv-probe` (beside
+//! each Switchyard scenario's load, one more connection sends the
+//! `stateful` fixture's `state.put`, a durable kv write, every 10 ms, and
+//! its latency is reported on a line of its own: what a plugin's kv
+//! writes wait while the host is loaded; with `--host`, that host must
+//! serve `stateful` too). Traffic goes to loopback only and
 //! every run is bounded by `--seconds` plus a 3 s drain.
 
 use futures_util::{SinkExt, StreamExt};
@@ -54,10 +58,12 @@ struct Settings {
     before: Option<String>,
     /// More of the spawned hosts' config.
     config: String,
+    /// A paced kv write beside each Switchyard scenario's load.
+    kv_probe: bool,
 }
 
 fn settings() -> Settings {
-    let mut settings = Settings { connections: 100, in_flight: 1, seconds: 5, rate: None, only: Vec::new(), host: None, before: None, config: String::new() };
+    let mut settings = Settings { connections: 100, in_flight: 1, seconds: 5, rate: None, only: Vec::new(), host: None, before: None, config: String::new(), kv_probe: false };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -71,6 +77,7 @@ fn settings() -> Settings {
             "--host" => settings.host = Some(value()),
             "--before" => settings.before = Some(value()),
             "--config" => settings.config = value().replace("\\n", "\n"),
+            "--kv-probe" => settings.kv_probe = true,
             // `cargo bench` passes `--bench`; criterion-style filters are not used.
             _ => {}
         }
@@ -90,6 +97,9 @@ struct Scenario {
     check: fn(&Reply, &str) -> bool,
     /// The server's process, whose CPU time is measured.
     pid: Option<u32>,
+    /// Whether the server is a Switchyard host (serving `stateful`, for
+    /// `--kv-probe`).
+    switchyard: bool,
 }
 
 /// The fields of a reply the checks read.
@@ -114,6 +124,13 @@ fn get_time(id: &str) -> String {
 fn ping(id: &str) -> String {
     format!(r#"{{"type":"ping","id":"{id}"}}"#)
 }
+
+fn state_put(id: &str) -> String {
+    format!(r#"{{"type":"state.put","id":"{id}","data":{{"value":"{id}"}}}}"#)
+}
+
+/// How often the kv probe writes.
+const KV_PROBE_EVERY: Duration = Duration::from_millis(10);
 
 /// What one run measured.
 struct Measured {
@@ -143,39 +160,39 @@ fn main() {
         settings.config
     );
     let spawned = (settings.host.is_none() && (wanted("native") || wanted("wasm")))
-        .then(|| switchyard_tests::HostProcess::spawn(&["clock"], &limits));
+        .then(|| switchyard_tests::HostProcess::spawn(&["clock", "stateful"], &limits));
     let before = settings
         .before
         .as_ref()
-        .map(|binary| switchyard_tests::HostProcess::spawn_binary(std::path::Path::new(binary), &["clock"], &limits));
+        .map(|binary| switchyard_tests::HostProcess::spawn_binary(std::path::Path::new(binary), &["clock", "stateful"], &limits));
     let host = settings.host.clone().or_else(|| spawned.as_ref().map(|h| h.addr.clone()));
     let host_pid = spawned.as_ref().map(|h| h.pid());
     let mut scenarios = Vec::new();
     if let Some(echo) = &echo {
         let check: fn(&Reply, &str) -> bool = |reply, id| reply.kind == Some("get_time") && id_is(reply, id);
-        scenarios.push(Scenario { name: "echo", what: "bare tokio-tungstenite echo", url: format!("ws://{}/", echo.addr), request: get_time, check, pid: Some(echo.pid()) });
+        scenarios.push(Scenario { name: "echo", what: "bare tokio-tungstenite echo", url: format!("ws://{}/", echo.addr), request: get_time, check, pid: Some(echo.pid()), switchyard: false });
     }
     if let Some(host) = &host {
         if wanted("native") {
             let check: fn(&Reply, &str) -> bool = |reply, id| reply.kind == Some("pong") && id_is(reply, id) && reply.data.is_some();
-            scenarios.push(Scenario { name: "native", what: "Switchyard, built-in ping", url: format!("ws://{host}/ws"), request: ping, check, pid: host_pid });
+            scenarios.push(Scenario { name: "native", what: "Switchyard, built-in ping", url: format!("ws://{host}/ws"), request: ping, check, pid: host_pid, switchyard: true });
         }
         if wanted("wasm") {
             let check: fn(&Reply, &str) -> bool =
                 |reply, id| reply.kind == Some("reply") && id_is(reply, id) && reply.data.is_some_and(|d| d.get().contains("unix_ms"));
-            scenarios.push(Scenario { name: "wasm", what: "Switchyard, get_time via clock.wasm", url: format!("ws://{host}/ws"), request: get_time, check, pid: host_pid });
+            scenarios.push(Scenario { name: "wasm", what: "Switchyard, get_time via clock.wasm", url: format!("ws://{host}/ws"), request: get_time, check, pid: host_pid, switchyard: true });
         }
     }
     if let Some(before) = &before {
         let (host, pid) = (&before.addr, Some(before.pid()));
         if wanted("native") {
             let check: fn(&Reply, &str) -> bool = |reply, id| reply.kind == Some("pong") && id_is(reply, id) && reply.data.is_some();
-            scenarios.push(Scenario { name: "before-native", what: "the --before build, built-in ping", url: format!("ws://{host}/ws"), request: ping, check, pid });
+            scenarios.push(Scenario { name: "before-native", what: "the --before build, built-in ping", url: format!("ws://{host}/ws"), request: ping, check, pid, switchyard: true });
         }
         if wanted("wasm") {
             let check: fn(&Reply, &str) -> bool =
                 |reply, id| reply.kind == Some("reply") && id_is(reply, id) && reply.data.is_some_and(|d| d.get().contains("unix_ms"));
-            scenarios.push(Scenario { name: "before-wasm", what: "the --before build, get_time via clock.wasm", url: format!("ws://{host}/ws"), request: get_time, check, pid });
+            scenarios.push(Scenario { name: "before-wasm", what: "the --before build, get_time via clock.wasm", url: format!("ws://{host}/ws"), request: get_time, check, pid, switchyard: true });
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -191,7 +208,7 @@ fn main() {
     let mut baseline: Option<f64> = None;
     for scenario in &scenarios {
         let cpu_before = scenario.pid.and_then(switchyard_tests::cpu_time);
-        let measured = runtime.block_on(run(scenario, &settings));
+        let (measured, probe) = runtime.block_on(run(scenario, &settings));
         // The server's CPU time per answered message: what each message costs
         // it, whatever share of the two cores the client took.
         let cpu = match (cpu_before, scenario.pid.and_then(switchyard_tests::cpu_time)) {
@@ -219,11 +236,26 @@ fn main() {
             cpu,
             scenario.what,
         );
+        if let Some(probe) = probe {
+            let h = &probe.latency;
+            println!(
+                "{:<13} kv probe, state.put every {} ms beside it: {} answered, p50 {} p99 {} max {} µs, {} errors, {} missing",
+                "",
+                KV_PROBE_EVERY.as_millis(),
+                probe.answered,
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.max(),
+                probe.errors,
+                probe.missing,
+            );
+        }
     }
 }
 
-/// Run one scenario with every connection at once.
-async fn run(scenario: &Scenario, settings: &Settings) -> Measured {
+/// Run one scenario with every connection at once; and the kv probe's
+/// connection beside them, if asked for.
+async fn run(scenario: &Scenario, settings: &Settings) -> (Measured, Option<Measured>) {
     let started = Instant::now();
     let stop_at = tokio::time::Instant::now() + Duration::from_secs(settings.seconds);
     let mut connections = Vec::with_capacity(settings.connections);
@@ -243,6 +275,13 @@ async fn run(scenario: &Scenario, settings: &Settings) -> Measured {
         let in_flight = settings.in_flight;
         connections.push(tokio::spawn(async move { connection(n, &url, request, check, in_flight, pace, stop_at).await }));
     }
+    let probe = (settings.kv_probe && scenario.switchyard).then(|| {
+        let url = scenario.url.clone();
+        let check: fn(&Reply, &str) -> bool =
+            |reply, id| reply.kind == Some("reply") && id_is(reply, id) && reply.data.is_some_and(|d| d.get().contains("stored"));
+        let (pace, n) = (Some((KV_PROBE_EVERY, epoch)), settings.connections);
+        tokio::spawn(async move { connection(n, &url, state_put, check, 1, pace, stop_at).await })
+    });
     let mut total = Measured { answered: 0, errors: 0, missing: 0, elapsed: Duration::ZERO, latency: histogram() };
     for connection in connections {
         let one = connection.await.expect("connection task");
@@ -252,7 +291,11 @@ async fn run(scenario: &Scenario, settings: &Settings) -> Measured {
         total.latency.add(&one.latency).expect("same histogram bounds");
     }
     total.elapsed = started.elapsed().min(Duration::from_secs(settings.seconds)).max(Duration::from_millis(1));
-    total
+    let probe = match probe {
+        Some(probe) => Some(probe.await.expect("kv probe task")),
+        None => None,
+    };
+    (total, probe)
 }
 
 fn histogram() -> Histogram<u64> {
