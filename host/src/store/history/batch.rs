@@ -16,6 +16,23 @@ pub(super) const MESSAGE_COLUMNS: &str =
 /// One message row's placeholders.
 pub(super) const MESSAGE_PLACEHOLDERS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
+/// Message rows per `INSERT` statement (13 parameters each): most of a
+/// batch is messages, and one statement for many rows binds and steps
+/// once instead of once a row.
+pub(super) const MESSAGES_PER_INSERT: usize = 64;
+
+/// The `INSERT` of `count` message rows, with `?` placeholders.
+pub(super) fn message_insert(count: usize) -> String {
+    let mut text = format!("INSERT INTO message_history ({MESSAGE_COLUMNS}) VALUES ");
+    for i in 0..count {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(MESSAGE_PLACEHOLDERS);
+    }
+    text
+}
+
 /// One bound value.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Value<'a> {

@@ -1,13 +1,10 @@
 //! Writes history batches through sqlx, to PostgreSQL and MySQL/MariaDB.
 //! Messages go in many rows per `INSERT`, the rest one statement per row.
 
-use super::batch::{rows, Row, Sql, Statement, Value, MESSAGE_COLUMNS, MESSAGE_PLACEHOLDERS};
+use super::batch::{message_insert, rows, Row, Sql, Statement, Value, MESSAGES_PER_INSERT};
 use super::{Record, WriteError};
 use crate::store::db::{Backend, Database};
 use sqlx::{Connection, Executor};
-
-/// Message rows per `INSERT` statement (13 parameters each).
-const MESSAGES_PER_INSERT: usize = 64;
 
 /// The writer's own connection, taken out of the pool (which opens a
 /// replacement, so kv writes and history queries keep every pooled one)
@@ -82,13 +79,7 @@ async fn write_batch(connection: &mut sqlx::AnyConnection, backend: Backend, sql
     }
     // Messages go in many rows per statement: most of a batch is messages.
     for chunk in messages.chunks(MESSAGES_PER_INSERT) {
-        let mut text = format!("INSERT INTO message_history ({MESSAGE_COLUMNS}) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                text.push_str(", ");
-            }
-            text.push_str(MESSAGE_PLACEHOLDERS);
-        }
+        let text = message_insert(chunk.len());
         let text = backend.sql(&text);
         let mut query = sqlx::query(&text);
         for row in chunk {

@@ -1,6 +1,11 @@
 //! Writes history batches to a SQLite file through rusqlite, on a blocking
-//! thread, with one prepared statement per kind of row kept across
-//! batches.
+//! thread, with its prepared statements kept across batches: one per kind
+//! of row, and for messages, most of a batch, one of
+//! [`MESSAGES_PER_INSERT`] rows as well (binding and stepping once for
+//! them instead of once a row). The one-connection p99.9, which the time a
+//! batch holds a core sets (the README's "History and the tail"), went
+//! from 1.61 to 1.71 ms to 1.23 to 1.29 ms for `ping`, and from 1.56 to
+//! 1.74 ms to 1.47 to 1.54 ms for `get_time`, in three pairs.
 //!
 //! Why not sqlx, which serves everything else: its SQLite driver runs each
 //! statement on a worker thread of its own, so every bound value is copied
@@ -13,7 +18,7 @@
 //! history and writes kv (a writer waits for the other's transaction
 //! through `busy_timeout`).
 
-use super::batch::{rows, Sql, Statement, Value};
+use super::batch::{message_insert, rows, Row, Sql, Statement, Value, MESSAGES_PER_INSERT};
 use super::{Record, WriteError};
 use crate::config::storage::Backend;
 use rusqlite::{ErrorCode, OpenFlags, TransactionBehavior};
@@ -70,28 +75,37 @@ fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
 }
 
 fn write_batch(connection: &mut rusqlite::Connection, sql: &Sql, records: &[Record]) -> rusqlite::Result<()> {
+    let rows = rows(records);
+    let (messages, others): (Vec<&Row<'_>>, Vec<&Row<'_>>) = rows.iter().partition(|row| row.statement == Statement::Message);
     // IMMEDIATE: the write lock is taken at the start, waiting out
     // `busy_timeout` for a kv commit, not at the first insert, where a
     // commit that slipped in after its read snapshot fails it at once
     // (SQLITE_BUSY_SNAPSHOT) instead of waiting.
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        // Most rows are messages: their statement is taken out of the cache once.
-        let mut message = tx.prepare_cached(sql.of(Statement::Message))?;
-        for row in rows(records) {
-            if row.statement == Statement::Message {
-                execute(&mut message, &row.values)?;
-            } else {
-                let mut statement = tx.prepare_cached(sql.of(row.statement))?;
-                execute(&mut statement, &row.values)?;
-            }
+    for row in others {
+        let mut statement = tx.prepare_cached(sql.of(row.statement))?;
+        execute(&mut statement, row.values.iter())?;
+    }
+    // Messages go in many rows per statement, as on the servers; the last
+    // few one at a time, so the statement cache holds two texts, not one
+    // per remainder.
+    let mut chunks = messages.chunks_exact(MESSAGES_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut many = tx.prepare_cached(&message_insert(MESSAGES_PER_INSERT))?;
+        for chunk in &mut chunks {
+            execute(&mut many, chunk.iter().flat_map(|row| row.values.iter()))?;
         }
     }
+    let mut one = tx.prepare_cached(sql.of(Statement::Message))?;
+    for row in chunks.remainder() {
+        execute(&mut one, row.values.iter())?;
+    }
+    drop(one);
     tx.commit()
 }
 
-fn execute(statement: &mut rusqlite::Statement<'_>, values: &[Value<'_>]) -> rusqlite::Result<()> {
-    for (i, value) in values.iter().enumerate() {
+fn execute<'v>(statement: &mut rusqlite::Statement<'_>, values: impl Iterator<Item = &'v Value<'v>>) -> rusqlite::Result<()> {
+    for (i, value) in values.enumerate() {
         match value {
             Value::Text(text) => statement.raw_bind_parameter(i + 1, text.as_deref())?,
             Value::Int(number) => statement.raw_bind_parameter(i + 1, number)?,
@@ -111,5 +125,40 @@ fn classify(error: rusqlite::Error) -> WriteError {
         WriteError::Outage(error.to_string())
     } else {
         WriteError::Refused(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db::{default_url, Database};
+    use crate::store::history::MessageRecord;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_batch_writes_its_messages_many_to_a_statement_in_order_beside_the_other_rows() {
+        let dir = std::env::temp_dir().join(format!("switchyard-writer-{}", uuid::Uuid::new_v4().simple()));
+        let db = Database::open(&default_url(&dir), 2, Duration::from_secs(5)).await.unwrap();
+        // Two whole statements' worth of messages and a remainder of three,
+        // with a connection opened before them and closed after.
+        let count = 2 * MESSAGES_PER_INSERT + 3;
+        let mut records = vec![Record::Opened { id: "c1".into(), endpoint: "/ws".into(), client_id: None, remote: None, at: 1 }];
+        records.extend((0..count).map(|n| {
+            let message = MessageRecord { id: format!("m{n}"), kind: "echo".into(), sender: Some("c1".into()), outcome: "OK".into(), latency_us: n as i64, ..MessageRecord::default() };
+            Record::Message(message, 2 + n as i64)
+        }));
+        records.push(Record::Closed { id: "c1".into(), device_id: None, code: 1000, reason: String::new(), at: 9_999 });
+        let path = db.sqlite_file().unwrap().to_owned();
+        let mut writer = SqliteWriter::new(&path);
+        assert!(tokio::task::spawn_blocking(move || writer.write(&records).is_ok()).await.unwrap());
+
+        let ids: Vec<String> = sqlx::query_scalar("SELECT message_id FROM message_history ORDER BY seq").fetch_all(db.pool()).await.unwrap();
+        assert_eq!(ids, (0..count).map(|n| format!("m{n}")).collect::<Vec<_>>(), "every message, in the order recorded");
+        let latency: i64 = sqlx::query_scalar("SELECT latency_us FROM message_history WHERE message_id = 'm130'").fetch_one(db.pool()).await.unwrap();
+        assert_eq!(latency, 130, "each row's values bound to its own placeholders");
+        let closed: Option<i64> = sqlx::query_scalar("SELECT close_code FROM connection_history WHERE id = 'c1'").fetch_one(db.pool()).await.unwrap();
+        assert_eq!(closed, Some(1000));
+        db.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
