@@ -376,6 +376,9 @@ impl Connection<'_> {
                     draining = true;
                     grace.as_mut().reset(Instant::now() + config.shutdown_grace);
                     if self.tasks.is_empty() {
+                        // Tasks that ended before the shutdown was seen may
+                        // have answers still queued: they go out first.
+                        self.write_finished(socket, done_rx).await;
                         transport::close_normally(socket, "worker shutting down").await;
                         return ConnectionEnd::Shutdown;
                     }
@@ -407,12 +410,7 @@ impl Connection<'_> {
                 }
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     if draining && self.tasks.is_empty() {
-                        // Every task sent its answer before ending.
-                        while let Ok(answered) = done_rx.try_recv() {
-                            if answered.epoch == self.epoch {
-                                let _ = transport::write(socket, Message::text(answered.frame), limit).await;
-                            }
-                        }
+                        self.write_finished(socket, done_rx).await;
                         transport::close_normally(socket, "worker shutting down").await;
                         return ConnectionEnd::Shutdown;
                     }
@@ -433,6 +431,16 @@ impl Connection<'_> {
                     transport::close_normally(socket, "worker shutting down").await;
                     return ConnectionEnd::Shutdown;
                 }
+            }
+        }
+    }
+
+    /// Write the answers of the tasks that have ended and not been written
+    /// yet (each task sends its answer before it ends), before a close.
+    async fn write_finished(&self, socket: &mut Socket, done_rx: &mut mpsc::Receiver<Answered>) {
+        while let Ok(answered) = done_rx.try_recv() {
+            if answered.epoch == self.epoch {
+                let _ = transport::write(socket, Message::text(answered.frame), self.serving.config.receive_timeout).await;
             }
         }
     }
