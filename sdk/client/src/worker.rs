@@ -428,6 +428,7 @@ impl Connection<'_> {
                 }
                 () = &mut grace, if draining => {
                     tracing::warn!(in_flight = self.serving.in_flight(), "shutdown grace period over; abandoning requests in flight");
+                    self.write_finished(socket, done_rx).await;
                     transport::close_normally(socket, "worker shutting down").await;
                     return ConnectionEnd::Shutdown;
                 }
