@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use crate::support::{bounded, Peer, TestServer};
-use switchyard_client::{Failure, ReconnectPolicy, Worker, WorkerConfig};
+use switchyard_client::{Failure, ReconnectPolicy, RunningWorker, Worker, WorkerConfig};
 use tokio::sync::Semaphore;
 
 fn fast_worker() -> WorkerConfig {
@@ -22,6 +22,37 @@ fn fast_worker() -> WorkerConfig {
         receive_timeout: Duration::from_secs(5),
         shutdown_grace: Duration::from_secs(2),
     }
+}
+
+/// A `block` action's gate (closed until permits are added), and how many
+/// of its calls are running now and were at most.
+struct Gated {
+    gate: Arc<Semaphore>,
+    running: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+}
+
+/// A worker of concurrency 2 whose `block` action waits at a gate and
+/// answers with its params.
+fn gated_worker(url: String) -> (RunningWorker, Gated) {
+    let gated = Gated { gate: Arc::new(Semaphore::new(0)), running: Arc::default(), most: Arc::default() };
+    let (gate, running, most) = (gated.gate.clone(), gated.running.clone(), gated.most.clone());
+    let worker = Worker::connect(url)
+        .concurrency(2)
+        .config(fast_worker())
+        .handle("block", move |params| {
+            let (gate, running, most) = (gate.clone(), running.clone(), most.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                gate.acquire().await.expect("gate open").forget();
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(params)
+            }
+        })
+        .spawn()
+        .unwrap();
+    (worker, gated)
 }
 
 /// Rounds of the shutdown race below.
@@ -143,31 +174,14 @@ async fn a_worker_registers_again_after_a_reconnect() {
 /// makes the endings and the shutdown ready at once, so the worker's loop
 /// takes them in an order of its own choosing. It is a race, so this test
 /// catches its return often, not always: before the fix, both runs of 400
-/// rounds failed (at rounds 8 and 24) and one run of these 100 in two did.
+/// rounds failed (at rounds 8 and 24), and four runs of these 100 in five.
 #[tokio::test]
 async fn requests_ending_as_the_worker_shuts_down_are_answered_before_it_closes() {
     // About 90 ms a round: longer than `bounded` allows.
     tokio::time::timeout(Duration::from_secs(60), async {
         for round in 0..ROUNDS {
             let server = TestServer::start().await;
-            let gate = Arc::new(Semaphore::new(0));
-            let running = Arc::new(AtomicUsize::new(0));
-            let worker = Worker::connect(server.url())
-                .concurrency(2)
-                .config(fast_worker())
-                .handle("block", {
-                    let (gate, running) = (gate.clone(), running.clone());
-                    move |params| {
-                        let (gate, running) = (gate.clone(), running.clone());
-                        async move {
-                            running.fetch_add(1, Ordering::SeqCst);
-                            gate.acquire().await.expect("gate open").forget();
-                            Ok(params)
-                        }
-                    }
-                })
-                .spawn()
-                .unwrap();
+            let (worker, Gated { gate, running, .. }) = gated_worker(server.url());
             let mut peer = server.accept().await;
             assert_eq!(peer.recv().await["data"]["concurrency"], 2);
             for n in 1..=2 {
@@ -201,27 +215,7 @@ async fn requests_ending_as_the_worker_shuts_down_are_answered_before_it_closes(
 async fn a_worker_keeps_to_its_concurrency_and_drains_on_shutdown() {
     bounded(async {
         let server = TestServer::start().await;
-        let gate = Arc::new(Semaphore::new(0));
-        let running = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let worker = Worker::connect(server.url())
-            .concurrency(2)
-            .config(fast_worker())
-            .handle("block", {
-                let (gate, running, most) = (gate.clone(), running.clone(), most.clone());
-                move |params| {
-                    let (gate, running, most) = (gate.clone(), running.clone(), most.clone());
-                    async move {
-                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                        most.fetch_max(now, Ordering::SeqCst);
-                        gate.acquire().await.expect("gate open").forget();
-                        running.fetch_sub(1, Ordering::SeqCst);
-                        Ok(params)
-                    }
-                }
-            })
-            .spawn()
-            .unwrap();
+        let (worker, Gated { gate, most, .. }) = gated_worker(server.url());
         let mut peer = server.accept().await;
         assert_eq!(peer.recv().await["data"]["concurrency"], 2);
 
