@@ -11,10 +11,10 @@ use crate::store::db::utc_text;
 use std::borrow::Cow;
 
 /// A message row's columns, in the order [`rows`] gives its values.
-pub(super) const MESSAGE_COLUMNS: &str =
+const MESSAGE_COLUMNS: &str =
     "message_id, msg_type, sender, target, direction, outcome, plugin, plugin_version, latency_us, payload, at_ms, device_id, room_id";
 /// One message row's placeholders.
-pub(super) const MESSAGE_PLACEHOLDERS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const MESSAGE_PLACEHOLDERS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// Message rows per `INSERT` statement (13 parameters each): most of a
 /// batch is messages, and one statement for many rows binds and steps
@@ -195,6 +195,8 @@ pub(super) struct Sql {
     room_message: String,
     room_query: String,
     message: String,
+    /// [`MESSAGES_PER_INSERT`] message rows in one statement.
+    messages: String,
 }
 
 impl Sql {
@@ -234,8 +236,14 @@ impl Sql {
                 "INSERT INTO messages (room_id, from_device_id, to_device_id, message_type, message_content, sent_at) VALUES (?, ?, ?, ?, ?, {ts})"
             )),
             room_query: sql(&format!("INSERT INTO room_queries (device_id, room_id, queried_at) VALUES (?, ?, {ts})")),
-            message: sql(&format!("INSERT INTO message_history ({MESSAGE_COLUMNS}) VALUES {MESSAGE_PLACEHOLDERS}")),
+            message: sql(&message_insert(1)),
+            messages: sql(&message_insert(MESSAGES_PER_INSERT)),
         }
+    }
+
+    /// The `INSERT` of [`MESSAGES_PER_INSERT`] message rows, built once.
+    pub fn messages(&self) -> &str {
+        &self.messages
     }
 
     /// The text of `statement` (a message: one row).

@@ -79,9 +79,15 @@ async fn write_batch(connection: &mut sqlx::AnyConnection, backend: Backend, sql
     }
     // Messages go in many rows per statement: most of a batch is messages.
     for chunk in messages.chunks(MESSAGES_PER_INSERT) {
-        let text = message_insert(chunk.len());
-        let text = backend.sql(&text);
-        let mut query = sqlx::query(&text);
+        // Whole chunks reuse the text built once; only the last may be short.
+        let short;
+        let text = if chunk.len() == MESSAGES_PER_INSERT {
+            sql.messages()
+        } else {
+            short = backend.sql(&message_insert(chunk.len())).into_owned();
+            &short
+        };
+        let mut query = sqlx::query(text);
         for row in chunk {
             query = bind(query, &row.values);
         }

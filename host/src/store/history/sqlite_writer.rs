@@ -18,7 +18,7 @@
 //! history and writes kv (a writer waits for the other's transaction
 //! through `busy_timeout`).
 
-use super::batch::{message_insert, rows, Row, Sql, Statement, Value, MESSAGES_PER_INSERT};
+use super::batch::{rows, Row, Sql, Statement, Value, MESSAGES_PER_INSERT};
 use super::{Record, WriteError};
 use crate::config::storage::Backend;
 use rusqlite::{ErrorCode, OpenFlags, TransactionBehavior};
@@ -91,7 +91,7 @@ fn write_batch(connection: &mut rusqlite::Connection, sql: &Sql, records: &[Reco
     // per remainder.
     let mut chunks = messages.chunks_exact(MESSAGES_PER_INSERT);
     if chunks.len() > 0 {
-        let mut many = tx.prepare_cached(&message_insert(MESSAGES_PER_INSERT))?;
+        let mut many = tx.prepare_cached(sql.messages())?;
         for chunk in &mut chunks {
             execute(&mut many, chunk.iter().flat_map(|row| row.values.iter()))?;
         }
