@@ -186,3 +186,33 @@ async fn a_file_renamed_into_place_is_served_without_waiting_out_the_debounce() 
     wait_for_version(&mut client, "2.0.0").await;
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn reading_a_plugin_file_is_not_taken_for_a_change() {
+    // The registry reads a file to load it, and a backup tool may read the
+    // folder at any time: neither may have the host reading the file again.
+    let host = Host::start(&["video"]).await;
+    let mut client = host.connect().await;
+    host.install("video-v2", "video.wasm");
+    wait_for_version(&mut client, "2.0.0").await;
+    let file = host.plugin_dir().join("video.wasm");
+    let (opened, mut opens) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| matches!(e.kind, notify::EventKind::Access(notify::event::AccessKind::Open(_)))) {
+            let _ = opened.send(());
+        }
+    })
+    .expect("watch");
+    notify::Watcher::watch(&mut watcher, &file, notify::RecursiveMode::NonRecursive).expect("watch the plugin file");
+    // Twenty of the test host's debounce intervals: the swap's own read
+    // would have come back by now.
+    let quiet = Duration::from_secs(1);
+    let after_swap = tokio::time::timeout(quiet, opens.recv()).await;
+    assert!(after_swap.is_err(), "the host read the file again after loading it");
+    assert_eq!(std::fs::read(&file).unwrap(), std::fs::read(guest("video-v2")).unwrap());
+    opens.recv().await.expect("the test's own read is seen");
+    let after_backup = tokio::time::timeout(quiet, opens.recv()).await;
+    assert!(after_backup.is_err(), "the host read the file again after another program read it");
+    assert_eq!(client.call("video_command", json!({"action": "status"})).await["meta"]["plugin_version"], "2.0.0");
+    host.shutdown().await;
+}

@@ -9,7 +9,9 @@
 //! write re-triggers a load. A rename or a removal is acted on at once: a
 //! file renamed into the folder is whole (the atomic-rename workflow: write
 //! `.name.wasm`, then `mv` it to `name.wasm`), and a removed one is gone, so
-//! waiting would only delay the swap.
+//! waiting would only delay the swap. Reads are not changes and are not
+//! acted on: the registry reads a file to load it, so an open taken for a
+//! write would have it reading its own reads back forever.
 
 use crate::lifecycle::Tasks;
 use crate::plugins::deploys::ChangedBy;
@@ -31,7 +33,7 @@ pub fn watch(dir: &Path, debounce: Duration, registry: Arc<Registry>, tasks: &Ta
     let (tx, rx) = mpsc::channel::<(PathBuf, Settled)>(EVENT_QUEUE);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
         Ok(event) => {
-            let settled = Settled::by(&event.kind);
+            let Some(settled) = Settled::by(&event.kind) else { return };
             for path in event.paths.into_iter().filter(|p| is_plugin_file(p)) {
                 // notify calls back on its own thread, outside the runtime.
                 if tx.blocking_send((path, settled)).is_err() {
@@ -56,11 +58,15 @@ enum Settled {
 }
 
 impl Settled {
-    fn by(kind: &notify::EventKind) -> Settled {
-        use notify::event::{EventKind, ModifyKind};
+    /// `None` for an event that changes nothing: a file opened, read, or
+    /// closed without writing (the registry's own reads, a backup tool's).
+    fn by(kind: &notify::EventKind) -> Option<Settled> {
+        use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
         match kind {
-            EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Settled::Now,
-            _ => Settled::AfterQuiet,
+            EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Some(Settled::Now),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Settled::AfterQuiet),
+            EventKind::Access(_) => None,
+            _ => Some(Settled::AfterQuiet),
         }
     }
 }
@@ -110,5 +116,30 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settled;
+    use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, EventKind, ModifyKind, RemoveKind, RenameMode};
+
+    #[test]
+    fn reads_are_not_changes_and_renames_are_acted_on_at_once() {
+        let read = [AccessKind::Open(AccessMode::Any), AccessKind::Read, AccessKind::Close(AccessMode::Read)];
+        for kind in read {
+            assert_eq!(Settled::by(&EventKind::Access(kind)), None, "{kind:?}");
+        }
+        let written = [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        ];
+        for kind in written {
+            assert_eq!(Settled::by(&kind), Some(Settled::AfterQuiet), "{kind:?}");
+        }
+        for kind in [EventKind::Modify(ModifyKind::Name(RenameMode::To)), EventKind::Remove(RemoveKind::File)] {
+            assert_eq!(Settled::by(&kind), Some(Settled::Now), "{kind:?}");
+        }
     }
 }
