@@ -8,11 +8,18 @@
 //! bench's two requests through the same path: the built-in `ping` and
 //! `get_time` through `clock`, so what the sandbox adds in process can be
 //! set beside what it adds in the server.
+//!
+//! `DISPATCH_REPEAT=PATH:N` (PATH one of `bare`, `echo`, `ping`,
+//! `get_time`) skips the timing: it runs that path N times after the
+//! setup and exits, for an instruction counter. Two runs with different N
+//! under `valgrind --tool=cachegrind --cache-sim=no` give the instructions
+//! one message costs, a figure this shared VM's noise does not move:
+//! (Ir at 2N − Ir at N) ÷ N.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::time::Instant;
-use switchyard::plugins::runtime::world::v0_2::types;
+use switchyard::plugins::runtime::world::handle;
 use switchyard::observability::allocations::{on_this_thread, CountingAllocator};
 use switchyard_tests::rig::Rig;
 
@@ -43,19 +50,36 @@ fn dispatch(c: &mut Criterion) {
 
     let plugin = rig.registry.plugins().into_iter().find(|p| p.name() == "echo").unwrap();
     let mut bare = rt.block_on(plugin.bare_instance()).unwrap();
-    let message = types::Message {
-        id: "b1".into(),
-        type_: "echo".into(),
-        data: r#"{"message":"hello"}"#.into(),
-        meta: "{}".into(),
-        origin: types::Origin { connection_id: "bench".into(), client_id: None, transport: "ws".into(), endpoint: "/ws".into() },
+    let message = || handle::Message {
+        id: "b1",
+        kind: "echo",
+        data: r#"{"message":"hello"}"#,
+        meta: "{}",
+        origin: handle::Origin { connection_id: "bench", client_id: None, transport: "ws", endpoint: "/ws" },
     };
+
+    if let Ok(repeat) = std::env::var("DISPATCH_REPEAT") {
+        let (path, count) = repeat.split_once(':').expect("DISPATCH_REPEAT=PATH:N");
+        let count: u64 = count.parse().expect("DISPATCH_REPEAT=PATH:N");
+        rt.block_on(async {
+            for _ in 0..count {
+                match path {
+                    "bare" => drop(black_box(bare.handle(message()).await.unwrap().unwrap())),
+                    "echo" => drop(black_box(rig.answer(FRAME, &mut bucket).await)),
+                    "ping" => drop(black_box(rig.answer(PING, &mut bucket).await)),
+                    "get_time" => drop(black_box(rig.answer(GET_TIME, &mut bucket).await)),
+                    other => panic!("DISPATCH_REPEAT: no path {other:?} (bare, echo, ping, get_time)"),
+                }
+            }
+        });
+        std::process::exit(0);
+    }
 
     const COUNTED: u64 = 1000;
     let (bare_allocations, dispatch_allocations) = rt.block_on(async {
         let start = allocations();
         for _ in 0..COUNTED {
-            black_box(bare.handle(&message).await.unwrap().unwrap());
+            black_box(bare.handle(message()).await.unwrap().unwrap());
         }
         let bare_allocations = allocations() - start;
         let start = allocations();
@@ -76,7 +100,7 @@ fn dispatch(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    black_box(bare.handle(&message).await.unwrap().unwrap());
+                    black_box(bare.handle(message()).await.unwrap().unwrap());
                 }
                 start.elapsed()
             })

@@ -211,8 +211,41 @@ async fn a_plugin_built_against_the_0_1_contract_still_loads_and_serves() {
     assert_eq!(echo.contract, "0.3.0", "the Rust SDK builds the newest contract");
     let mut client = host.connect().await;
     let reply = client.call("legacy_echo", json!({"n": 1})).await;
-    assert_eq!(reply["data"], json!({"legacy": {"n": 1}, "transport": "ws"}));
+    assert_eq!(reply["data"]["legacy"], json!({"n": 1}));
+    assert_eq!(reply["data"]["transport"], "ws");
     assert_eq!(client.call("echo", json!({"message": "new"})).await["data"], "Echo: new");
+    host.shutdown().await;
+}
+
+/// Every field of the `message` record reaches the plugin as the client
+/// sent it, on the 0.1 record (no `endpoint`) and the 0.3 one: the host
+/// lowers both from the envelope's own strings, not from copies.
+#[tokio::test]
+async fn a_plugin_receives_every_field_of_the_message_on_each_contract() {
+    let host = Host::start(&["legacy_echo", "mirror"]).await;
+    let mut client = Client::connect(&format!("{}?client_id=cam-9", host.endpoint("/ws"))).await;
+    let connection_id = client.connection_id().to_owned();
+    let data = json!({"text": "héllo \"quoted\" ✓", "n": [1, 2.5, null]});
+    let meta = json!({"trace": "t-1", "nested": {"k": true}});
+
+    let reply = client.request(json!({"type": "mirror.message", "id": "m-1", "data": data, "meta": meta})).await;
+    assert_eq!(reply["type"], "reply", "{reply}");
+    let origin = json!({"connection_id": connection_id, "client_id": "cam-9", "transport": "ws", "endpoint": "/ws"});
+    assert_eq!(reply["data"], json!({"id": "m-1", "type": "mirror.message", "data": data, "meta": meta, "origin": origin}));
+
+    let reply = client.request(json!({"type": "legacy_echo", "id": "l-1", "data": data, "meta": meta})).await;
+    assert_eq!(
+        reply["data"],
+        json!({"legacy": data, "id": "l-1", "type": "legacy_echo", "meta": meta, "connection_id": connection_id, "client_id": "cam-9", "transport": "ws"}),
+    );
+
+    // No client id and no meta: `none` and `{}` reach the plugin.
+    let mut anonymous = host.connect().await;
+    let reply = anonymous.request(json!({"type": "mirror.message", "id": "m-2", "data": {}})).await;
+    assert_eq!(reply["data"]["origin"]["client_id"], Value::Null, "{reply}");
+    assert_eq!(reply["data"]["meta"], json!({}), "{reply}");
+    let reply = anonymous.request(json!({"type": "legacy_echo", "id": "l-2", "data": {}})).await;
+    assert_eq!((&reply["data"]["client_id"], &reply["data"]["meta"]), (&Value::Null, &json!({})), "{reply}");
     host.shutdown().await;
 }
 

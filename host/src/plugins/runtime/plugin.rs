@@ -7,7 +7,7 @@
 //! instantiate; a warm call a few microseconds.
 
 use super::cache::CacheOutcome;
-use super::world::{v0_1, v0_2, v0_3};
+use super::world::{handle, v0_1, v0_2, v0_3};
 use super::{parse_claims, Compiled, LoadError, PluginIdentity, PluginState, Runtime, Sandbox};
 use crate::wire::{Envelope, ErrorCode, Failure, Origin, Payload};
 use crate::routing::router::Claim;
@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Instance as Component, InstancePre};
+use wasmtime::component::{Func, Instance as Component, InstancePre, TypedFunc};
 use wasmtime::{Store, Trap};
 use crate::plugins::versions::{CodeCounts, Histogram};
 
@@ -88,6 +88,21 @@ impl Contract {
     fn has_hooks(&self) -> bool {
         matches!(self, Contract::V0_2 { lifecycle: Some(_), .. } | Contract::V0_3 { lifecycle: Some(_), .. })
     }
+
+    /// `component`'s `handle`, its type checked here, once an instance,
+    /// against the borrowed records it is called with ([`handle`]).
+    fn load_handle(&self, store: &mut Store<PluginState>, component: &Component) -> wasmtime::Result<Func> {
+        let interface = format!("switchyard:plugin/handler@{}", self.version());
+        let index = component
+            .get_export_index(&mut *store, None, &interface)
+            .and_then(|interface| component.get_export_index(&mut *store, Some(&interface), "handle"))
+            .ok_or_else(|| wasmtime::format_err!("no `handle` export in {interface}"))?;
+        let typed = match self {
+            Contract::V0_1(_) => *component.get_typed_func::<(handle::MessageV1<'static>,), handle::Answer>(&mut *store, &index)?.func(),
+            _ => *component.get_typed_func::<(handle::Message<'static>,), handle::Answer>(&mut *store, &index)?.func(),
+        };
+        Ok(typed)
+    }
 }
 
 /// A live instance's exports, per contract.
@@ -105,6 +120,8 @@ enum Exports {
 struct Instance {
     store: Store<PluginState>,
     exports: Exports,
+    /// `handle`, typed when the instance was made (see [`Contract::load_handle`]).
+    handle: Func,
 }
 
 /// One operation on an instance.
@@ -451,25 +468,6 @@ impl PluginVersion {
     }
 }
 
-/// The WIT `message` for an envelope, in contract version `$v`'s types,
-/// with any origin fields that version adds.
-macro_rules! wit_message {
-    ($v:ident, $envelope:expr, $origin:expr $(, $field:ident: $value:expr)*) => {
-        $v::types::Message {
-            id: $envelope.id.clone(),
-            type_: $envelope.kind.clone(),
-            data: $envelope.data.get().to_owned(),
-            meta: $envelope.meta.get().to_owned(),
-            origin: $v::types::Origin {
-                connection_id: $origin.connection_id.clone(),
-                client_id: $origin.client_id.clone(),
-                transport: $origin.transport.as_str().to_owned(),
-                $($field: $value,)*
-            },
-        }
-    };
-}
-
 /// One lifecycle hook on `hooks` (any contract version's `lifecycle`
 /// exports, which have the same functions).
 macro_rules! lifecycle_call {
@@ -513,7 +511,8 @@ async fn instantiate(
             migration: migration.as_ref().map(|m| m.load(&mut store, &component)).transpose()?,
         },
     };
-    Ok(Instance { store, exports })
+    let handle = contract.load_handle(&mut store, &component)?;
+    Ok(Instance { store, exports, handle })
 }
 
 impl Instance {
@@ -544,17 +543,38 @@ impl Instance {
                     tick_interval_ms: m.tick_interval_ms,
                 })
             }
-            (Exports::V0_1(handler), Call::Handle(envelope, origin)) => {
-                let message = wit_message!(v0_1, envelope, origin);
-                Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
+            (Exports::V0_1(_), Call::Handle(envelope, origin)) => {
+                let message = handle::MessageV1 {
+                    id: &envelope.id,
+                    kind: &envelope.kind,
+                    data: envelope.data.get(),
+                    meta: envelope.meta.get(),
+                    origin: handle::OriginV1 {
+                        connection_id: &origin.connection_id,
+                        client_id: origin.client_id.as_deref(),
+                        transport: origin.transport.as_str(),
+                    },
+                };
+                // SAFETY: a 0.1 instance's `handle` was checked against `MessageV1` (`load_handle`).
+                let answer = unsafe { call_handle(store, self.handle, message) }.await?;
+                Answer::Handled(answer.map_err(|f| (f.code, f.message)))
             }
-            (Exports::V0_2 { handler, .. }, Call::Handle(envelope, origin)) => {
-                let message = wit_message!(v0_2, envelope, origin, endpoint: origin.endpoint.clone());
-                Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
-            }
-            (Exports::V0_3 { handler, .. }, Call::Handle(envelope, origin)) => {
-                let message = wit_message!(v0_3, envelope, origin, endpoint: origin.endpoint.clone());
-                Answer::Handled(handler.call_handle(store, &message).await?.map_err(|f| (f.code, f.message)))
+            (_, Call::Handle(envelope, origin)) => {
+                let message = handle::Message {
+                    id: &envelope.id,
+                    kind: &envelope.kind,
+                    data: envelope.data.get(),
+                    meta: envelope.meta.get(),
+                    origin: handle::Origin {
+                        connection_id: &origin.connection_id,
+                        client_id: origin.client_id.as_deref(),
+                        transport: origin.transport.as_str(),
+                        endpoint: &origin.endpoint,
+                    },
+                };
+                // SAFETY: a 0.2 or 0.3 instance's `handle` was checked against `Message` (`load_handle`).
+                let answer = unsafe { call_handle(store, self.handle, message) }.await?;
+                Answer::Handled(answer.map_err(|f| (f.code, f.message)))
             }
             (Exports::V0_2 { lifecycle: Some(hooks), .. }, call @ (Call::Tick | Call::ConnectionOpened(_) | Call::ConnectionClosed(_))) => {
                 lifecycle_call!(hooks, store, call)
@@ -589,36 +609,34 @@ impl Instance {
     }
 }
 
-/// One instance, called directly through the generated bindings.
+/// Call `handle` with a `message` record lowered from borrowed strings.
+///
+/// # Safety
+/// `func` must have been type-checked against `(M,)` → [`handle::Answer`]
+/// (wasmtime's own bindings call their exports the same way).
+unsafe fn call_handle<'a, M>(store: &'a mut Store<PluginState>, func: Func, message: M) -> impl std::future::Future<Output = wasmtime::Result<Result<String, handle::Failure>>> + Send + 'a
+where
+    M: wasmtime::component::ComponentType + wasmtime::component::Lower + Send + Sync + 'a,
+{
+    let typed = unsafe { TypedFunc::<(M,), handle::Answer>::new_unchecked(func) };
+    async move { Ok(typed.call_async(store, (message,)).await?.0) }
+}
+
+/// One instance, its `handle` called directly.
 #[doc(hidden)]
 pub struct BareInstance {
     instance: Instance,
 }
 
 impl BareInstance {
-    pub async fn handle(&mut self, message: &v0_2::types::Message) -> wasmtime::Result<Result<String, v0_2::types::Failure>> {
-        self.instance.store.set_epoch_deadline(1);
-        match &self.instance.exports {
-            Exports::V0_2 { handler, .. } => handler.call_handle(&mut self.instance.store, message).await,
-            Exports::V0_3 { handler, .. } => {
-                let origin = &message.origin;
-                let message = v0_3::types::Message {
-                    id: message.id.clone(),
-                    type_: message.type_.clone(),
-                    data: message.data.clone(),
-                    meta: message.meta.clone(),
-                    origin: v0_3::types::Origin {
-                        connection_id: origin.connection_id.clone(),
-                        client_id: origin.client_id.clone(),
-                        transport: origin.transport.clone(),
-                        endpoint: origin.endpoint.clone(),
-                    },
-                };
-                let answer = handler.call_handle(&mut self.instance.store, &message).await?;
-                Ok(answer.map_err(|f| v0_2::types::Failure { code: f.code, message: f.message }))
-            }
-            Exports::V0_1(_) => wasmtime::bail!("the bare call measures 0.2.0 and 0.3.0 plugins"),
+    /// One `handle` call, as the dispatch path makes it (0.2 and 0.3 plugins).
+    pub async fn handle(&mut self, message: handle::Message<'_>) -> wasmtime::Result<Result<String, handle::Failure>> {
+        if matches!(self.instance.exports, Exports::V0_1(_)) {
+            wasmtime::bail!("the bare call measures 0.2.0 and 0.3.0 plugins");
         }
+        self.instance.store.set_epoch_deadline(1);
+        // SAFETY: a 0.2 or 0.3 instance's `handle` was checked against `Message` (`load_handle`).
+        unsafe { call_handle(&mut self.instance.store, self.instance.handle, message) }.await
     }
 }
 

@@ -56,3 +56,69 @@ pub mod v0_3 {
     pub use self::exports::switchyard::plugin::{frames, handler, lifecycle, migration};
     pub use self::switchyard::plugin::{clients, events, identity, kv, log, rooms, settings, system, types};
 }
+
+/// The `handle` export's parameter and result, as the host calls it on
+/// every contract version: the `message` record lowered straight from the
+/// envelope's and origin's strings, not first copied into the generated
+/// bindings' owned records (six allocations and copies a message). The
+/// shapes are checked against each component's export when an instance is
+/// made (`plugin.rs`), so a call needs neither the check nor the copy.
+pub mod handle {
+    use wasmtime::component::{ComponentType, Lift, Lower};
+
+    /// `message`, 0.2 and 0.3 (whose `origin` has `endpoint`).
+    #[derive(ComponentType, Lower)]
+    #[component(record)]
+    pub struct Message<'a> {
+        pub id: &'a str,
+        #[component(name = "type")]
+        pub kind: &'a str,
+        pub data: &'a str,
+        pub meta: &'a str,
+        pub origin: Origin<'a>,
+    }
+
+    #[derive(ComponentType, Lower)]
+    #[component(record)]
+    pub struct Origin<'a> {
+        #[component(name = "connection-id")]
+        pub connection_id: &'a str,
+        #[component(name = "client-id")]
+        pub client_id: Option<&'a str>,
+        pub transport: &'a str,
+        pub endpoint: &'a str,
+    }
+
+    /// `message`, 0.1 (its `origin` has no `endpoint`).
+    #[derive(ComponentType, Lower)]
+    #[component(record)]
+    pub struct MessageV1<'a> {
+        pub id: &'a str,
+        #[component(name = "type")]
+        pub kind: &'a str,
+        pub data: &'a str,
+        pub meta: &'a str,
+        pub origin: OriginV1<'a>,
+    }
+
+    #[derive(ComponentType, Lower)]
+    #[component(record)]
+    pub struct OriginV1<'a> {
+        #[component(name = "connection-id")]
+        pub connection_id: &'a str,
+        #[component(name = "client-id")]
+        pub client_id: Option<&'a str>,
+        pub transport: &'a str,
+    }
+
+    /// `failure`, the same on every version.
+    #[derive(ComponentType, Lift, Debug)]
+    #[component(record)]
+    pub struct Failure {
+        pub code: String,
+        pub message: String,
+    }
+
+    /// What `handle` returns: the reply's data as JSON, or the plugin's failure.
+    pub type Answer = (Result<String, Failure>,);
+}
