@@ -19,7 +19,9 @@
 //!
 //! Flags (after `--`): `--connections N` (100), `--in-flight K` (1),
 //! `--seconds T` (5), `--rate R` (total requests a second; then K is
-//! ignored), `--only echo,native,wasm`, `--host 127.0.0.1:PORT` (a host
+//! ignored), `--requests N` (stop sending after N requests in all, spread
+//! over the connections, or at T, whichever comes first: an exact count
+//! for a host run under an instruction counter), `--only echo,native,wasm`, `--host 127.0.0.1:PORT` (a host
 //! already running, e.g. under `perf`; it must serve `clock` and have its
 //! rate limits off), `--before PATH` (another build of the host, e.g. the
 //! commit before a change, measured in the same run as `before-native`
@@ -60,10 +62,12 @@ struct Settings {
     config: String,
     /// A paced kv write beside each Switchyard scenario's load.
     kv_probe: bool,
+    /// At most this many requests in all.
+    requests: Option<u64>,
 }
 
 fn settings() -> Settings {
-    let mut settings = Settings { connections: 100, in_flight: 1, seconds: 5, rate: None, only: Vec::new(), host: None, before: None, config: String::new(), kv_probe: false };
+    let mut settings = Settings { connections: 100, in_flight: 1, seconds: 5, rate: None, only: Vec::new(), host: None, before: None, config: String::new(), kv_probe: false, requests: None };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -78,6 +82,7 @@ fn settings() -> Settings {
             "--before" => settings.before = Some(value()),
             "--config" => settings.config = value().replace("\\n", "\n"),
             "--kv-probe" => settings.kv_probe = true,
+            "--requests" => settings.requests = Some(value().parse().expect("--requests N")),
             // `cargo bench` passes `--bench`; criterion-style filters are not used.
             _ => {}
         }
@@ -273,14 +278,21 @@ async fn run(scenario: &Scenario, settings: &Settings) -> (Measured, Option<Meas
             (every, epoch + every.mul_f64(n as f64 / settings.connections as f64))
         });
         let in_flight = settings.in_flight;
-        connections.push(tokio::spawn(async move { connection(n, &url, request, check, in_flight, pace, stop_at).await }));
+        // This connection's share of `--requests`: the first ones take the remainder.
+        let limit = settings.requests.map_or(u64::MAX, |all| {
+            let connections = settings.connections as u64;
+            all / connections + u64::from((n as u64) < all % connections)
+        });
+        let plan = Plan { in_flight, pace, stop_at, limit };
+        connections.push(tokio::spawn(async move { connection(n, &url, request, check, plan).await }));
     }
     let probe = (settings.kv_probe && scenario.switchyard).then(|| {
         let url = scenario.url.clone();
         let check: fn(&Reply, &str) -> bool =
             |reply, id| reply.kind == Some("reply") && id_is(reply, id) && reply.data.is_some_and(|d| d.get().contains("stored"));
         let (pace, n) = (Some((KV_PROBE_EVERY, epoch)), settings.connections);
-        tokio::spawn(async move { connection(n, &url, state_put, check, 1, pace, stop_at).await })
+        let plan = Plan { in_flight: 1, pace, stop_at, limit: u64::MAX };
+        tokio::spawn(async move { connection(n, &url, state_put, check, plan).await })
     });
     let mut total = Measured { answered: 0, errors: 0, missing: 0, elapsed: Duration::ZERO, latency: histogram() };
     for connection in connections {
@@ -302,18 +314,22 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 
-/// One connection's share: pipelined (`pace` = None) or paced sends (every
-/// `pace.0`, the first due at `pace.1`) until `stop_at`, then a bounded
-/// drain of the replies still in flight.
-async fn connection(
-    n: usize,
-    url: &str,
-    request: fn(&str) -> String,
-    check: fn(&Reply, &str) -> bool,
+/// How one connection sends.
+#[derive(Clone, Copy)]
+struct Plan {
+    /// Requests kept in flight when pipelining.
     in_flight: usize,
+    /// Paced sends instead: every `pace.0`, the first due at `pace.1`.
     pace: Option<(Duration, tokio::time::Instant)>,
     stop_at: tokio::time::Instant,
-) -> Measured {
+    /// At most this many requests.
+    limit: u64,
+}
+
+/// One connection's share: pipelined or paced sends until `stop_at` or
+/// `limit` requests, then a bounded drain of the replies still in flight.
+async fn connection(n: usize, url: &str, request: fn(&str) -> String, check: fn(&Reply, &str) -> bool, plan: Plan) -> Measured {
+    let Plan { in_flight, pace, stop_at, limit } = plan;
     let mut measured = Measured { answered: 0, errors: 0, missing: 0, elapsed: Duration::ZERO, latency: histogram() };
     let socket = match tokio_tungstenite::connect_async(url).await {
         Ok((socket, _)) => socket,
@@ -330,8 +346,8 @@ async fn connection(
     // so the match is almost always the front.
     let mut pending: VecDeque<(String, Instant)> = VecDeque::new();
     let mut seq = 0u64;
-    let mut next_id = || {
-        seq += 1;
+    let next_id = |seq: &mut u64| {
+        *seq += 1;
         format!("c{n}-{seq}")
     };
     let pipelined = pace.is_none();
@@ -341,8 +357,8 @@ async fn connection(
         ticker
     });
     if pipelined {
-        for _ in 0..in_flight {
-            let id = next_id();
+        for _ in 0..(in_flight as u64).min(limit) {
+            let id = next_id(&mut seq);
             let at = Instant::now();
             let _ = sink.feed(Message::text(request(&id))).await;
             pending.push_back((id, at));
@@ -351,13 +367,13 @@ async fn connection(
     }
     let drain_until = stop_at + DRAIN;
     loop {
-        let sending = tokio::time::Instant::now() < stop_at;
+        let sending = tokio::time::Instant::now() < stop_at && seq < limit;
         if !sending && pending.is_empty() {
             break;
         }
         tokio::select! {
             due = next_tick(ticker.as_mut(), sending) => {
-                let id = next_id();
+                let id = next_id(&mut seq);
                 let sent = sink.send(Message::text(request(&id))).await;
                 pending.push_back((id, due));
                 if sent.is_err() {
@@ -384,8 +400,8 @@ async fn connection(
                 } else {
                     measured.errors += 1;
                 }
-                if pipelined && tokio::time::Instant::now() < stop_at {
-                    let id = next_id();
+                if pipelined && tokio::time::Instant::now() < stop_at && seq < limit {
+                    let id = next_id(&mut seq);
                     let at = Instant::now();
                     let sent = sink.send(Message::text(request(&id))).await;
                     pending.push_back((id, at));
