@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Func, Instance as Component, InstancePre, TypedFunc};
+use wasmtime::component::{ComponentType, Func, Instance as Component, InstancePre, Lower, TypedFunc};
 use wasmtime::{Store, Trap};
 use crate::plugins::versions::{CodeCounts, Histogram};
 
@@ -97,11 +97,11 @@ impl Contract {
             .get_export_index(&mut *store, None, &interface)
             .and_then(|interface| component.get_export_index(&mut *store, Some(&interface), "handle"))
             .ok_or_else(|| wasmtime::format_err!("no `handle` export in {interface}"))?;
-        let typed = match self {
+        let checked = match self {
             Contract::V0_1(_) => *component.get_typed_func::<(handle::MessageV1<'static>,), handle::Answer>(&mut *store, &index)?.func(),
             _ => *component.get_typed_func::<(handle::Message<'static>,), handle::Answer>(&mut *store, &index)?.func(),
         };
-        Ok(typed)
+        Ok(checked)
     }
 }
 
@@ -614,12 +614,13 @@ impl Instance {
 /// # Safety
 /// `func` must have been type-checked against `(M,)` → [`handle::Answer`]
 /// (wasmtime's own bindings call their exports the same way).
-unsafe fn call_handle<'a, M>(store: &'a mut Store<PluginState>, func: Func, message: M) -> impl std::future::Future<Output = wasmtime::Result<Result<String, handle::Failure>>> + Send + 'a
+async unsafe fn call_handle<M>(store: &mut Store<PluginState>, func: Func, message: M) -> wasmtime::Result<Result<String, handle::Failure>>
 where
-    M: wasmtime::component::ComponentType + wasmtime::component::Lower + Send + Sync + 'a,
+    M: ComponentType + Lower + Send + Sync,
 {
+    // SAFETY: the caller's promise above.
     let typed = unsafe { TypedFunc::<(M,), handle::Answer>::new_unchecked(func) };
-    async move { Ok(typed.call_async(store, (message,)).await?.0) }
+    Ok(typed.call_async(store, (message,)).await?.0)
 }
 
 /// One instance, its `handle` called directly.
