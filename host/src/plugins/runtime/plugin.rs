@@ -544,7 +544,7 @@ impl Instance {
                 })
             }
             (Exports::V0_1(_), Call::Handle(envelope, origin)) => {
-                let message = handle::MessageV1 {
+                let message: handle::MessageV1 = handle::Message {
                     id: &envelope.id,
                     kind: &envelope.kind,
                     data: envelope.data.get(),

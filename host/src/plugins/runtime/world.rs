@@ -66,18 +66,22 @@ pub mod v0_3 {
 pub mod handle {
     use wasmtime::component::{ComponentType, Lift, Lower};
 
-    /// `message`, 0.2 and 0.3 (whose `origin` has `endpoint`).
+    /// `message`: [`Origin`] on 0.2 and 0.3, [`OriginV1`] on 0.1.
     #[derive(ComponentType, Lower)]
     #[component(record)]
-    pub struct Message<'a> {
+    pub struct Message<'a, O = Origin<'a>> {
         pub id: &'a str,
         #[component(name = "type")]
         pub kind: &'a str,
         pub data: &'a str,
         pub meta: &'a str,
-        pub origin: Origin<'a>,
+        pub origin: O,
     }
 
+    /// `message` on 0.1.
+    pub type MessageV1<'a> = Message<'a, OriginV1<'a>>;
+
+    /// `origin` on 0.2 and 0.3.
     #[derive(ComponentType, Lower)]
     #[component(record)]
     pub struct Origin<'a> {
@@ -89,18 +93,7 @@ pub mod handle {
         pub endpoint: &'a str,
     }
 
-    /// `message`, 0.1 (its `origin` has no `endpoint`).
-    #[derive(ComponentType, Lower)]
-    #[component(record)]
-    pub struct MessageV1<'a> {
-        pub id: &'a str,
-        #[component(name = "type")]
-        pub kind: &'a str,
-        pub data: &'a str,
-        pub meta: &'a str,
-        pub origin: OriginV1<'a>,
-    }
-
+    /// `origin` on 0.1: no `endpoint`.
     #[derive(ComponentType, Lower)]
     #[component(record)]
     pub struct OriginV1<'a> {
