@@ -12,9 +12,11 @@
 //! `DISPATCH_REPEAT=PATH:N` (PATH one of `bare`, `echo`, `ping`,
 //! `get_time`) skips the timing: it runs that path N times after the
 //! setup and exits, for an instruction counter. Two runs with different N
-//! under `valgrind --tool=cachegrind --cache-sim=no` give the instructions
-//! one message costs, a figure this shared VM's noise does not move:
-//! (Ir at 2N − Ir at N) ÷ N.
+//! under `valgrind --tool=callgrind --separate-threads=yes` give the
+//! instructions one message costs on the main thread (where the whole
+//! dispatch runs), a figure this shared VM's noise does not move: the
+//! difference of the two counts over the difference of the two N. The
+//! README's Performance section has the commands.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;

@@ -60,7 +60,7 @@ pub mod v0_3 {
 /// The `handle` export's parameter and result, as the host calls it on
 /// every contract version: the `message` record lowered straight from the
 /// envelope's and origin's strings, not first copied into the generated
-/// bindings' owned records (six allocations and copies a message). The
+/// bindings' owned records (seven allocations and copies a message). The
 /// shapes are checked against each component's export when an instance is
 /// made (`plugin.rs`), so a call needs neither the check nor the copy.
 pub mod handle {
