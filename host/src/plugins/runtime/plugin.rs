@@ -543,37 +543,28 @@ impl Instance {
                     tick_interval_ms: m.tick_interval_ms,
                 })
             }
-            (Exports::V0_1(_), Call::Handle(envelope, origin)) => {
-                let message: handle::MessageV1 = handle::Message {
-                    id: &envelope.id,
-                    kind: &envelope.kind,
-                    data: envelope.data.get(),
-                    meta: envelope.meta.get(),
-                    origin: handle::OriginV1 {
-                        connection_id: &origin.connection_id,
-                        client_id: origin.client_id.as_deref(),
-                        transport: origin.transport.as_str(),
-                    },
+            (exports, Call::Handle(envelope, origin)) => {
+                let answer = match exports {
+                    Exports::V0_1(_) => {
+                        let origin = handle::OriginV1 {
+                            connection_id: &origin.connection_id,
+                            client_id: origin.client_id.as_deref(),
+                            transport: origin.transport.as_str(),
+                        };
+                        // SAFETY: a 0.1 instance's `handle` was checked against `MessageV1` (`load_handle`).
+                        unsafe { call_handle(store, self.handle, message_record(envelope, origin)) }.await?
+                    }
+                    _ => {
+                        let origin = handle::Origin {
+                            connection_id: &origin.connection_id,
+                            client_id: origin.client_id.as_deref(),
+                            transport: origin.transport.as_str(),
+                            endpoint: &origin.endpoint,
+                        };
+                        // SAFETY: a 0.2 or 0.3 instance's `handle` was checked against `Message` (`load_handle`).
+                        unsafe { call_handle(store, self.handle, message_record(envelope, origin)) }.await?
+                    }
                 };
-                // SAFETY: a 0.1 instance's `handle` was checked against `MessageV1` (`load_handle`).
-                let answer = unsafe { call_handle(store, self.handle, message) }.await?;
-                Answer::Handled(answer.map_err(|f| (f.code, f.message)))
-            }
-            (_, Call::Handle(envelope, origin)) => {
-                let message = handle::Message {
-                    id: &envelope.id,
-                    kind: &envelope.kind,
-                    data: envelope.data.get(),
-                    meta: envelope.meta.get(),
-                    origin: handle::Origin {
-                        connection_id: &origin.connection_id,
-                        client_id: origin.client_id.as_deref(),
-                        transport: origin.transport.as_str(),
-                        endpoint: &origin.endpoint,
-                    },
-                };
-                // SAFETY: a 0.2 or 0.3 instance's `handle` was checked against `Message` (`load_handle`).
-                let answer = unsafe { call_handle(store, self.handle, message) }.await?;
                 Answer::Handled(answer.map_err(|f| (f.code, f.message)))
             }
             (Exports::V0_2 { lifecycle: Some(hooks), .. }, call @ (Call::Tick | Call::ConnectionOpened(_) | Call::ConnectionClosed(_))) => {
@@ -607,6 +598,12 @@ impl Instance {
             (_, Call::Tick | Call::ConnectionOpened(_) | Call::ConnectionClosed(_)) => Answer::Done,
         })
     }
+}
+
+/// `envelope` as `handle`'s `message` record, borrowing its strings, with
+/// `origin` in the contract's shape.
+fn message_record<O>(envelope: &Envelope, origin: O) -> handle::Message<'_, O> {
+    handle::Message { id: &envelope.id, kind: &envelope.kind, data: envelope.data.get(), meta: envelope.meta.get(), origin }
 }
 
 /// Call `handle` with a `message` record lowered from borrowed strings.
